@@ -1,0 +1,129 @@
+"""The ``emoreg`` command line: parse, call the library, map user errors to exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import EmoregError
+
+
+def _add_corpus_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--corpus", required=True,
+                   help="annomi, deep-example, a segments .jsonl file, or a CSV mapping .yaml")
+    p.add_argument("--task", default=None,
+                   help="a built-in task (deep-shame, annomi-client-talk, annomi-therapist) or a "
+                        "task YAML file; default: the corpus's own task")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="emoreg",
+        description="Recognise emotion-regulation strategies from behaviour with LLMs.",
+    )
+    parser.add_argument("--version", action="version", version=f"emoreg {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("check", help="validate a corpus and summarise it")
+    _add_corpus_args(p)
+    p.add_argument("--out", type=Path, default=None,
+                   help="also write summary.json, summary.txt, labels.png and sample prompts here")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    p = sub.add_parser("prompts", help="print the prompts of a corpus")
+    _add_corpus_args(p)
+    p.add_argument("--sources", default="all",
+                   help="comma-separated sources: context, person, transcript (= history, "
+                        "utterance), nonverbal, introspection, or all (default)")
+    p.add_argument("--limit", type=int, default=3, help="how many prompts to print (default 3)")
+    p.add_argument("--max-tokens", type=int, default=512,
+                   help="token budget per prompt; the oldest turns go first (default 512)")
+    p.add_argument("--subject", default=None, help="only segments of this subject")
+
+    p = sub.add_parser("data", help="download corpora")
+    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    f = data_sub.add_parser("fetch", help="download a corpus and verify its checksums")
+    f.add_argument("name", choices=["annomi"])
+    f.add_argument("--dest", type=Path, default=None,
+                   help="data folder (default: $EMOREG_DATA_DIR, else the user cache)")
+    return parser
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .corpora import load_corpus
+    from .summary import format_summary, plot_labels_per_subject, summarise
+
+    corpus = load_corpus(args.corpus, args.task)
+    summary = summarise(corpus)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    if args.out is not None:
+        from .atomic import atomic_write_text
+        from .prompts import render_prompt
+
+        out: Path = args.out
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(out / "summary.txt", format_summary(summary) + "\n")
+        plot_labels_per_subject(corpus, out / "labels.png")
+        sample = corpus.segments[:: max(1, len(corpus.segments) // 3)][:3]
+        atomic_write_text(out / "prompts.txt", "\n\n".join(
+            f"=== {s.segment_id} (label: {s.label})\n{render_prompt(s, corpus.task).text}" for s in sample) + "\n")
+        print(out.resolve())
+    return 0
+
+
+def cmd_prompts(args: argparse.Namespace) -> int:
+    from .corpora import load_corpus
+    from .prompts import PromptConfig, render_prompt
+
+    if args.limit < 1:
+        raise EmoregError(f"--limit must be at least 1, got {args.limit}")
+    config = PromptConfig(sources=args.sources, max_tokens=args.max_tokens)
+    corpus = load_corpus(args.corpus, args.task)
+    segments = corpus.segments
+    if args.subject is not None:
+        segments = [s for s in segments if s.subject_id == args.subject]
+        if not segments:
+            raise EmoregError(f"no segments of subject {args.subject!r} in {corpus.name}")
+    for segment in segments[: args.limit]:
+        prompt = render_prompt(segment, corpus.task, config)
+        budget = f", {prompt.dropped_turns} oldest turns dropped" if prompt.dropped_turns else ""
+        over = ", OVER BUDGET" if prompt.over_budget else ""
+        print(f"=== {segment.segment_id} | subject {segment.subject_id} | label {segment.label} | "
+              f"~{prompt.n_tokens} tokens{budget}{over}")
+        print(prompt.text)
+        print()
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from .corpora.annomi import fetch_annomi
+
+    for line in fetch_annomi(args.dest):
+        print(line)
+    return 0
+
+
+COMMANDS = {"check": cmd_check, "prompts": cmd_prompts, "data": cmd_data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except EmoregError as exc:
+        if args.debug:
+            raise
+        print(f"emoreg: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("emoreg: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,374 @@
+"""Segments: the one data format of emoreg, and its JSON Lines file.
+
+A segment is one labelled time point of one subject. Every information source is optional.
+The file format is JSON Lines, one segment per line; see the README for each field.
+``read_segments`` validates a whole file and reports every problem at once (file, line, field);
+it never coerces a value to another type and never drops a row.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping
+
+from .atomic import atomic_write_text
+from .errors import Problem, ValidationError
+from .tasks import Task
+
+SOURCES = ("context", "transcript", "nonverbal", "person", "introspection")
+
+Scalar = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One speaker turn of the transcript."""
+
+    speaker: str
+    text: str
+    start_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """One behaviour event, e.g. ``Event("looks away", 3.0, 5.1)``; times in session seconds."""
+
+    behaviour: str
+    start_s: float
+    end_s: float
+    intensity: float | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+@dataclass(frozen=True)
+class Nonverbal:
+    """Behaviour in the segment's time window: events and/or named numeric features."""
+
+    events: tuple[Event, ...] = ()
+    features: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "features", MappingProxyType(dict(self.features)))
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One labelled time point of one subject.
+
+    ``label`` is None at prediction time. ``transcript`` holds the turns up to and including
+    this moment (the last turn is the current one). ``meta`` carries corpus-specific facts
+    (e.g. AnnoMI's transcript id) for analyses; it is never written into prompts.
+    """
+
+    segment_id: str
+    subject_id: str
+    session_id: str
+    start_s: float | None = None
+    end_s: float | None = None
+    label: str | None = None
+    context: str | None = None
+    transcript: tuple[Turn, ...] | None = None
+    nonverbal: Nonverbal | None = None
+    person: Mapping[str, Scalar] | None = None
+    introspection: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.person is not None:
+            object.__setattr__(self, "person", MappingProxyType(dict(self.person)))
+        object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
+
+    def has(self, source: str) -> bool:
+        """Whether this segment carries the information source ``source`` (non-empty)."""
+        value = getattr(self, source)
+        if value is None:
+            return False
+        if isinstance(value, Nonverbal):
+            return bool(value.events or value.features)
+        if isinstance(value, str):
+            return bool(value.strip())
+        return bool(value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The segment as one JSONL record (absent fields are left out)."""
+        out: dict[str, Any] = {
+            "segment_id": self.segment_id,
+            "subject_id": self.subject_id,
+            "session_id": self.session_id,
+        }
+        for key in ("start_s", "end_s", "label", "context"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.transcript is not None:
+            out["transcript"] = [
+                {"speaker": t.speaker, "text": t.text}
+                | ({"start_s": t.start_s} if t.start_s is not None else {})
+                for t in self.transcript
+            ]
+        if self.nonverbal is not None:
+            nv: dict[str, Any] = {}
+            if self.nonverbal.events:
+                nv["events"] = [
+                    {"behaviour": e.behaviour, "start_s": e.start_s, "end_s": e.end_s}
+                    | ({"intensity": e.intensity} if e.intensity is not None else {})
+                    for e in self.nonverbal.events
+                ]
+            if self.nonverbal.features:
+                nv["features"] = dict(self.nonverbal.features)
+            out["nonverbal"] = nv
+        if self.person is not None:
+            out["person"] = dict(self.person)
+        if self.introspection is not None:
+            out["introspection"] = self.introspection
+        if self.meta:
+            out["meta"] = dict(self.meta)
+        return out
+
+
+# --------------------------------------------------------------------------- validation
+
+_TOP_FIELDS = (
+    "segment_id", "subject_id", "session_id", "start_s", "end_s", "label", *SOURCES, "meta",
+)
+
+
+class _Checker:
+    """Collects problems of one record; each check returns the value or None when bad."""
+
+    def __init__(self, where: str, problems: list[Problem]):
+        self.where = where
+        self.problems = problems
+
+    def bad(self, field: str | None, message: str) -> None:
+        self.problems.append(Problem(self.where, field, message))
+
+    def unknown_keys(self, obj: Mapping[str, Any], allowed: Iterable[str], prefix: str) -> None:
+        allowed = tuple(allowed)
+        for key in obj:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f" (allowed: {', '.join(allowed)})"
+                self.bad(f"{prefix}{key}", f"unknown field{hint}")
+
+    def string(self, value: Any, field: str, required: bool = False, nonempty: bool = False):
+        if value is None:
+            if required:
+                self.bad(field, "missing; expected a non-empty string")
+            return None
+        if not isinstance(value, str):
+            self.bad(field, f"expected a string, found {_describe(value)}")
+            return None
+        if (required or nonempty) and not value.strip():
+            self.bad(field, "is empty; expected a non-empty string")
+            return None
+        return value
+
+    def number(self, value: Any, field: str, required: bool = False):
+        if value is None:
+            if required:
+                self.bad(field, "missing; expected a number")
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.bad(field, f"expected a number, found {_describe(value)}")
+            return None
+        if not math.isfinite(value):
+            self.bad(field, f"expected a finite number, found {value}")
+            return None
+        return float(value)
+
+
+def _describe(value: Any) -> str:
+    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+             list: "a list", dict: "an object"}
+    kind = kinds.get(type(value), type(value).__name__)
+    text = json.dumps(value) if isinstance(value, (str, int, float, bool)) else ""
+    return f"{kind} {text}".strip() if len(text) <= 40 else kind
+
+
+def segment_from_dict(
+    record: Any, where: str, problems: list[Problem], task: Task | None = None
+) -> Segment | None:
+    """Validate one parsed JSON record; append every problem found; None if any."""
+    before = len(problems)
+    c = _Checker(where, problems)
+    if not isinstance(record, dict):
+        c.bad(None, f"expected a JSON object, found {_describe(record)}")
+        return None
+    c.unknown_keys(record, _TOP_FIELDS, "")
+    ids = {k: c.string(record.get(k), k, required=True) for k in ("segment_id", "subject_id", "session_id")}
+    start = c.number(record.get("start_s"), "start_s")
+    end = c.number(record.get("end_s"), "end_s")
+    if start is not None and end is not None and end < start:
+        c.bad("end_s", f"ends before it starts (start_s={start:g}, end_s={end:g})")
+    label = c.string(record.get("label"), "label", nonempty=True)
+    if label is not None and task is not None and label not in task.labels:
+        close = difflib.get_close_matches(label, task.labels, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        c.bad("label", f"{label!r} is not a label of task {task.name!r} "
+                       f"({', '.join(task.labels)}){hint}")
+    context = c.string(record.get("context"), "context")
+    introspection = c.string(record.get("introspection"), "introspection")
+    transcript = _transcript(record.get("transcript"), c)
+    nonverbal = _nonverbal(record.get("nonverbal"), c)
+    person = _person(record.get("person"), c)
+    meta = record.get("meta", {})
+    if not isinstance(meta, dict):
+        c.bad("meta", f"expected an object, found {_describe(meta)}")
+    if len(problems) > before:
+        return None
+    return Segment(
+        segment_id=ids["segment_id"], subject_id=ids["subject_id"], session_id=ids["session_id"],
+        start_s=start, end_s=end, label=label, context=context, transcript=transcript,
+        nonverbal=nonverbal, person=person, introspection=introspection, meta=meta,
+    )
+
+
+def _transcript(value: Any, c: _Checker) -> tuple[Turn, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        c.bad("transcript", f"expected a list of turns {{speaker, text, start_s}}, found {_describe(value)}")
+        return None
+    turns = []
+    for i, turn in enumerate(value):
+        f = f"transcript[{i}]"
+        if not isinstance(turn, dict):
+            c.bad(f, f"expected an object {{speaker, text, start_s}}, found {_describe(turn)}")
+            continue
+        c.unknown_keys(turn, ("speaker", "text", "start_s"), f"{f}.")
+        speaker = c.string(turn.get("speaker"), f"{f}.speaker", required=True)
+        text = c.string(turn.get("text"), f"{f}.text", required=True)
+        start = c.number(turn.get("start_s"), f"{f}.start_s")
+        if speaker is not None and text is not None:
+            turns.append(Turn(speaker, text, start))
+    return tuple(turns)
+
+
+def _nonverbal(value: Any, c: _Checker) -> Nonverbal | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        c.bad("nonverbal", "expected an object with 'events' (a list) and/or 'features' "
+                           f"(an object of numbers), found {_describe(value)}")
+        return None
+    c.unknown_keys(value, ("events", "features"), "nonverbal.")
+    events = []
+    raw_events = value.get("events", [])
+    if not isinstance(raw_events, list):
+        c.bad("nonverbal.events", f"expected a list, found {_describe(raw_events)}")
+        raw_events = []
+    for i, ev in enumerate(raw_events):
+        f = f"nonverbal.events[{i}]"
+        if not isinstance(ev, dict):
+            c.bad(f, f"expected an object {{behaviour, start_s, end_s, intensity?}}, found {_describe(ev)}")
+            continue
+        c.unknown_keys(ev, ("behaviour", "start_s", "end_s", "intensity"), f"{f}.")
+        behaviour = c.string(ev.get("behaviour"), f"{f}.behaviour", required=True)
+        start = c.number(ev.get("start_s"), f"{f}.start_s", required=True)
+        end = c.number(ev.get("end_s"), f"{f}.end_s", required=True)
+        intensity = c.number(ev.get("intensity"), f"{f}.intensity")
+        if start is not None and end is not None and end < start:
+            c.bad(f"{f}.end_s", f"ends before it starts (start_s={start:g}, end_s={end:g})")
+        elif behaviour is not None and start is not None and end is not None:
+            events.append(Event(behaviour, start, end, intensity))
+    features = {}
+    raw_features = value.get("features", {})
+    if not isinstance(raw_features, dict):
+        c.bad("nonverbal.features", f"expected an object of numbers, found {_describe(raw_features)}")
+        raw_features = {}
+    for name, number in raw_features.items():
+        checked = c.number(number, f"nonverbal.features.{name}", required=True)
+        if checked is not None:
+            features[name] = checked
+    return Nonverbal(tuple(events), features)
+
+
+def _person(value: Any, c: _Checker) -> dict[str, Scalar] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        c.bad("person", f"expected an object of named factors, found {_describe(value)}")
+        return None
+    out = {}
+    for key, item in value.items():
+        if isinstance(item, (str, bool)) or (isinstance(item, (int, float)) and math.isfinite(item)):
+            out[key] = item
+        else:
+            c.bad(f"person.{key}", "expected a string, number or boolean "
+                                   f"(leave the factor out when unknown), found {_describe(item)}")
+    return out
+
+
+def read_segments(path: str | Path, task: Task | None = None) -> list[Segment]:
+    """Read and validate a JSONL segment file.
+
+    Raises ``ValidationError`` listing every problem (malformed JSON, missing or empty ids,
+    labels outside ``task``, end before start, wrong types, unknown fields, duplicate ids).
+    Blank lines are allowed and skipped; every other line must be one segment.
+    """
+    path = Path(path)
+    problems: list[Problem] = []
+    segments: list[Segment] = []
+    first_line: dict[str, int] = {}
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise ValidationError(str(path), [Problem(str(path), None, f"cannot be read: {exc.strerror}")]) from None
+    with handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                problems.append(Problem(where, None, f"malformed JSON ({exc.msg} at column {exc.colno})"))
+                continue
+            segment = segment_from_dict(record, where, problems, task)
+            sid = record.get("segment_id") if isinstance(record, dict) else None
+            if isinstance(sid, str) and sid.strip():
+                if sid in first_line:
+                    problems.append(Problem(where, "segment_id", f"duplicate id {sid!r} "
+                                            f"(first used on line {first_line[sid]})"))
+                else:
+                    first_line[sid] = lineno
+            if segment is not None:
+                segments.append(segment)
+    if not problems and not segments:
+        problems.append(Problem(str(path), None, "holds no segments"))
+    if problems:
+        raise ValidationError(str(path), problems)
+    return segments
+
+
+def check_segments(segments: Iterable[Segment], task: Task, where: str) -> list[Segment]:
+    """Validate in-memory segments against ``task`` (labels, unique ids); every problem at once."""
+    segments = list(segments)
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for i, seg in enumerate(segments):
+        if seg.segment_id in seen:
+            problems.append(Problem(f"{where}[{i}]", "segment_id", f"duplicate id {seg.segment_id!r} "
+                                    f"(first at index {seen[seg.segment_id]})"))
+        seen.setdefault(seg.segment_id, i)
+        if seg.label is not None and seg.label not in task.labels:
+            problems.append(Problem(f"{where}[{i}]", "label",
+                                    f"{seg.label!r} is not a label of task {task.name!r}"))
+    if problems:
+        raise ValidationError(where, problems)
+    return segments
+
+
+def write_segments(path: str | Path, segments: Iterable[Segment]) -> Path:
+    """Write segments as JSONL atomically (a temp file renamed into place)."""
+    path = Path(path)
+    lines = [json.dumps(s.to_dict(), ensure_ascii=False) for s in segments]
+    return atomic_write_text(path, "".join(line + "\n" for line in lines))
