@@ -5,6 +5,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
+# AnnoMI: use the shared copy beside the checkout when there is one (else the user cache)
+ifneq ($(wildcard ../shared/data/annomi/AnnoMI-simple.csv),)
+export EMOREG_DATA_DIR ?= $(abspath ../shared/data)
+endif
 
 .PHONY: setup run test clean
 
@@ -20,7 +24,8 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: setup
-	$(VENV)/bin/emoreg demo
+	$(VENV)/bin/emoreg data fetch annomi
+	$(VENV)/bin/emoreg check --corpus annomi --out runs/annomi-check
 
 test: setup
 	$(PY) -m pytest -q

@@ -187,7 +187,7 @@ class _Checker:
 
 def _describe(value: Any) -> str:
     kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-             list: "a list", dict: "an object"}
+             list: "a list", dict: "an object", type(None): "null"}
     kind = kinds.get(type(value), type(value).__name__)
     text = json.dumps(value) if isinstance(value, (str, int, float, bool)) else ""
     return f"{kind} {text}".strip() if len(text) <= 40 else kind

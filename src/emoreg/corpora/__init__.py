@@ -50,5 +50,5 @@ def load_corpus(spec: str, task: str | Task | None = None) -> Corpus:
         return load_csv_corpus(path, resolved)
     if suffix == ".csv":
         raise EmoregError(f"{spec}: a CSV needs a column mapping; write a YAML file that names its "
-                          "columns (see configs/csv-example.yaml) and pass that as --corpus")
+                          "columns (see examples/csv/interviews.yaml) and pass that as --corpus")
     raise EmoregError(f"{spec}: unknown corpus file type {suffix!r}; use .jsonl segments or a .yaml CSV mapping")

@@ -2,7 +2,7 @@
 
 One CSV row is one turn of a conversation. Rows with a label become segments; rows without a
 label are still turns of the transcript of later segments (like the therapist turns of AnnoMI).
-Example mapping (``configs/csv-example.yaml`` holds a complete one)::
+Example mapping (``examples/csv/interviews.yaml`` is a complete one)::
 
     csv: my_corpus.csv          # relative to this YAML file
     columns:                    # emoreg field: CSV column

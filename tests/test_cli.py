@@ -1,0 +1,77 @@
+import json
+import subprocess
+import sys
+
+from emoreg.cli import main
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "emoreg", *args], capture_output=True, text=True)
+
+
+def test_check_annomi_prints_the_counts(annomi_data_dir, capsys):
+    assert main(["check", "--corpus", "annomi"]) == 0
+    out = capsys.readouterr().out
+    assert "segments   4,817" in out
+    assert "change 1,174 (24.4%) / neutral 3,102 (64.4%) / sustain 541 (11.2%)" in out
+    assert "subjects   91" in out and "133 transcripts from 119 videos, grouped into 91 subjects" in out
+
+
+def test_check_out_writes_summary_figure_and_prompts(tmp_path, capsys):
+    out = tmp_path / "check"
+    assert main(["check", "--corpus", "deep-example", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed[-1] == str(out.resolve())
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["segments"] == 15 and summary["subjects"] == 3
+    assert summary["labels"]["Withdrawal"] == 2
+    assert (out / "labels.png").read_bytes()[:4] == b"\x89PNG"
+    assert "=== P01-m01" in (out / "prompts.txt").read_text()
+
+
+def test_bad_jsonl_exits_2_with_every_problem_and_writes_nothing(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    good = {"segment_id": "a", "subject_id": "P", "session_id": "S", "label": "Rest"}
+    path.write_text("\n".join([
+        json.dumps(good),
+        "{not json",
+        json.dumps(good | {"segment_id": "b", "label": "Joy"}),
+        json.dumps({k: v for k, v in good.items() if k != "subject_id"} | {"segment_id": "c"}),
+    ]) + "\n")
+    out = tmp_path / "out"
+    result = run_cli("check", "--corpus", str(path), "--task", "deep-shame", "--out", str(out))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    err = result.stderr
+    assert err.startswith(f"emoreg: error: {path}: 3 problem(s) found, nothing was written:")
+    assert f"{path}:2: malformed JSON" in err
+    assert f"{path}:3: label: 'Joy' is not a label of task 'deep-shame'" in err
+    assert f"{path}:4: subject_id: missing; expected a non-empty string" in err
+    assert "Traceback" not in err
+    assert not out.exists()
+
+
+def test_user_error_is_one_line_and_debug_shows_the_traceback(tmp_path):
+    result = run_cli("prompts", "--corpus", "deep-example", "--sources", "video")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "emoreg: error: unknown source 'video' in --sources; choose from: context, person, "
+        "history, utterance, nonverbal, introspection, transcript, all"]
+    debug = run_cli("--debug", "prompts", "--corpus", "deep-example", "--sources", "video")
+    assert "Traceback" in debug.stderr and debug.returncode != 0
+
+
+def test_jsonl_needs_a_task(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_text("{}\n")
+    result = run_cli("check", "--corpus", str(path))
+    assert result.returncode == 2 and "name the task of" in result.stderr
+
+
+def test_prompts_prints_the_chosen_sources(annomi_data_dir, capsys):
+    assert main(["prompts", "--corpus", "annomi", "--task", "annomi-client-talk",
+                 "--sources", "transcript,context", "--limit", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("=== annomi-t000-") == 3
+    assert "Situation: A motivational-interviewing session about reducing alcohol consumption." in out
+    assert "Nonverbal" not in out

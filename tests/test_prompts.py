@@ -1,0 +1,100 @@
+"""Prompts: golden files for two fixture segments, sources, budget. Regenerate the golden files
+after an intended template change with UPDATE_GOLDEN=1 and read the diff."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from emoreg.corpora.annomi import load_annomi
+from emoreg.corpora.deep import load_example
+from emoreg.errors import EmoregError
+from emoreg.prompts import PromptConfig, approx_token_count, parse_sources, render_prompt
+from emoreg.segments import Nonverbal, Segment, Turn
+from emoreg.tasks import ANNOMI_CLIENT_TALK, DEEP_SHAME
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text(), f"prompt differs from {path}; UPDATE_GOLDEN=1 if intended"
+
+
+def test_golden_deep_example_all_sources():
+    segment = load_example().segments[6]  # P02-m02, all five sources
+    check_golden("deep_P02-m02.txt", render_prompt(segment, DEEP_SHAME).text)
+
+
+def test_golden_annomi_client_turn(tiny_annomi):
+    corpus = load_annomi(path=tiny_annomi)
+    segment = next(s for s in corpus.segments if s.segment_id == "annomi-t000-u003")
+    check_golden("annomi_t000-u003.txt", render_prompt(segment, ANNOMI_CLIENT_TALK).text)
+
+
+def _segment(n_turns=6):
+    turns = tuple(Turn("A" if i % 2 else "B", f"turn number {i} " + "word " * 10, float(i))
+                  for i in range(n_turns))
+    return Segment("s", "p", "x", label="Rest", context="An interview.", transcript=turns,
+                   nonverbal=Nonverbal(features={"au12_mean": 0.2, "gaze_away_share": 0.7}),
+                   person={"age": 30, "smoker": True})
+
+
+def test_sources_are_chosen_and_missing_ones_left_out():
+    seg = _segment()
+    prompt = render_prompt(seg, DEEP_SHAME, PromptConfig(sources=("utterance", "introspection")))
+    assert prompt.sources == ("utterance",)  # no introspection in this segment: not invented
+    assert "Latest utterance (A): turn number 5" in prompt.text
+    assert "turn number 4" not in prompt.text and "afterwards" not in prompt.text
+    full = render_prompt(seg, DEEP_SHAME, PromptConfig(sources="all"))
+    assert full.sources == ("context", "person", "history", "utterance", "nonverbal")
+    assert "About the person: age: 30; smoker: yes." in full.text
+
+
+def test_parse_sources_expands_transcript_and_orders():
+    assert parse_sources("transcript,context") == ("context", "history", "utterance")
+    with pytest.raises(EmoregError, match="unknown source 'video'"):
+        parse_sources("video")
+
+
+def test_feature_thresholds_and_behaviour_phrases():
+    seg = _segment()
+    config = PromptConfig(sources=("nonverbal",), feature_thresholds={"au12_mean": 0.5, "gaze_away_share": 0.5})
+    assert "Nonverbal behaviour: gaze away share is high (0.7)." in render_prompt(seg, DEEP_SHAME, config).text
+    quiet = PromptConfig(sources=("nonverbal",), feature_thresholds={"au12_mean": 0.5, "gaze_away_share": 0.9})
+    assert "Nonverbal" not in render_prompt(seg, DEEP_SHAME, quiet).text
+
+
+def test_budget_drops_oldest_turns_first_and_keeps_the_utterance():
+    seg = _segment(n_turns=30)
+    unbounded = render_prompt(seg, DEEP_SHAME, PromptConfig(max_tokens=None))
+    budget = unbounded.n_tokens - 40
+    prompt = render_prompt(seg, DEEP_SHAME, PromptConfig(max_tokens=budget))
+    assert prompt.n_tokens <= budget and not prompt.over_budget
+    assert prompt.dropped_turns >= 1
+    # the fewest turns were dropped: one fewer would not fit
+    assert f"turn number {prompt.dropped_turns} " in prompt.text
+    assert f"turn number {prompt.dropped_turns - 1} " not in prompt.text
+    assert f"({prompt.dropped_turns} earlier turns left out)" in prompt.text
+    assert "Latest utterance (A): turn number 29" in prompt.text
+    fewer = prompt.dropped_turns - 1
+    lines = [f"turn number {i} " for i in range(fewer, 29)]
+    assert all(line in unbounded.text for line in lines)
+
+
+def test_over_budget_keeps_the_utterance_and_says_so():
+    seg = _segment(n_turns=5)
+    prompt = render_prompt(seg, DEEP_SHAME, PromptConfig(max_tokens=20))
+    assert prompt.over_budget and prompt.dropped_turns == 4
+    assert "Latest utterance (B): turn number 4" in prompt.text
+
+
+def test_a_real_tokenizer_counter_can_be_passed():
+    seg = _segment(n_turns=10)
+    def count_chars(text):
+        return len(text)
+    prompt = render_prompt(seg, DEEP_SHAME, PromptConfig(max_tokens=1600), count_tokens=count_chars)
+    assert prompt.n_tokens == len(prompt.text) <= 1600 and prompt.dropped_turns > 0
+    assert approx_token_count("Hello, world!") == 4
