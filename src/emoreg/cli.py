@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="token budget per prompt; the oldest turns go first (default 512)")
     p.add_argument("--subject", default=None, help="only segments of this subject")
 
+    p = sub.add_parser("evaluate", help="cross-subject evaluation of one model")
+    p.add_argument("config", type=Path, help="evaluation YAML (see configs/)")
+    p.add_argument("--out", type=Path, required=True, help="run folder (resumed when it exists)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set params.C=0.5 --set split.folds=10")
+
     p = sub.add_parser("data", help="download corpora")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     f = data_sub.add_parser("fetch", help="download a corpus and verify its checksums")
@@ -99,6 +105,21 @@ def cmd_prompts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate, load_config
+    from .runs import read_json
+
+    config = load_config(args.config, args.overrides)
+    run = evaluate(config, args.out, command=" ".join(["emoreg", *sys.argv[1:]]))
+    metrics = read_json(run / "metrics.json")
+    for name in ("macro_f1", "accuracy", "uar"):
+        m = metrics["pooled"][name]
+        print(f"{name:<9} {m['value']:.3f}  95% CI [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}] "
+              f"(bootstrap over {metrics['n_subjects']} subjects)")
+    print(run.resolve())
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from .corpora.annomi import fetch_annomi
 
@@ -107,7 +128,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"check": cmd_check, "prompts": cmd_prompts, "data": cmd_data}
+COMMANDS = {"check": cmd_check, "prompts": cmd_prompts, "evaluate": cmd_evaluate, "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,159 @@
+"""The configuration of one evaluation: corpus, task, prompt, model, split, seed.
+
+A YAML file such as ``configs/annomi-tfidf.yaml``::
+
+    corpus: annomi                # annomi, deep-example, a .jsonl file or a CSV mapping .yaml
+    task: annomi-client-talk      # optional when the corpus has its own task
+    model: tfidf                  # see emoreg.models.MODELS
+    params: {text: prompt}        # the model's parameters (unknown ones are errors)
+    prompt: {sources: [transcript, context], max_tokens: 512, template: emoreg-v1}
+    split: {kind: group-kfold, folds: 5}   # or {kind: loso}
+    seed: 0
+
+Every problem (unknown keys at any level, wrong types) is reported at once.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import EmoregError, Problem, ValidationError
+from ..prompts import PROMPT_SOURCES, TEMPLATES, PromptConfig
+
+SPLITS = ("group-kfold", "loso")
+TOP_KEYS = {"corpus": str, "task": (str, type(None)), "model": str, "params": dict, "prompt": dict,
+            "split": dict, "seed": int, "name": (str, type(None))}
+PROMPT_KEYS = {"sources": (list, str), "max_tokens": (int, type(None)), "template": str,
+               "feature_thresholds": dict, "behaviour_phrases": dict}
+SPLIT_KEYS = {"kind": str, "folds": int}
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """One model, one protocol.
+
+    Attributes:
+        corpus: a corpus name or path (paths are taken relative to the config file).
+        task: label scheme; None: the corpus's own.
+        model: a name in ``emoreg.models.MODELS``.
+        params: the model's parameters.
+        prompt: ``PromptConfig`` fields (sources, max_tokens, template, ...).
+        split: ``{"kind": "group-kfold", "folds": 5}`` or ``{"kind": "loso"}``; folds group
+            segments by subject, so no subject is ever in training and test at once.
+        seed: seeds fold assignment and models.
+        name: a label for reports (default: the run folder's name).
+    """
+
+    corpus: str
+    task: str | None = None
+    model: str = "tfidf"
+    params: dict[str, Any] = field(default_factory=dict)
+    prompt: dict[str, Any] = field(default_factory=dict)
+    split: dict[str, Any] = field(default_factory=lambda: {"kind": "group-kfold", "folds": 5})
+    seed: int = 0
+    name: str | None = None
+
+    def prompt_config(self) -> PromptConfig:
+        return PromptConfig(**self.prompt)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check(data: dict, spec: dict, prefix: str, where: str, problems: list[Problem]) -> None:
+    for key, value in data.items():
+        if key not in spec:
+            problems.append(Problem(where, prefix + key, f"unknown key (valid: {', '.join(spec)})"))
+        elif not isinstance(value, spec[key]) or (spec[key] is int and isinstance(value, bool)):
+            kinds = spec[key] if isinstance(spec[key], tuple) else (spec[key],)
+            names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+            problems.append(Problem(where, prefix + key, f"expected {names}, found {value!r}"))
+
+
+def config_from_dict(data: Any, where: str, base_dir: Path | None = None) -> EvalConfig:
+    problems: list[Problem] = []
+    if not isinstance(data, dict):
+        raise ValidationError(where, [Problem(where, None, "expected a mapping of settings")])
+    _check(data, TOP_KEYS, "", where, problems)
+    if "corpus" not in data:
+        problems.append(Problem(where, "corpus", "missing; name a corpus (annomi, deep-example or a file)"))
+    prompt = data.get("prompt", {}) if isinstance(data.get("prompt", {}), dict) else {}
+    split = data.get("split", {"kind": "group-kfold", "folds": 5})
+    split = split if isinstance(split, dict) else {}
+    _check(prompt, PROMPT_KEYS, "prompt.", where, problems)
+    _check(split, SPLIT_KEYS, "split.", where, problems)
+    if split.get("kind", "group-kfold") not in SPLITS:
+        problems.append(Problem(where, "split.kind", f"expected one of {', '.join(SPLITS)}, found {split.get('kind')!r}"))
+    if split.get("kind", "group-kfold") == "group-kfold" and isinstance(split.get("folds", 5), int) \
+            and split.get("folds", 5) < 2:
+        problems.append(Problem(where, "split.folds", "needs at least 2 folds"))
+    if prompt.get("template", TEMPLATES[0]) not in TEMPLATES:
+        problems.append(Problem(where, "prompt.template", f"expected one of {', '.join(TEMPLATES)}"))
+    sources = prompt.get("sources", list(PROMPT_SOURCES))
+    if problems:
+        raise ValidationError(where, problems)
+    data = copy.deepcopy(data)
+    corpus = data["corpus"]
+    if base_dir is not None and not Path(corpus).is_absolute() and (base_dir / corpus).exists():
+        data["corpus"] = str((base_dir / corpus).resolve())
+    if isinstance(sources, str):
+        sources = [s.strip() for s in sources.split(",")]
+    data["prompt"] = {**prompt, "sources": list(sources)}
+    data["split"] = {"kind": "group-kfold", "folds": 5} | split
+    if data["split"]["kind"] == "loso":
+        data["split"].pop("folds", None)
+    config = EvalConfig(**data)
+    try:
+        config.prompt_config()
+    except EmoregError as exc:
+        raise ValidationError(where, [Problem(where, "prompt", str(exc))]) from None
+    from ..models import make_model  # noqa: F401 - validate model name and params early
+    from ..models import MODELS
+
+    if config.model not in MODELS:
+        raise ValidationError(where, [Problem(where, "model", f"unknown model {config.model!r}; "
+                                              f"choose from: {', '.join(sorted(MODELS))}")])
+    try:
+        MODELS[config.model].check_params(config.params)
+    except EmoregError as exc:
+        raise ValidationError(where, [Problem(where, "params", str(exc))]) from None
+    return config
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """``["params.C=0.5", "split.folds=10"]`` -> nested updates; values are parsed as YAML."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise EmoregError(f"--set {item!r}: expected KEY=VALUE, e.g. --set params.C=0.5")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise EmoregError(f"--set {item!r}: the value is not valid YAML") from None
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise EmoregError(f"--set {item!r}: {part} is not a mapping")
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> EvalConfig:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise EmoregError(f"cannot read config {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise EmoregError(f"{path}: not valid YAML: {exc}") from None
+    if isinstance(data, dict) and overrides:
+        data = apply_overrides(data, list(overrides))
+    return config_from_dict(data, str(path), base_dir=path.parent)

@@ -1,0 +1,136 @@
+"""Cross-subject evaluation: one fresh model per fold, predictions and metrics into a run folder.
+
+Interrupted work resumes: every finished fold is a file of its own, written atomically, and a
+second call with the same configuration and data skips the folds that are done. Each fold's
+model is seeded the same way whether or not earlier folds ran in this process, so a resumed run
+gives the same predictions as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from tqdm.auto import tqdm
+
+from ..atomic import atomic_write_text
+from ..corpora import load_corpus
+from ..errors import EmoregError
+from ..models import make_model
+from ..runs import environment, read_json, read_jsonl, write_json, write_jsonl
+from .config import EvalConfig
+from .metrics import METRICS, confusion, per_class, scores
+from .splits import Fold, make_folds
+from .stats import bootstrap_ci
+
+N_BOOT = 2000
+
+
+def progress_disabled() -> bool | None:
+    """Progress bars on a terminal, none in CI or when output is not a terminal."""
+    return True if os.environ.get("CI", "").lower() == "true" else None
+
+
+def evaluate(config: EvalConfig, out: str | Path, command: str = "") -> Path:
+    """Run (or resume) the evaluation of ``config`` into the run folder ``out``."""
+    out = Path(out)
+    corpus = load_corpus(config.corpus, config.task)
+    segments = corpus.segments
+    unlabelled = sum(1 for s in segments if s.label is None)
+    if unlabelled:
+        raise EmoregError(f"{corpus.name}: {unlabelled} segment(s) have no label; evaluation needs "
+                          "labelled segments")
+    split = config.split
+    folds = make_folds(segments, split["kind"], split.get("folds"), config.seed)
+    resolved = config.to_dict() | {"task": corpus.task.name}
+    data = {"corpus": corpus.name, "task": corpus.task.name, "files": corpus.files,
+            "notes": corpus.notes, "source_notes": corpus.source_notes,
+            "n_segments": len(segments), "n_subjects": len({s.subject_id for s in segments})}
+    _start_or_resume(out, resolved, data, folds, command)
+
+    prompt = config.prompt_config()
+    bar = tqdm(folds, desc=f"{config.model} folds", unit="fold", disable=progress_disabled())
+    for fold in bar:
+        done = out / "folds" / f"fold-{fold.index:02d}.jsonl"
+        if done.is_file():
+            continue
+        train, test = fold.split(segments)
+        model = make_model(config.model, corpus.task, prompt, config.seed, config.params)
+        started = time.perf_counter()
+        bar.set_postfix_str(f"fold {fold.index}: fit on {len(train)}")
+        model.fit(train)
+        fitted = time.perf_counter()
+        bar.set_postfix_str(f"fold {fold.index}: predict {len(test)}")
+        proba = model.predict_proba(test)
+        predicted = time.perf_counter()
+        labels = corpus.task.labels
+        rows = [{
+            "segment_id": s.segment_id, "subject_id": s.subject_id, "session_id": s.session_id,
+            "fold": fold.index, "gold": s.label, "predicted": labels[int(np.argmax(p))],
+            "proba": {label: float(v) for label, v in zip(labels, p)},
+        } for s, p in zip(test, proba)]
+        write_json(out / "folds" / f"fold-{fold.index:02d}.meta.json", {
+            "n_train": len(train), "n_test": len(test), "fit_seconds": fitted - started,
+            "predict_seconds": predicted - fitted,
+            "train_subjects": len({s.subject_id for s in train})})
+        write_jsonl(done, rows)  # last: its presence marks the fold as finished
+    bar.close()
+
+    rows = [r for fold in folds for r in read_jsonl(out / "folds" / f"fold-{fold.index:02d}.jsonl")]
+    write_jsonl(out / "predictions.jsonl", rows)
+    write_json(out / "metrics.json", compute_metrics(rows, list(corpus.task.labels), seed=config.seed))
+    return out
+
+
+def _start_or_resume(out: Path, resolved: dict, data: dict, folds: list[Fold], command: str) -> None:
+    folds_json = [{"fold": f.index, "test_subjects": list(f.test_subjects)} for f in folds]
+    if (out / "config.yaml").is_file():
+        previous = yaml.safe_load((out / "config.yaml").read_text())
+        if previous != resolved:
+            changed = sorted(k for k in set(previous) | set(resolved) if previous.get(k) != resolved.get(k))
+            raise EmoregError(f"{out} holds a run of a different configuration (differs in: "
+                              f"{', '.join(changed)}); use another --out folder or delete {out}")
+        if read_json(out / "data.json")["files"] != data["files"] or read_json(out / "folds.json") != folds_json:
+            raise EmoregError(f"{out} was made from different data or folds; use another --out folder")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "environment.json", environment())
+    write_json(out / "data.json", data)
+    write_json(out / "folds.json", folds_json)
+    atomic_write_text(out / "command.txt", command + "\n")
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+
+
+def compute_metrics(rows: list[dict[str, Any]], labels: list[str], seed: int = 0) -> dict[str, Any]:
+    """Pooled metrics with subject-bootstrap CIs, fold means, per class, per subject."""
+    index = {label: i for i, label in enumerate(labels)}
+    k = len(labels)
+    gold = np.array([index[r["gold"]] for r in rows])
+    pred = np.array([index[r["predicted"]] for r in rows])
+    subjects = np.array([r["subject_id"] for r in rows])
+    fold_ids = np.array([r["fold"] for r in rows])
+    pooled_cm = confusion(gold, pred, k)
+    subject_names = sorted(set(subjects.tolist()))
+    subject_cms = np.stack([confusion(gold[subjects == s], pred[subjects == s], k) for s in subject_names])
+    pooled = scores(pooled_cm)
+    ci = bootstrap_ci(subject_cms, n_boot=N_BOOT, seed=seed)
+    fold_scores = [scores(confusion(gold[fold_ids == f], pred[fold_ids == f], k)) for f in sorted(set(fold_ids.tolist()))]
+    pc = per_class(pooled_cm)
+    return {
+        "labels": labels,
+        "n_segments": len(rows),
+        "n_subjects": len(subject_names),
+        "n_folds": len(fold_scores),
+        "pooled": {m: {"value": pooled[m], "ci95": list(ci[m])} for m in METRICS},
+        "fold_mean": {m: {"mean": float(np.nanmean([f[m] for f in fold_scores])),
+                          "std": float(np.nanstd([f[m] for f in fold_scores]))} for m in METRICS},
+        "per_class": {label: {key: float(pc[key][i]) for key in ("precision", "recall", "f1", "support")}
+                      for i, label in enumerate(labels)},
+        "confusion": pooled_cm.tolist(),
+        "per_subject": {s: {"n": int(cm.sum()), **scores(cm)} for s, cm in zip(subject_names, subject_cms)},
+        "bootstrap": {"unit": "subject", "resamples": N_BOOT, "seed": seed, "interval": "percentile"},
+    }

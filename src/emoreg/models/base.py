@@ -1,0 +1,140 @@
+"""The one protocol every classifier follows, and the shared base of the built-in ones.
+
+scikit-learn habits: ``__init__`` only stores parameters, ``fit`` returns ``self``, learned state
+ends in ``_``, and ``predict_proba`` before ``fit`` raises a clear error. Models take segments,
+not prompts: a text model renders prompts itself, inside the fold, from ``prompt``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
+
+import joblib
+import numpy as np
+
+from ..atomic import atomic_write_text
+from ..errors import EmoregError
+from ..prompts import PromptConfig, render_prompt
+from ..segments import Segment
+from ..tasks import Task
+
+
+@runtime_checkable
+class Classifier(Protocol):
+    """What the evaluation harness needs of a model. Columns of ``predict_proba`` follow
+    ``labels_`` (the task's label order)."""
+
+    labels_: tuple[str, ...]
+
+    def fit(self, segments: Sequence[Segment]) -> "Classifier": ...
+
+    def predict_proba(self, segments: Sequence[Segment]) -> np.ndarray: ...
+
+    def predict(self, segments: Sequence[Segment]) -> list[str]: ...
+
+    def save(self, folder: str | Path) -> Path: ...
+
+
+class NotFittedError(EmoregError):
+    pass
+
+
+class SegmentClassifier:
+    """Base of the built-in classifiers: label checks, ``predict``, save and load.
+
+    Subclasses set ``name`` and implement ``_fit(segments, y)`` (``y``: label indices) and
+    ``_predict_proba(segments)``.
+    """
+
+    name: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}  # every parameter the model takes, with its default
+
+    def __init__(self, task: Task, prompt: PromptConfig = PromptConfig(), seed: int = 0, **params: Any):
+        self.task = task
+        self.prompt = prompt
+        self.seed = seed
+        self.params = params
+
+    # -- the protocol
+    def fit(self, segments: Sequence[Segment]) -> "SegmentClassifier":
+        segments = list(segments)
+        if not segments:
+            raise EmoregError(f"{self.name}: cannot fit on zero segments")
+        unlabelled = [s.segment_id for s in segments if s.label is None]
+        if unlabelled:
+            raise EmoregError(f"{self.name}: {len(unlabelled)} training segment(s) have no label, "
+                              f"e.g. {unlabelled[0]!r}")
+        y = np.array([self.task.index(s.label) for s in segments])
+        self.labels_ = self.task.labels
+        self.fit_subjects_ = sorted({s.subject_id for s in segments})
+        self._fit(segments, y)
+        return self
+
+    def predict_proba(self, segments: Sequence[Segment]) -> np.ndarray:
+        if not hasattr(self, "labels_"):
+            raise NotFittedError(f"{self.name}: call fit() before predict_proba() or predict()")
+        segments = list(segments)
+        if not segments:
+            return np.zeros((0, len(self.task.labels)))
+        proba = np.asarray(self._predict_proba(segments), dtype=float)
+        assert proba.shape == (len(segments), len(self.labels_)), proba.shape
+        return proba
+
+    def predict(self, segments: Sequence[Segment]) -> list[str]:
+        proba = self.predict_proba(segments)
+        return [self.labels_[i] for i in proba.argmax(axis=1)]
+
+    def save(self, folder: str | Path) -> Path:
+        if not hasattr(self, "labels_"):
+            raise NotFittedError(f"{self.name}: fit the model before saving it")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / ".model.joblib.tmp"
+        joblib.dump(self, tmp)
+        tmp.replace(folder / "model.joblib")
+        atomic_write_text(folder / "model.json", json.dumps({
+            "model": self.name, "task": self.task.name, "labels": list(self.labels_),
+            "params": self.params, "seed": self.seed, "sources": list(self.prompt.sources),
+            "template": self.prompt.template,
+        }, indent=2) + "\n")
+        return folder
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        unknown = sorted(set(params) - set(cls.defaults))
+        if unknown:
+            valid = ", ".join(sorted(cls.defaults)) or "none"
+            raise EmoregError(f"model {cls.name!r} has no parameter(s) {', '.join(unknown)} (valid: {valid})")
+
+    # -- helpers for subclasses
+    def _param(self, key: str) -> Any:
+        return self.params.get(key, self.defaults[key])
+
+    def _fit(self, segments: list[Segment], y: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _predict_proba(self, segments: list[Segment]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _texts(self, segments: Sequence[Segment], mode: str) -> list[str]:
+        """``prompt``: the rendered prompt; ``utterance``: the current turn's text only."""
+        if mode == "prompt":
+            return [render_prompt(s, self.task, self.prompt).text for s in segments]
+        if mode == "utterance":
+            return [s.transcript[-1].text if s.transcript else "" for s in segments]
+        raise EmoregError(f"{self.name}: text must be 'prompt' or 'utterance', got {mode!r}")
+
+    def _full_columns(self, proba: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        """Spread columns of the classes seen in training over all labels (unseen: 0)."""
+        out = np.zeros((proba.shape[0], len(self.task.labels)))
+        out[:, classes] = proba
+        return out
+
+
+def load_model(folder: str | Path) -> SegmentClassifier:
+    folder = Path(folder)
+    if not (folder / "model.joblib").is_file():
+        raise EmoregError(f"{folder} holds no saved emoreg model (model.joblib is missing)")
+    return joblib.load(folder / "model.joblib")

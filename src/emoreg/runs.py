@@ -1,0 +1,95 @@
+"""Run directories: everything needed to trust, reproduce and report one evaluation.
+
+    RUN/config.yaml         the resolved configuration
+    RUN/command.txt         the command line that made it
+    RUN/environment.json    python, platform and library versions
+    RUN/data.json           corpus files with sha256, loader notes, what each source holds
+    RUN/folds.json          the test subjects of every fold
+    RUN/folds/fold-NN.jsonl predictions of one finished fold (written atomically)
+    RUN/predictions.jsonl   one line per segment: fold, gold, predicted, probabilities
+    RUN/metrics.json        pooled metrics with subject-bootstrap CIs, fold means, per class, per subject
+
+Reports read run directories; they never touch a model.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .atomic import atomic_write_text
+from .errors import EmoregError
+
+LIBRARIES = ("emoreg", "numpy", "pandas", "scikit-learn", "scipy", "torch", "transformers", "peft",
+             "pgmpy", "sentence-transformers")
+
+
+def environment() -> dict[str, Any]:
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "libraries": versions}
+
+
+def write_json(path: Path, data: Any) -> Path:
+    return atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@dataclass
+class Run:
+    """A finished run as reports see it."""
+
+    path: Path
+    config: dict[str, Any]
+    labels: list[str]
+    predictions: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    data: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.config.get("name") or self.path.name
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """gold indices, predicted indices, subject ids, in segment_id order."""
+        index = {label: i for i, label in enumerate(self.labels)}
+        rows = sorted(self.predictions, key=lambda r: r["segment_id"])
+        return (np.array([index[r["gold"]] for r in rows]),
+                np.array([index[r["predicted"]] for r in rows]),
+                np.array([r["subject_id"] for r in rows]))
+
+
+def load_run(path: str | Path) -> Run:
+    path = Path(path)
+    missing = [n for n in ("config.yaml", "predictions.jsonl", "metrics.json", "data.json")
+               if not (path / n).is_file()]
+    if missing:
+        raise EmoregError(f"{path} is not a finished run (missing {', '.join(missing)}); "
+                          "run `emoreg evaluate CONFIG --out RUN` to finish it")
+    metrics = read_json(path / "metrics.json")
+    return Run(path=path, config=yaml.safe_load((path / "config.yaml").read_text()),
+               labels=metrics["labels"], predictions=read_jsonl(path / "predictions.jsonl"),
+               metrics=metrics, data=read_json(path / "data.json"))
