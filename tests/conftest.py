@@ -52,3 +52,31 @@ def annomi_client():
 @pytest.fixture
 def tiny_annomi() -> Path:
     return TESTS / "data" / "annomi_tiny.csv"
+
+
+@pytest.fixture
+def toy_corpus(tmp_path) -> Path:
+    """A JSONL corpus of 6 subjects x 12 segments whose utterances reveal the label (deep-shame,
+    three labels used); so do the nonverbal cues (gaze for Withdrawal, a frown for Attack Other);
+    the person factor is noise."""
+    import json
+
+    words = {"Withdrawal": "quiet silent away", "Attack Other": "your fault unfair", "Rest": "fine okay sure"}
+    lines = []
+    for p in range(6):
+        for i in range(12):
+            label = list(words)[(i + p) % 3]
+            lines.append(json.dumps({
+                "segment_id": f"S{p}-{i:02d}", "subject_id": f"S{p}", "session_id": f"S{p}-a",
+                "start_s": float(i), "end_s": i + 0.5, "label": label,
+                "context": "A mock interview.",
+                "transcript": [{"speaker": "Interviewer", "text": "And then?"},
+                               {"speaker": "Candidate", "text": f"{words[label]} number {i}"}],
+                "nonverbal": {"features": {"gaze": 0.9 if label == "Withdrawal" else 0.1 + 0.01 * i},
+                              "events": [{"behaviour": "frown", "start_s": float(i), "end_s": i + 0.3}]
+                              if label == "Attack Other" else []},
+                "person": {"age": 20 + p},
+            }))
+    path = tmp_path / "toy.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set params.C=0.5 --set split.folds=10")
 
+    p = sub.add_parser("report", help="tables, paired tests and figures from finished runs")
+    p.add_argument("runs", nargs="+", type=Path, help="run folders; the first is the reference")
+    p.add_argument("--out", type=Path, required=True, help="folder for report.md and the figures")
+
     p = sub.add_parser("data", help="download corpora")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     f = data_sub.add_parser("fetch", help="download a corpus and verify its checksums")
@@ -120,6 +124,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    path = write_report(args.runs, args.out)
+    print(path.resolve())
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from .corpora.annomi import fetch_annomi
 
@@ -128,7 +140,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"check": cmd_check, "prompts": cmd_prompts, "evaluate": cmd_evaluate, "data": cmd_data}
+COMMANDS = {"check": cmd_check, "prompts": cmd_prompts, "evaluate": cmd_evaluate, "report": cmd_report,
+            "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:

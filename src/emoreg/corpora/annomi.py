@@ -234,7 +234,8 @@ def load_annomi(task: Task = ANNOMI_CLIENT_TALK, path: str | Path | None = None)
                     features["turn_seconds"] = end - start
                     features["words_per_second"] = len(row["utterance_text"].split()) / (end - start)
                 meta = {"transcript_id": int(tid), "utterance_id": row["utterance_id"],
-                        "turn_index": i, "n_turns": len(records), "mi_quality": row["mi_quality"],
+                        "turn_index": i, "n_turns": len(records),
+                        "position": i / max(len(records) - 1, 1), "mi_quality": row["mi_quality"],
                         "video_title": row["video_title"], "topic": row["topic"]}
                 if role == "client":
                     meta["previous_therapist_behaviour"] = last_therapist

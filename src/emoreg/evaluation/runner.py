@@ -76,7 +76,8 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "") -> Path:
         write_json(out / "folds" / f"fold-{fold.index:02d}.meta.json", {
             "n_train": len(train), "n_test": len(test), "fit_seconds": fitted - started,
             "predict_seconds": predicted - fitted,
-            "train_subjects": len({s.subject_id for s in train})})
+            "train_subjects": len({s.subject_id for s in train}),
+            "model": model.describe() if hasattr(model, "describe") else {}})
         write_jsonl(done, rows)  # last: its presence marks the fold as finished
     bar.close()
 

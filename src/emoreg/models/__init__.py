@@ -7,12 +7,14 @@ from typing import Any
 from ..errors import EmoregError
 from ..prompts import PromptConfig
 from ..tasks import Task
+from .bayesnet import BayesNet
 from .base import Classifier, NotFittedError, SegmentClassifier, load_model
 from .chance import Majority, StratifiedRandom
+from .embedding import EmbeddingLogReg
 from .tfidf import TfidfLogReg
 
 MODELS: dict[str, type[SegmentClassifier]] = {
-    cls.name: cls for cls in (Majority, StratifiedRandom, TfidfLogReg)
+    cls.name: cls for cls in (Majority, StratifiedRandom, TfidfLogReg, EmbeddingLogReg, BayesNet)
 }
 
 

@@ -101,12 +101,37 @@ class SegmentClassifier:
         }, indent=2) + "\n")
         return folder
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle-friendly state: the task and prompt config as plain fields."""
+        state = dict(self.__dict__)
+        state["task"] = {f: getattr(self.task, f) for f in ("name", "labels", "question", "notes")} | {
+            "definitions": dict(self.task.definitions)}
+        state["prompt"] = {"template": self.prompt.template, "sources": self.prompt.sources,
+                           "max_tokens": self.prompt.max_tokens,
+                           "feature_thresholds": dict(self.prompt.feature_thresholds),
+                           "behaviour_phrases": dict(self.prompt.behaviour_phrases)}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        state["task"] = Task(**state["task"])
+        state["prompt"] = PromptConfig(**state["prompt"])
+        self.__dict__.update(state)
+
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
         unknown = sorted(set(params) - set(cls.defaults))
         if unknown:
             valid = ", ".join(sorted(cls.defaults)) or "none"
             raise EmoregError(f"model {cls.name!r} has no parameter(s) {', '.join(unknown)} (valid: {valid})")
+
+    @classmethod
+    def inputs(cls, params: dict[str, Any], sources: Sequence[str]) -> str:
+        """What the model reads, in words, for reports (e.g. "utterance" or a list of sources)."""
+        text = params.get("text", cls.defaults.get("text"))
+        if text == "utterance":
+            return "utterance"
+        return ", ".join(sources)
 
     # -- helpers for subclasses
     def _param(self, key: str) -> Any:

@@ -14,6 +14,10 @@ class Majority(SegmentClassifier):
 
     name = "majority"
 
+    @classmethod
+    def inputs(cls, params, sources):
+        return "training labels only"
+
     def _fit(self, segments, y):
         counts = np.bincount(y, minlength=len(self.task.labels))
         self.class_ = int(counts.argmax())
@@ -32,6 +36,7 @@ class StratifiedRandom(SegmentClassifier):
     """
 
     name = "stratified"
+    inputs = Majority.inputs
 
     def _fit(self, segments, y):
         counts = np.bincount(y, minlength=len(self.task.labels))

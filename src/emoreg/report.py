@@ -1,0 +1,217 @@
+"""Reports: finished run folders -> ``report.md`` with tables, paired tests and PNG figures.
+
+Reports read run folders only (predictions and metrics); they never load a model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .atomic import atomic_write_text
+from .errors import EmoregError
+from .evaluation.metrics import METRICS, confusion
+from .evaluation.stats import holm, mcnemar, paired_permutation
+from .runs import Run, load_run
+
+METRIC_NAMES = {"macro_f1": "macro-F1", "accuracy": "accuracy", "weighted_f1": "weighted-F1", "uar": "UAR"}
+N_PERM = 10000
+
+
+def _fmt(metric: dict) -> str:
+    low, high = metric["ci95"]
+    return f"{metric['value']:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _subject_cms(run: Run, order: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-subject confusion matrices (subjects in ``order``), gold and predicted by segment id."""
+    gold, pred, subjects = run.arrays()
+    k = len(run.labels)
+    cms = np.stack([confusion(gold[subjects == s], pred[subjects == s], k) for s in order])
+    return cms, gold, pred
+
+
+def compare(runs: Sequence[Run], seed: int = 0) -> list[dict]:
+    """Paired tests of every run against the first (same segments required), Holm-corrected."""
+    base = runs[0]
+    ids = sorted(r["segment_id"] for r in base.predictions)
+    subjects = sorted({r["subject_id"] for r in base.predictions})
+    base_cms, base_gold, base_pred = _subject_cms(base, subjects)
+    rows = []
+    for run in runs[1:]:
+        if sorted(r["segment_id"] for r in run.predictions) != ids:
+            raise EmoregError(f"{run.path} and {base.path} predict different segments; paired tests need "
+                              "runs of the same corpus and task")
+        cms, gold, pred = _subject_cms(run, subjects)
+        perm = paired_permutation(cms, base_cms, n_perm=N_PERM, seed=seed)
+        rows.append({
+            "run": run.name, "against": base.name,
+            "same_folds": _folds(run) == _folds(base),
+            "macro_f1": perm["macro_f1"], "accuracy": perm["accuracy"],
+            "mcnemar": mcnemar(pred == gold, base_pred == base_gold),
+        })
+    for key in ("macro_f1", "accuracy"):
+        for row, p in zip(rows, holm([r[key]["p"] for r in rows])):
+            row[key]["p_holm"] = p
+    for row, p in zip(rows, holm([r["mcnemar"]["p"] for r in rows])):
+        row["mcnemar"]["p_holm"] = p
+    return rows
+
+
+def _inputs(run: Run) -> str:
+    from .models import MODELS
+
+    sources = run.config.get("prompt", {}).get("sources", [])
+    cls = MODELS.get(run.config["model"])
+    return cls.inputs(run.config.get("params", {}), sources) if cls else ", ".join(sources)
+
+
+def _p(value: float) -> str:
+    return "<0.0001" if value < 0.0001 else f"{value:.4f}"
+
+
+def _folds(run: Run):
+    path = run.path / "folds.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _model_notes(run: Run) -> list[str]:
+    """What the fold models looked like (e.g. a Bayesian network's variables and edges)."""
+    metas = [json.loads(p.read_text()) for p in sorted((run.path / "folds").glob("fold-*.meta.json"))]
+    models = [m.get("model") or {} for m in metas]
+    if not models or not any("edges" in m for m in models):
+        return []
+    variables = Counter(v for m in models for v in m.get("variables", {}))
+    edges = Counter(f"{a} -> {b}" for m in models for a, b in m.get("edges", []))
+    lines = [f"Bayesian network variables (folds using each, of {len(models)}): "
+             + ", ".join(f"`{v}` {n}" for v, n in sorted(variables.items()))]
+    lines.append("Edges (folds that learned each): " + ", ".join(f"`{e}` {n}" for e, n in edges.most_common()))
+    return lines
+
+
+def plot_confusions(runs: Sequence[Run], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(runs)
+    k = len(runs[0].labels)
+    size = 1.0 + 0.55 * k
+    fig, axes = plt.subplots(1, n, figsize=(size * n + 0.5, size + 0.6), squeeze=False)
+    for ax, run in zip(axes[0], runs):
+        cm = np.array(run.metrics["confusion"], dtype=float)
+        norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, f"{norm[i, j]:.2f}\n({int(cm[i, j])})", ha="center", va="center", fontsize=7,
+                        color="white" if norm[i, j] > 0.6 else "black")
+        ax.set_xticks(range(k), run.labels, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(k), run.labels, fontsize=8)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{run.name}\nmacro-F1 {run.metrics['pooled']['macro_f1']['value']:.3f}", fontsize=9)
+    fig.suptitle("Confusion matrices (rows normalised per true class; counts in brackets)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_per_subject(runs: Sequence[Run], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(runs), 4.0))
+    rng = np.random.default_rng(0)
+    data = []
+    for i, run in enumerate(runs):
+        per = run.metrics["per_subject"]
+        values = np.array([v["macro_f1"] for v in per.values()])
+        sizes = np.array([v["n"] for v in per.values()], dtype=float)
+        ax.scatter(i + rng.uniform(-0.18, 0.18, len(values)), values, s=8 + 60 * sizes / sizes.max(),
+                   alpha=0.5, edgecolor="none")
+        data.append(values)
+    ax.boxplot(data, positions=range(len(runs)), widths=0.5, showfliers=False)
+    ax.set_xticks(range(len(runs)), [r.name for r in runs], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("macro-F1 of the subject's segments")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("Per-subject macro-F1 (dot size: segments of the subject)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=130)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def write_report(run_paths: Sequence[str | Path], out: str | Path) -> Path:
+    runs = [load_run(p) for p in run_paths]
+    if len({tuple(r.labels) for r in runs}) > 1:
+        raise EmoregError("the runs use different label sets; report runs of one task together")
+    out = Path(out)
+    lines = ["# emoreg report", ""]
+    first = runs[0]
+    lines += [f"Corpus `{first.data['corpus']}`, task `{first.data['task']}`: {first.metrics['n_segments']:,} "
+              f"segments of {first.metrics['n_subjects']} subjects, evaluated across subjects "
+              f"({first.metrics['n_folds']} folds; no subject is in training and test of a fold).", ""]
+    lines += ["## Results", "",
+              "Pooled over all test segments; 95% CIs by bootstrap over subjects "
+              f"({first.metrics['bootstrap']['resamples']} resamples).", ""]
+    lines.append("| run | model | reads | " + " | ".join(METRIC_NAMES[m] for m in METRICS) + " | fold-mean macro-F1 |")
+    lines.append("|---" * (4 + len(METRICS)) + "|")
+    for run in runs:
+        sources = _inputs(run)
+        fm = run.metrics["fold_mean"]["macro_f1"]
+        lines.append(f"| {run.name} | {run.config['model']} | {sources} | "
+                     + " | ".join(_fmt(run.metrics["pooled"][m]) for m in METRICS)
+                     + f" | {fm['mean']:.3f} ± {fm['std']:.3f} |")
+    lines.append("")
+    if len(runs) > 1:
+        rows = compare(runs)
+        lines += ["## Paired tests against the first run", "",
+                  f"Permutation test over subjects ({N_PERM} permutations; each swaps the two runs' "
+                  "predictions for a random half of the subjects), and McNemar's exact test on "
+                  "segments. p-values Holm-corrected over the comparisons.", "",
+                  "| run | vs | Δ macro-F1 | p (Holm) | Δ accuracy | p (Holm) | McNemar: only run right / only first right | p (Holm) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            flag = "" if r["same_folds"] else " (different folds)"
+            lines.append(f"| {r['run']}{flag} | {r['against']} | {r['macro_f1']['difference']:+.3f} | "
+                         f"{_p(r['macro_f1']['p_holm'])} | {r['accuracy']['difference']:+.3f} | "
+                         f"{_p(r['accuracy']['p_holm'])} | {r['mcnemar']['a_only']} / {r['mcnemar']['b_only']} | "
+                         f"{_p(r['mcnemar']['p_holm'])} |")
+        lines.append("")
+    lines += ["## Figures", "", "![confusion matrices](confusion.png)", "",
+              "![per-subject macro-F1](per_subject.png)", ""]
+    plot_confusions(runs, out / "confusion.png")
+    plot_per_subject(runs, out / "per_subject.png")
+    lines += ["## Per class", ""]
+    for run in runs:
+        lines += [f"**{run.name}**", "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+        for label, v in run.metrics["per_class"].items():
+            lines.append(f"| {label} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {int(v['support'])} |")
+        lines.append("")
+    lines += ["## Data and models", ""]
+    for note in first.data.get("notes", []):
+        lines.append(f"- {note}")
+    for source, note in first.data.get("source_notes", {}).items():
+        lines.append(f"- source `{source}`: {note}")
+    for run in runs:
+        for note in _model_notes(run):
+            lines.append(f"- {run.name}: {note}")
+    lines.append("")
+    lines += ["## Runs", ""] + [f"- {r.name}: `{r.path}`" for r in runs] + [""]
+    return atomic_write_text(out / "report.md", "\n".join(lines))

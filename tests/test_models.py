@@ -1,0 +1,100 @@
+"""Contract tests: every classifier passes the same checks."""
+
+import numpy as np
+import pytest
+
+from emoreg.corpora import load_corpus
+from emoreg.errors import EmoregError
+from emoreg.models import MODELS, NotFittedError, load_model, make_model
+from emoreg.prompts import PromptConfig
+from emoreg.tasks import DEEP_SHAME
+
+CASES = {
+    "majority": {},
+    "stratified": {},
+    "tfidf": {"text": "prompt", "min_df": 1},
+    "embedding": {},
+    "bayesnet": {"structure": "naive"},
+}
+
+
+def test_every_registered_model_has_a_case():
+    assert set(CASES) == set(MODELS)
+
+
+@pytest.fixture
+def split(toy_corpus):
+    segments = load_corpus(str(toy_corpus), "deep-shame").segments
+    train = [s for s in segments if s.subject_id not in ("S4", "S5")]
+    test = [s for s in segments if s.subject_id in ("S4", "S5")]
+    return train, test
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_contract(name, split, tmp_path):
+    train, test = split
+    model = make_model(name, DEEP_SHAME, PromptConfig(), seed=0, params=CASES[name])
+    with pytest.raises(NotFittedError, match="call fit"):
+        model.predict(test)
+    assert model.fit(train) is model
+    assert model.labels_ == DEEP_SHAME.labels
+    proba = model.predict_proba(test)
+    assert proba.shape == (len(test), 7)
+    assert np.all(proba >= 0) and np.allclose(proba.sum(axis=1), 1)
+    assert model.predict(test) == [DEEP_SHAME.labels[i] for i in proba.argmax(axis=1)]
+    # labels never seen in training get no probability
+    unseen = [DEEP_SHAME.index(l) for l in DEEP_SHAME.labels if l not in {s.label for s in train}]
+    assert np.all(proba[:, unseen] == 0)
+    # save / load round trip
+    model.save(tmp_path / name)
+    again = load_model(tmp_path / name)
+    assert np.allclose(again.predict_proba(test), proba)
+    # same seed, same data: same output; order of test segments does not matter
+    twin = make_model(name, DEEP_SHAME, PromptConfig(), seed=0, params=CASES[name]).fit(train)
+    assert np.allclose(twin.predict_proba(test), proba)
+    assert np.allclose(twin.predict_proba(test[::-1]), proba[::-1])
+
+
+@pytest.mark.parametrize("name", ["tfidf", "embedding", "bayesnet"])
+def test_learners_learn_the_toy_task(name, split):
+    train, test = split
+    model = make_model(name, DEEP_SHAME, PromptConfig(), seed=0, params=CASES[name]).fit(train)
+    accuracy = np.mean([p == s.label for p, s in zip(model.predict(test), test)])
+    assert accuracy >= 0.9, accuracy
+
+
+def test_unknown_model_and_parameter_are_clear_errors():
+    with pytest.raises(EmoregError, match="unknown model 'bert'; choose from: bayesnet, embedding"):
+        make_model("bert", DEEP_SHAME, PromptConfig(), 0, {})
+    with pytest.raises(EmoregError, match=r"model 'tfidf' has no parameter\(s\) alpha \(valid: C, class_weight"):
+        make_model("tfidf", DEEP_SHAME, PromptConfig(), 0, {"alpha": 1})
+
+
+def test_fit_needs_labels(split):
+    train, _ = split
+    from dataclasses import replace
+
+    with pytest.raises(EmoregError, match="1 training segment\\(s\\) have no label"):
+        make_model("majority", DEEP_SHAME, PromptConfig(), 0, {}).fit([replace(train[0], label=None)] + train[1:])
+
+
+def test_bayesnet_variables_follow_the_sources(split):
+    train, _ = split
+    full = make_model("bayesnet", DEEP_SHAME, PromptConfig(), 0, {"structure": "naive"}).fit(train)
+    assert set(full.describe()["variables"]) == {"nv_frown", "feature_gaze", "person_age"}  # context is constant
+    only_person = make_model("bayesnet", DEEP_SHAME, PromptConfig(sources=("person",)), 0,
+                             {"structure": "naive"}).fit(train)
+    assert set(only_person.describe()["variables"]) == {"person_age"}
+    with pytest.raises(EmoregError, match="give no variable that varies"):
+        make_model("bayesnet", DEEP_SHAME, PromptConfig(sources=("utterance",)), 0, {}).fit(train)
+
+
+def test_bayesnet_expert_structure(split, tmp_path):
+    train, test = split
+    path = tmp_path / "net.yaml"
+    path.write_text("edges:\n  - [strategy, feature_gaze]\n")
+    model = make_model("bayesnet", DEEP_SHAME, PromptConfig(), 0, {"structure": str(path)}).fit(train)
+    assert model.describe()["edges"] == [["strategy", "feature_gaze"]]
+    path.write_text("edges:\n  - [strategy, gaze]\n")
+    with pytest.raises(EmoregError, match="unknown variable\\(s\\) gaze"):
+        make_model("bayesnet", DEEP_SHAME, PromptConfig(), 0, {"structure": str(path)}).fit(train)

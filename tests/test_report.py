@@ -1,0 +1,48 @@
+import pytest
+
+from emoreg.cli import main
+from emoreg.errors import EmoregError
+from emoreg.evaluation import evaluate
+from emoreg.evaluation.config import config_from_dict
+from emoreg.report import write_report
+
+
+def run(corpus, out, model, **params):
+    cfg = config_from_dict({"corpus": str(corpus), "task": "deep-shame", "model": model, "params": params,
+                            "split": {"kind": "group-kfold", "folds": 3}}, "test")
+    return evaluate(cfg, out)
+
+
+def test_report_of_two_runs_has_table_tests_and_figures(toy_corpus, tmp_path):
+    a = run(toy_corpus, tmp_path / "tfidf", "tfidf", min_df=1, text="utterance")
+    b = run(toy_corpus, tmp_path / "majority", "majority")
+    path = write_report([a, b], tmp_path / "report")
+    text = path.read_text()
+    assert "| tfidf | tfidf | utterance | 1.000 [1.000, 1.000] |" in text
+    assert "| majority | majority | training labels only |" in text
+    assert "## Paired tests against the first run" in text
+    line = next(l for l in text.splitlines() if l.startswith("| majority | tfidf |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert float(cells[2]) < -0.5 and float(cells[3]) < 0.05  # macro-F1 drop, significant
+    for figure in ("confusion.png", "per_subject.png"):
+        assert (tmp_path / "report" / figure).read_bytes()[:4] == b"\x89PNG"
+    assert "| Withdrawal |" in text
+
+
+def test_report_refuses_unfinished_runs(tmp_path):
+    with pytest.raises(EmoregError, match="is not a finished run"):
+        write_report([tmp_path], tmp_path / "r")
+
+
+def test_cli_evaluate_and_report(toy_corpus, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"corpus: {toy_corpus}\ntask: deep-shame\nmodel: tfidf\nparams: {{min_df: 1}}\n"
+                      "split: {kind: group-kfold, folds: 3}\n")
+    assert main(["evaluate", str(config), "--out", str(tmp_path / "r1")]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].startswith("macro_f1  1.000  95% CI [1.000, 1.000] (bootstrap over 6 subjects)")
+    assert out[-1] == str((tmp_path / "r1").resolve())
+    assert main(["evaluate", str(config), "--out", str(tmp_path / "r2"), "--set", "model=majority",
+                 "--set", "params={}"]) == 0
+    assert main(["report", str(tmp_path / "r1"), str(tmp_path / "r2"), "--out", str(tmp_path / "rep")]) == 0
+    assert capsys.readouterr().out.strip().endswith("report.md")

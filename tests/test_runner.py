@@ -1,0 +1,145 @@
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from emoreg.errors import EmoregError, ValidationError
+from emoreg.evaluation import evaluate, load_config
+from emoreg.evaluation.config import config_from_dict
+from emoreg.models import MODELS, SegmentClassifier
+from emoreg.runs import load_run, read_jsonl
+
+
+class Spy(SegmentClassifier):
+    """Records the subjects it was fitted on and asked about; predicts uniformly."""
+
+    name = "spy"
+    defaults = {}
+    log: list = []
+
+    def _fit(self, segments, y):
+        Spy.log.append(("fit", {s.subject_id for s in segments}))
+
+    def _predict_proba(self, segments):
+        Spy.log.append(("predict", {s.subject_id for s in segments}))
+        return np.full((len(segments), len(self.task.labels)), 1 / len(self.task.labels))
+
+
+class CrashOnce(SegmentClassifier):
+    """TF-IDF that dies in fold 2 the first time, as a killed process would."""
+
+    name = "crash-once"
+    defaults = {}
+    crashed = False
+
+    def _fit(self, segments, y):
+        from emoreg.models.tfidf import TfidfLogReg
+
+        if len({s.subject_id for s in segments}) == 5 and not CrashOnce.crashed and "S2" not in {
+                s.subject_id for s in segments}:
+            CrashOnce.crashed = True
+            raise KeyboardInterrupt
+        self.inner_ = TfidfLogReg(self.task, self.prompt, self.seed, min_df=1).fit(segments)
+
+    def _predict_proba(self, segments):
+        return self.inner_.predict_proba(segments)
+
+
+@pytest.fixture
+def registered(monkeypatch):
+    monkeypatch.setitem(MODELS, "spy", Spy)
+    monkeypatch.setitem(MODELS, "crash-once", CrashOnce)
+    Spy.log = []
+    CrashOnce.crashed = False
+
+
+def config(corpus, model="tfidf", **extra):
+    data = {"corpus": str(corpus), "task": "deep-shame", "model": model, "split": {"kind": "loso"}} | extra
+    return config_from_dict(data, "test")
+
+
+def test_no_test_subject_ever_reaches_fit(toy_corpus, tmp_path, registered):
+    evaluate(config(toy_corpus, "spy"), tmp_path / "run")
+    fits = [subjects for kind, subjects in Spy.log if kind == "fit"]
+    predicts = [subjects for kind, subjects in Spy.log if kind == "predict"]
+    assert len(fits) == len(predicts) == 6
+    for fitted, tested in zip(fits, predicts):
+        assert len(tested) == 1 and not fitted & tested
+        assert len(fitted) == 5
+
+
+def test_run_folder_contents(toy_corpus, tmp_path):
+    run = evaluate(config(toy_corpus, params={"min_df": 1}), tmp_path / "run", command="emoreg evaluate x")
+    for name in ("config.yaml", "command.txt", "environment.json", "data.json", "folds.json",
+                 "predictions.jsonl", "metrics.json"):
+        assert (run / name).is_file(), name
+    rows = read_jsonl(run / "predictions.jsonl")
+    assert len(rows) == 72 and set(rows[0]) == {"segment_id", "subject_id", "session_id", "fold", "gold",
+                                                 "predicted", "proba"}
+    assert abs(sum(rows[0]["proba"].values()) - 1) < 1e-9
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["pooled"]["accuracy"]["value"] == 1.0  # the toy task is separable
+    low, high = metrics["pooled"]["macro_f1"]["ci95"]
+    assert low <= metrics["pooled"]["macro_f1"]["value"] <= high
+    assert set(metrics["per_subject"]) == {f"S{i}" for i in range(6)}
+    data = json.loads((run / "data.json").read_text())
+    assert list(data["files"].values())[0] and data["n_subjects"] == 6
+    assert json.loads((run / "environment.json").read_text())["libraries"]["scikit-learn"]
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"] == "tfidf"
+
+
+def test_interrupted_run_resumes_to_the_same_result(toy_corpus, tmp_path, registered):
+    CrashOnce.crashed = True  # the reference run does not crash
+    ref = evaluate(config(toy_corpus, "crash-once"), tmp_path / "ref")
+    CrashOnce.crashed = False
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(config(toy_corpus, "crash-once"), tmp_path / "run")
+    finished = sorted(p.name for p in (tmp_path / "run" / "folds").glob("fold-*.jsonl"))
+    assert finished == ["fold-00.jsonl", "fold-01.jsonl"]  # the crash hit fold 2
+    assert not (tmp_path / "run" / "predictions.jsonl").exists()
+    evaluate(config(toy_corpus, "crash-once"), tmp_path / "run")
+    assert (tmp_path / "run" / "predictions.jsonl").read_text() == (ref / "predictions.jsonl").read_text()
+    assert load_run(tmp_path / "run").metrics == load_run(ref).metrics
+
+
+def test_finished_folds_are_not_redone(toy_corpus, tmp_path, registered):
+    evaluate(config(toy_corpus, "spy"), tmp_path / "run")
+    Spy.log = []
+    evaluate(config(toy_corpus, "spy"), tmp_path / "run")
+    assert Spy.log == []
+
+
+def test_a_different_config_in_the_same_folder_is_refused(toy_corpus, tmp_path):
+    evaluate(config(toy_corpus, "majority"), tmp_path / "run")
+    with pytest.raises(EmoregError, match="holds a run of a different configuration \\(differs in: model\\)"):
+        evaluate(config(toy_corpus, "stratified"), tmp_path / "run")
+
+
+def test_config_errors_are_listed_together(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("corpus: annomi\nmodle: tfidf\nsplit: {kind: random, folds: 1}\nseed: '3'\n"
+                    "prompt: {sources: [transcript], budget: 100}\n")
+    with pytest.raises(ValidationError) as info:
+        load_config(path)
+    fields = [p.field for p in info.value.problems]
+    assert fields == ["modle", "seed", "prompt.budget", "split.kind"]
+    assert "unknown key (valid: corpus, task, model, params, prompt, split, seed, name)" in str(info.value)
+
+
+def test_bad_model_params_and_overrides(tmp_path, toy_corpus):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"corpus: {toy_corpus}\ntask: deep-shame\nmodel: tfidf\nparams: {{C: 2}}\n")
+    assert load_config(path, ["params.C=0.5", "split.folds=3"]).params == {"C": 0.5}
+    assert load_config(path, ["split.kind=loso"]).split == {"kind": "loso"}
+    with pytest.raises(ValidationError, match="has no parameter\\(s\\) gamma"):
+        load_config(path, ["params.gamma=1"])
+    with pytest.raises(EmoregError, match="expected KEY=VALUE"):
+        load_config(path, ["params.C"])
+
+
+def test_corpus_path_is_relative_to_the_config(tmp_path, toy_corpus):
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    (folder / "c.yaml").write_text("corpus: ../toy.jsonl\ntask: deep-shame\n")
+    assert load_config(folder / "c.yaml").corpus == str(toy_corpus.resolve())
