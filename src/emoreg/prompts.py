@@ -26,7 +26,10 @@ from .tasks import Task
 
 PROMPT_SOURCES = ("context", "person", "history", "utterance", "nonverbal", "introspection")
 SOURCE_ALIASES = {"transcript": ("history", "utterance")}
-TEMPLATES = ("emoreg-v1",)
+# emoreg-v1: question, label definitions, sources, answer line.
+# emoreg-v1-compact: the same without the label definitions (for fine-tuned models, which learn
+# the labels from examples; it saves about 80 tokens per prompt on AnnoMI).
+TEMPLATES = ("emoreg-v1", "emoreg-v1-compact")
 
 # How common behaviour codes read in prose; PromptConfig.behaviour_phrases adds or overrides.
 DEFAULT_BEHAVIOUR_PHRASES = {
@@ -195,8 +198,9 @@ def verbalise_introspection(text: str) -> str:
 
 
 def _render(segment: Segment, task: Task, config: PromptConfig, dropped: int) -> tuple[str, tuple[str, ...]]:
-    blocks = [task.question, "Labels:\n" + "\n".join(
-        f"- {label}: {task.definitions[label]}" for label in task.labels)]
+    blocks = [task.question]
+    if config.template == "emoreg-v1":
+        blocks.append("Labels:\n" + "\n".join(f"- {label}: {task.definitions[label]}" for label in task.labels))
     used = []
     turns = segment.transcript or ()
     for source in config.sources:

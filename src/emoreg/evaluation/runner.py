@@ -8,19 +8,18 @@ gives the same predictions as an uninterrupted one.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
-from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_text
 from ..corpora import load_corpus
 from ..errors import EmoregError
 from ..models import make_model
+from ..progress import progress
 from ..runs import environment, read_json, read_jsonl, write_json, write_jsonl
 from .config import EvalConfig
 from .metrics import METRICS, confusion, per_class, scores
@@ -28,11 +27,6 @@ from .splits import Fold, make_folds
 from .stats import bootstrap_ci
 
 N_BOOT = 2000
-
-
-def progress_disabled() -> bool | None:
-    """Progress bars on a terminal, none in CI or when output is not a terminal."""
-    return True if os.environ.get("CI", "").lower() == "true" else None
 
 
 def evaluate(config: EvalConfig, out: str | Path, command: str = "") -> Path:
@@ -53,7 +47,7 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "") -> Path:
     _start_or_resume(out, resolved, data, folds, command)
 
     prompt = config.prompt_config()
-    bar = tqdm(folds, desc=f"{config.model} folds", unit="fold", disable=progress_disabled())
+    bar = progress(folds, desc=f"{config.model} folds", unit="fold")
     for fold in bar:
         done = out / "folds" / f"fold-{fold.index:02d}.jsonl"
         if done.is_file():

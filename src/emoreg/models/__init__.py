@@ -2,25 +2,40 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from ..errors import EmoregError
 from ..prompts import PromptConfig
 from ..tasks import Task
 from .bayesnet import BayesNet
-from .base import Classifier, NotFittedError, SegmentClassifier, load_model
+from .base import Classifier, NotFittedError, SegmentClassifier
+from .llm import LlmClassifier
 from .chance import Majority, StratifiedRandom
 from .embedding import EmbeddingLogReg
 from .tfidf import TfidfLogReg
 
 MODELS: dict[str, type[SegmentClassifier]] = {
-    cls.name: cls for cls in (Majority, StratifiedRandom, TfidfLogReg, EmbeddingLogReg, BayesNet)
+    cls.name: cls for cls in (Majority, StratifiedRandom, TfidfLogReg, EmbeddingLogReg, BayesNet, LlmClassifier)
 }
 
 
 def register(cls: type[SegmentClassifier]) -> type[SegmentClassifier]:
     MODELS[cls.name] = cls
     return cls
+
+
+def load_model(folder: str | Path) -> SegmentClassifier:
+    """A model saved with ``save(folder)``, whatever its kind."""
+    folder = Path(folder)
+    try:
+        spec = json.loads((folder / "model.json").read_text())
+    except (OSError, ValueError):
+        raise EmoregError(f"{folder} holds no saved emoreg model (model.json is missing or unreadable)") from None
+    if spec.get("model") not in MODELS:
+        raise EmoregError(f"{folder}: unknown model kind {spec.get('model')!r}")
+    return MODELS[spec["model"]].load(folder)
 
 
 def make_model(name: str, task: Task, prompt: PromptConfig, seed: int, params: dict[str, Any]) -> SegmentClassifier:

@@ -101,6 +101,10 @@ class SegmentClassifier:
         }, indent=2) + "\n")
         return folder
 
+    @classmethod
+    def load(cls, folder: str | Path) -> "SegmentClassifier":
+        return joblib.load(Path(folder) / "model.joblib")
+
     def __getstate__(self) -> dict[str, Any]:
         """Pickle-friendly state: the task and prompt config as plain fields."""
         state = dict(self.__dict__)
@@ -156,10 +160,3 @@ class SegmentClassifier:
         out = np.zeros((proba.shape[0], len(self.task.labels)))
         out[:, classes] = proba
         return out
-
-
-def load_model(folder: str | Path) -> SegmentClassifier:
-    folder = Path(folder)
-    if not (folder / "model.joblib").is_file():
-        raise EmoregError(f"{folder} holds no saved emoreg model (model.joblib is missing)")
-    return joblib.load(folder / "model.joblib")

