@@ -129,6 +129,18 @@ def test_zero_shot_and_generation_modes(tiny_llama, toy_split):
     assert gen.describe()["unmatched_answers"] is not None
 
 
+def test_frozen_llm_features_baseline(tiny_llama, toy_split, tmp_path):
+    train, test = toy_split
+    params = {"model": tiny_llama, "system": None}
+    prompt = PromptConfig(sources=("utterance",), template="emoreg-v1-compact")
+    model = make_model("llm-features", DEEP_SHAME, prompt, 0, params).fit(train)
+    proba = model.predict_proba(test)
+    assert proba.shape == (len(test), 7) and np.allclose(proba.sum(axis=1), 1)
+    assert np.mean([p == s.label for p, s in zip(model.predict(test), test)]) >= 0.9
+    model.save(tmp_path / "f")
+    assert np.allclose(load_model(tmp_path / "f").predict_proba(test), proba)
+
+
 def test_match_label():
     labels = ("Attack Self", "Attack Other", "Rest")
     assert match_label(" attack other.", labels) == "Attack Other"

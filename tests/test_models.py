@@ -15,6 +15,7 @@ CASES = {
     "tfidf": {"text": "prompt", "min_df": 1},
     "embedding": {},
     "llm": None,  # tests/test_llm.py (needs the tiny Llama fixture)
+    "llm-features": None,  # tests/test_llm.py
     "bayesnet": {"structure": "naive"},
 }
 

@@ -50,6 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set params.C=0.5 --set split.folds=10")
 
+    p = sub.add_parser("train", help="fit one model on every segment of a corpus and save it")
+    p.add_argument("config", type=Path, help="evaluation YAML; its split is ignored")
+    p.add_argument("--out", type=Path, required=True, help="model folder")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    p = sub.add_parser("predict", help="label new segments with a saved model")
+    p.add_argument("model_dir", type=Path, help="a folder written by `emoreg train`")
+    p.add_argument("--corpus", required=True, help="segments (.jsonl, a CSV mapping, annomi, ...); labels optional")
+    p.add_argument("--out", type=Path, required=True, help="predictions JSONL to write")
+
     p = sub.add_parser("report", help="tables, paired tests and figures from finished runs")
     p.add_argument("runs", nargs="+", type=Path, help="run folders; the first is the reference")
     p.add_argument("--out", type=Path, required=True, help="folder for report.md and the figures")
@@ -124,6 +134,43 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .corpora import load_corpus
+    from .evaluation import load_config
+    from .models import make_model
+
+    config = load_config(args.config, args.overrides)
+    corpus = load_corpus(config.corpus, config.task)
+    model = make_model(config.model, corpus.task, config.prompt_config(), config.seed, config.params)
+    model.fit(corpus.segments)
+    print(model.save(args.out).resolve())
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .corpora import load_corpus
+    from .models import load_model
+    from .runs import write_jsonl
+
+    model = load_model(args.model_dir)
+    corpus = load_corpus(args.corpus, model.task)
+    proba = model.predict_proba(corpus.segments)
+    rows = [{"segment_id": s.segment_id, "subject_id": s.subject_id, "session_id": s.session_id,
+             "predicted": model.labels_[int(p.argmax())],
+             "proba": {label: float(v) for label, v in zip(model.labels_, p)}}
+            | ({"gold": s.label} if s.label is not None else {})
+            for s, p in zip(corpus.segments, proba)]
+    write_jsonl(args.out, rows)
+    labelled = [r for r in rows if "gold" in r]
+    if labelled:
+        accuracy = sum(r["gold"] == r["predicted"] for r in labelled) / len(labelled)
+        print(f"{len(rows)} segments labelled; accuracy on the {len(labelled)} with a gold label: {accuracy:.3f}")
+    else:
+        print(f"{len(rows)} segments labelled")
+    print(args.out.resolve())
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
@@ -140,7 +187,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"check": cmd_check, "prompts": cmd_prompts, "evaluate": cmd_evaluate, "report": cmd_report,
+COMMANDS = {"check": cmd_check, "prompts": cmd_prompts, "evaluate": cmd_evaluate, "train": cmd_train,
+            "predict": cmd_predict, "report": cmd_report,
             "data": cmd_data}
 
 

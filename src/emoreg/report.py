@@ -146,6 +146,40 @@ def plot_per_subject(runs: Sequence[Run], path: Path) -> Path:
     return _save(fig, path)
 
 
+def _losses(run: Run) -> list[list[dict]]:
+    metas = [json.loads(p.read_text()) for p in sorted((run.path / "folds").glob("fold-*.meta.json"))]
+    return [m["model"]["loss"] for m in metas if (m.get("model") or {}).get("loss")]
+
+
+def plot_losses(runs: Sequence[Run], path: Path) -> Path | None:
+    """Training loss per step of every fold of every run that logged one (None if none did)."""
+    curves = [(run, _losses(run)) for run in runs]
+    curves = [(run, c) for run, c in curves if c]
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for n, (run, folds) in enumerate(curves):
+        for i, history in enumerate(folds):
+            steps = [h["step"] for h in history]
+            loss = np.array([h["loss"] for h in history])
+            window = max(1, len(loss) // 20)
+            smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
+            ax.plot(steps, loss, color=f"C{n}", alpha=0.2, linewidth=0.8)
+            ax.plot(steps[window - 1:], smooth, color=f"C{n}", linewidth=1.5,
+                    label=f"{run.name}" if i == 0 else None)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("loss on the answer tokens")
+    ax.set_title("LoRA training loss per fold (faint: per step; bold: moving average)", fontsize=10)
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -164,9 +198,13 @@ def write_report(run_paths: Sequence[str | Path], out: str | Path) -> Path:
     out = Path(out)
     lines = ["# emoreg report", ""]
     first = runs[0]
+    total = first.metrics.get("folds_in_split", first.metrics["n_folds"])
+    folds = (f"{first.metrics['n_folds']} folds" if total == first.metrics["n_folds"] else
+             f"test folds {first.metrics['folds_run']} of a {total}-fold split: the test segments of those folds only")
     lines += [f"Corpus `{first.data['corpus']}`, task `{first.data['task']}`: {first.metrics['n_segments']:,} "
-              f"segments of {first.metrics['n_subjects']} subjects, evaluated across subjects "
-              f"({first.metrics['n_folds']} folds; no subject is in training and test of a fold).", ""]
+              f"test segments of {first.metrics['n_subjects']} subjects ({first.data['n_segments']:,} segments of "
+              f"{first.data['n_subjects']} subjects in the corpus), evaluated across subjects "
+              f"({folds}; no subject is in training and test of a fold).", ""]
     lines += ["## Results", "",
               "Pooled over all test segments; 95% CIs by bootstrap over subjects "
               f"({first.metrics['bootstrap']['resamples']} resamples).", ""]
@@ -196,6 +234,9 @@ def write_report(run_paths: Sequence[str | Path], out: str | Path) -> Path:
         lines.append("")
     lines += ["## Figures", "", "![confusion matrices](confusion.png)", "",
               "![per-subject macro-F1](per_subject.png)", ""]
+    if plot_losses(runs, out / "loss.png") is not None:
+        at = lines.index("![per-subject macro-F1](per_subject.png)") + 1
+        lines[at:at] = ["", "![training loss](loss.png)"]
     plot_confusions(runs, out / "confusion.png")
     plot_per_subject(runs, out / "per_subject.png")
     lines += ["## Per class", ""]

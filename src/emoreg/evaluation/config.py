@@ -27,10 +27,10 @@ from ..prompts import PROMPT_SOURCES, TEMPLATES, PromptConfig
 
 SPLITS = ("group-kfold", "loso")
 TOP_KEYS = {"corpus": str, "task": (str, type(None)), "model": str, "params": dict, "prompt": dict,
-            "split": dict, "seed": int, "name": (str, type(None))}
+            "split": dict, "seed": int, "name": (str, type(None)), "save_models": bool}
 PROMPT_KEYS = {"sources": (list, str), "max_tokens": (int, type(None)), "template": str,
                "feature_thresholds": dict, "behaviour_phrases": dict}
-SPLIT_KEYS = {"kind": str, "folds": int}
+SPLIT_KEYS = {"kind": str, "folds": int, "only": list}
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,12 @@ class EvalConfig:
         prompt: ``PromptConfig`` fields (sources, max_tokens, template, ...).
         split: ``{"kind": "group-kfold", "folds": 5}`` or ``{"kind": "loso"}``; folds group
             segments by subject, so no subject is ever in training and test at once.
+            ``only: [0, 2]`` runs just those folds of the split (an evaluation on the subjects
+            of those folds, for models too slow to run them all; reports say so).
         seed: seeds fold assignment and models.
         name: a label for reports (default: the run folder's name).
+        save_models: also save every fold's fitted model (``folds/fold-NN-model/``; for the LLM a
+            standard PEFT adapter).
     """
 
     corpus: str
@@ -57,6 +61,7 @@ class EvalConfig:
     split: dict[str, Any] = field(default_factory=lambda: {"kind": "group-kfold", "folds": 5})
     seed: int = 0
     name: str | None = None
+    save_models: bool = False
 
     def prompt_config(self) -> PromptConfig:
         return PromptConfig(**self.prompt)
@@ -92,6 +97,9 @@ def config_from_dict(data: Any, where: str, base_dir: Path | None = None) -> Eva
     if split.get("kind", "group-kfold") == "group-kfold" and isinstance(split.get("folds", 5), int) \
             and split.get("folds", 5) < 2:
         problems.append(Problem(where, "split.folds", "needs at least 2 folds"))
+    only = split.get("only", [])
+    if not isinstance(only, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in only):
+        problems.append(Problem(where, "split.only", "expected a list of fold numbers, e.g. [0, 1]"))
     if prompt.get("template", TEMPLATES[0]) not in TEMPLATES:
         problems.append(Problem(where, "prompt.template", f"expected one of {', '.join(TEMPLATES)}"))
     sources = prompt.get("sources", list(PROMPT_SOURCES))

@@ -39,7 +39,13 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "") -> Path:
         raise EmoregError(f"{corpus.name}: {unlabelled} segment(s) have no label; evaluation needs "
                           "labelled segments")
     split = config.split
-    folds = make_folds(segments, split["kind"], split.get("folds"), config.seed)
+    all_folds = make_folds(segments, split["kind"], split.get("folds"), config.seed)
+    folds = all_folds
+    if split.get("only"):
+        unknown = sorted(set(split["only"]) - {f.index for f in all_folds})
+        if unknown:
+            raise EmoregError(f"split.only names fold(s) {unknown} but the split has folds 0-{len(all_folds) - 1}")
+        folds = [f for f in all_folds if f.index in set(split["only"])]
     resolved = config.to_dict() | {"task": corpus.task.name}
     data = {"corpus": corpus.name, "task": corpus.task.name, "files": corpus.files,
             "notes": corpus.notes, "source_notes": corpus.source_notes,
@@ -61,6 +67,8 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "") -> Path:
         bar.set_postfix_str(f"fold {fold.index}: predict {len(test)}")
         proba = model.predict_proba(test)
         predicted = time.perf_counter()
+        if config.save_models:
+            model.save(out / "folds" / f"fold-{fold.index:02d}-model")
         labels = corpus.task.labels
         rows = [{
             "segment_id": s.segment_id, "subject_id": s.subject_id, "session_id": s.session_id,
@@ -77,7 +85,10 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "") -> Path:
 
     rows = [r for fold in folds for r in read_jsonl(out / "folds" / f"fold-{fold.index:02d}.jsonl")]
     write_jsonl(out / "predictions.jsonl", rows)
-    write_json(out / "metrics.json", compute_metrics(rows, list(corpus.task.labels), seed=config.seed))
+    metrics = compute_metrics(rows, list(corpus.task.labels), seed=config.seed)
+    metrics["folds_run"] = [f.index for f in folds]
+    metrics["folds_in_split"] = len(all_folds)
+    write_json(out / "metrics.json", metrics)
     return out
 
 

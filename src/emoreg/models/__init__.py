@@ -11,13 +11,13 @@ from ..prompts import PromptConfig
 from ..tasks import Task
 from .bayesnet import BayesNet
 from .base import Classifier, NotFittedError, SegmentClassifier
-from .llm import LlmClassifier
+from .llm import LlmClassifier, LlmFeatures
 from .chance import Majority, StratifiedRandom
 from .embedding import EmbeddingLogReg
 from .tfidf import TfidfLogReg
 
 MODELS: dict[str, type[SegmentClassifier]] = {
-    cls.name: cls for cls in (Majority, StratifiedRandom, TfidfLogReg, EmbeddingLogReg, BayesNet, LlmClassifier)
+    cls.name: cls for cls in (Majority, StratifiedRandom, TfidfLogReg, EmbeddingLogReg, BayesNet, LlmClassifier, LlmFeatures)
 }
 
 
