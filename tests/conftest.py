@@ -80,3 +80,14 @@ def toy_corpus(tmp_path) -> Path:
     path = tmp_path / "toy.jsonl"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+@pytest.fixture
+def toy_split(toy_corpus):
+    """Training subjects S0-S3 and test subjects S4-S5 of the toy corpus."""
+    from emoreg.corpora import load_corpus
+
+    segments = load_corpus(str(toy_corpus), "deep-shame").segments
+    train = [s for s in segments if s.subject_id not in ("S4", "S5")]
+    test = [s for s in segments if s.subject_id in ("S4", "S5")]
+    return train, test

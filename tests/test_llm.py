@@ -50,14 +50,6 @@ def tiny_llama(tmp_path_factory):
     return str(folder)
 
 
-@pytest.fixture
-def toy_split(toy_corpus):
-    segments = load_corpus(str(toy_corpus), "deep-shame").segments
-    train = [s for s in segments if s.subject_id not in ("S4", "S5")]
-    test = [s for s in segments if s.subject_id in ("S4", "S5")]
-    return train, test
-
-
 def tiny(folder, **params):
     settings = {"model": folder, "epochs": 10, "batch_size": 8, "lr": 1e-2, "lora_r": 8, "lora_alpha": 16,
                 "lora_dropout": 0.0, "system": None} | params

@@ -24,17 +24,9 @@ def test_every_registered_model_has_a_case():
     assert set(CASES) == set(MODELS)
 
 
-@pytest.fixture
-def split(toy_corpus):
-    segments = load_corpus(str(toy_corpus), "deep-shame").segments
-    train = [s for s in segments if s.subject_id not in ("S4", "S5")]
-    test = [s for s in segments if s.subject_id in ("S4", "S5")]
-    return train, test
-
-
 @pytest.mark.parametrize("name", sorted(n for n, params in CASES.items() if params is not None))
-def test_contract(name, split, tmp_path):
-    train, test = split
+def test_contract(name, toy_split, tmp_path):
+    train, test = toy_split
     model = make_model(name, DEEP_SHAME, PromptConfig(), seed=0, params=CASES[name])
     with pytest.raises(NotFittedError, match="call fit"):
         model.predict(test)
@@ -58,8 +50,8 @@ def test_contract(name, split, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["tfidf", "embedding", "bayesnet"])
-def test_learners_learn_the_toy_task(name, split):
-    train, test = split
+def test_learners_learn_the_toy_task(name, toy_split):
+    train, test = toy_split
     model = make_model(name, DEEP_SHAME, PromptConfig(), seed=0, params=CASES[name]).fit(train)
     accuracy = np.mean([p == s.label for p, s in zip(model.predict(test), test)])
     assert accuracy >= 0.9, accuracy
@@ -72,16 +64,16 @@ def test_unknown_model_and_parameter_are_clear_errors():
         make_model("tfidf", DEEP_SHAME, PromptConfig(), 0, {"alpha": 1})
 
 
-def test_fit_needs_labels(split):
-    train, _ = split
+def test_fit_needs_labels(toy_split):
+    train, _ = toy_split
     from dataclasses import replace
 
     with pytest.raises(EmoregError, match="1 training segment\\(s\\) have no label"):
         make_model("majority", DEEP_SHAME, PromptConfig(), 0, {}).fit([replace(train[0], label=None)] + train[1:])
 
 
-def test_bayesnet_variables_follow_the_sources(split):
-    train, _ = split
+def test_bayesnet_variables_follow_the_sources(toy_split):
+    train, _ = toy_split
     full = make_model("bayesnet", DEEP_SHAME, PromptConfig(), 0, {"structure": "naive"}).fit(train)
     assert set(full.describe()["variables"]) == {"nv_frown", "feature_gaze", "person_age"}  # context is constant
     only_person = make_model("bayesnet", DEEP_SHAME, PromptConfig(sources=("person",)), 0,
@@ -91,8 +83,8 @@ def test_bayesnet_variables_follow_the_sources(split):
         make_model("bayesnet", DEEP_SHAME, PromptConfig(sources=("utterance",)), 0, {}).fit(train)
 
 
-def test_bayesnet_expert_structure(split, tmp_path):
-    train, test = split
+def test_bayesnet_expert_structure(toy_split, tmp_path):
+    train, test = toy_split
     path = tmp_path / "net.yaml"
     path.write_text("edges:\n  - [strategy, feature_gaze]\n")
     model = make_model("bayesnet", DEEP_SHAME, PromptConfig(), 0, {"structure": str(path)}).fit(train)

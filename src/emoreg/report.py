@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, save_figure
 from .errors import EmoregError
 from .evaluation.metrics import METRICS, confusion
 from .evaluation.stats import holm, mcnemar, paired_permutation
@@ -118,7 +118,7 @@ def plot_confusions(runs: Sequence[Run], path: Path) -> Path:
         ax.set_title(f"{run.name}\nmacro-F1 {run.metrics['pooled']['macro_f1']['value']:.3f}", fontsize=9)
     fig.suptitle("Confusion matrices (rows normalised per true class; counts in brackets)", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_per_subject(runs: Sequence[Run], path: Path) -> Path:
@@ -143,7 +143,7 @@ def plot_per_subject(runs: Sequence[Run], path: Path) -> Path:
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("Per-subject macro-F1 (dot size: segments of the subject)", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _losses(run: Run) -> list[list[dict]]:
@@ -177,18 +177,7 @@ def plot_losses(runs: Sequence[Run], path: Path) -> Path | None:
     ax.set_title("LoRA training loss per fold (faint: per step; bold: moving average)", fontsize=10)
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
-
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=130)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)
 
 
 def write_report(run_paths: Sequence[str | Path], out: str | Path) -> Path:

@@ -158,6 +158,16 @@ class _Checker:
                 hint = f" (did you mean {close[0]!r}?)" if close else f" (allowed: {', '.join(allowed)})"
                 self.bad(f"{prefix}{key}", f"unknown field{hint}")
 
+    def objects(self, items: list, field: str, keys: tuple[str, ...], shape: str):
+        """Yield ``(field[i], item)`` for every object of a list; report the rest and unknown keys."""
+        for i, item in enumerate(items):
+            where = f"{field}[{i}]"
+            if not isinstance(item, dict):
+                self.bad(where, f"expected an object {shape}, found {_describe(item)}")
+                continue
+            self.unknown_keys(item, keys, f"{where}.")
+            yield where, item
+
     def string(self, value: Any, field: str, required: bool = False, nonempty: bool = False):
         if value is None:
             if required:
@@ -238,12 +248,7 @@ def _transcript(value: Any, c: _Checker) -> tuple[Turn, ...] | None:
         c.bad("transcript", f"expected a list of turns {{speaker, text, start_s}}, found {_describe(value)}")
         return None
     turns = []
-    for i, turn in enumerate(value):
-        f = f"transcript[{i}]"
-        if not isinstance(turn, dict):
-            c.bad(f, f"expected an object {{speaker, text, start_s}}, found {_describe(turn)}")
-            continue
-        c.unknown_keys(turn, ("speaker", "text", "start_s"), f"{f}.")
+    for f, turn in c.objects(value, "transcript", ("speaker", "text", "start_s"), "{speaker, text, start_s}"):
         speaker = c.string(turn.get("speaker"), f"{f}.speaker", required=True)
         text = c.string(turn.get("text"), f"{f}.text", required=True)
         start = c.number(turn.get("start_s"), f"{f}.start_s")
@@ -265,12 +270,8 @@ def _nonverbal(value: Any, c: _Checker) -> Nonverbal | None:
     if not isinstance(raw_events, list):
         c.bad("nonverbal.events", f"expected a list, found {_describe(raw_events)}")
         raw_events = []
-    for i, ev in enumerate(raw_events):
-        f = f"nonverbal.events[{i}]"
-        if not isinstance(ev, dict):
-            c.bad(f, f"expected an object {{behaviour, start_s, end_s, intensity?}}, found {_describe(ev)}")
-            continue
-        c.unknown_keys(ev, ("behaviour", "start_s", "end_s", "intensity"), f"{f}.")
+    for f, ev in c.objects(raw_events, "nonverbal.events", ("behaviour", "start_s", "end_s", "intensity"),
+                           "{behaviour, start_s, end_s, intensity?}"):
         behaviour = c.string(ev.get("behaviour"), f"{f}.behaviour", required=True)
         start = c.number(ev.get("start_s"), f"{f}.start_s", required=True)
         end = c.number(ev.get("end_s"), f"{f}.end_s", required=True)

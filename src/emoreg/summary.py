@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .atomic import save_figure
 from .corpora.base import Corpus
 from .segments import SOURCES
 
@@ -84,9 +85,4 @@ def plot_labels_per_subject(corpus: Corpus, path: Path) -> Path:
     ax.set_xticks([])
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path, dpi=120)
