@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from emoreg.corpora import load_corpus
 from emoreg.errors import EmoregError
 from emoreg.models import MODELS, NotFittedError, load_model, make_model
 from emoreg.prompts import PromptConfig

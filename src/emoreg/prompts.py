@@ -15,10 +15,10 @@ out, never invented. The model's chat template is applied later, by the model co
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Callable, Iterable, Mapping
-import re
 
 from .errors import EmoregError
 from .segments import Nonverbal, Segment, Turn

@@ -11,10 +11,11 @@ from __future__ import annotations
 import difflib
 import json
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .atomic import atomic_write_text
 from .errors import Problem, ValidationError

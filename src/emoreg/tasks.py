@@ -14,10 +14,10 @@ Built-in tasks are listed in ``BUILTIN_TASKS``; users add their own in YAML::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping
 
 import yaml
 
@@ -136,7 +136,7 @@ def load_task(name_or_path: str | Path) -> Task:
     if isinstance(name_or_path, str) and name_or_path in BUILTIN_TASKS:
         return BUILTIN_TASKS[name_or_path]
     path = Path(name_or_path)
-    if not path.suffix.lower() in {".yaml", ".yml"}:
+    if path.suffix.lower() not in {".yaml", ".yml"}:
         raise EmoregError(
             f"unknown task {str(name_or_path)!r}: use a built-in task "
             f"({', '.join(BUILTIN_TASKS)}) or the path of a task YAML file"

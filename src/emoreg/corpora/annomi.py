@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from ..errors import EmoregError
 from ..segments import Nonverbal, Segment, Turn
 from ..tasks import ANNOMI_CLIENT_TALK, ANNOMI_THERAPIST, Task
-from .base import Corpus, data_dirs, sha256_file, user_cache_dir
+from .base import Corpus, data_dirs, sha256_file
 
 COMMIT = "42936645ec3857a9c84ab296a36a3c34b779ef49"
 BASE_URL = f"https://raw.githubusercontent.com/uccollab/AnnoMI/{COMMIT}/"

@@ -120,8 +120,10 @@ def config_from_dict(data: Any, where: str, base_dir: Path | None = None) -> Eva
         config.prompt_config()
     except EmoregError as exc:
         raise ValidationError(where, [Problem(where, "prompt", str(exc))]) from None
-    from ..models import make_model  # noqa: F401 - validate model name and params early
-    from ..models import MODELS
+    from ..models import (
+        MODELS,
+        make_model,  # noqa: F401 - validate model name and params early
+    )
 
     if config.model not in MODELS:
         raise ValidationError(where, [Problem(where, "model", f"unknown model {config.model!r}; "

@@ -7,7 +7,7 @@ averages the recall of the classes that occur in gold; weighted-F1 weights by go
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -9,11 +9,11 @@ from typing import Any
 from ..errors import EmoregError
 from ..prompts import PromptConfig
 from ..tasks import Task
-from .bayesnet import BayesNet
 from .base import Classifier, NotFittedError, SegmentClassifier
-from .llm import LlmClassifier, LlmFeatures
+from .bayesnet import BayesNet
 from .chance import Majority, StratifiedRandom
 from .embedding import EmbeddingLogReg
+from .llm import LlmClassifier, LlmFeatures
 from .tfidf import TfidfLogReg
 
 MODELS: dict[str, type[SegmentClassifier]] = {

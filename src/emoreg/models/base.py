@@ -8,8 +8,9 @@ not prompts: a text model renders prompts itself, inside the fold, from ``prompt
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import joblib
 import numpy as np
@@ -28,7 +29,7 @@ class Classifier(Protocol):
 
     labels_: tuple[str, ...]
 
-    def fit(self, segments: Sequence[Segment]) -> "Classifier": ...
+    def fit(self, segments: Sequence[Segment]) -> Classifier: ...
 
     def predict_proba(self, segments: Sequence[Segment]) -> np.ndarray: ...
 
@@ -58,7 +59,7 @@ class SegmentClassifier:
         self.params = params
 
     # -- the protocol
-    def fit(self, segments: Sequence[Segment]) -> "SegmentClassifier":
+    def fit(self, segments: Sequence[Segment]) -> SegmentClassifier:
         segments = list(segments)
         if not segments:
             raise EmoregError(f"{self.name}: cannot fit on zero segments")
@@ -102,7 +103,7 @@ class SegmentClassifier:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> "SegmentClassifier":
+    def load(cls, folder: str | Path) -> SegmentClassifier:
         return joblib.load(Path(folder) / "model.joblib")
 
     def __getstate__(self) -> dict[str, Any]:

@@ -63,7 +63,7 @@ class _Variable:
             return "yes" if any(w in s.introspection.lower() for w in self.key) else "no"
         return s.meta.get(self.key)  # meta
 
-    def fit(self, segments: list[Segment], bins: int, max_levels: int) -> "_Variable":
+    def fit(self, segments: list[Segment], bins: int, max_levels: int) -> _Variable:
         values = [self.read(s) for s in segments]
         present = [v for v in values if v is not None]
         if self.numeric:

@@ -377,7 +377,7 @@ class LlmClassifier(SegmentClassifier):
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> "LlmClassifier":
+    def load(cls, folder: str | Path) -> LlmClassifier:
         folder = Path(folder)
         spec = json.loads((folder / "model.json").read_text())
         task = Task(**{**spec["task"], "labels": tuple(spec["task"]["labels"])})
