@@ -75,3 +75,24 @@ def test_prompts_prints_the_chosen_sources(annomi_data_dir, capsys):
     assert out.count("=== annomi-t000-") == 3
     assert "Situation: A motivational-interviewing session about reducing alcohol consumption." in out
     assert "Nonverbal" not in out
+
+
+def test_train_then_predict(tmp_path, toy_corpus, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"corpus: {toy_corpus}\ntask: deep-shame\nmodel: tfidf\nparams: {{min_df: 1}}\n")
+    assert main(["train", str(config), "--out", str(tmp_path / "model")]) == 0
+    assert capsys.readouterr().out.strip() == str((tmp_path / "model").resolve())
+    unlabelled = tmp_path / "new.jsonl"
+    rows = [json.loads(line) for line in toy_corpus.read_text().splitlines()[:5]]
+    unlabelled.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "label"}) + "\n" for r in rows))
+    assert main(["predict", str(tmp_path / "model"), "--corpus", str(unlabelled), "--out", str(tmp_path / "p.jsonl")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "5 segments labelled"
+    predicted = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [p["predicted"] for p in predicted] == [r["label"] for r in rows]  # the toy task is separable
+    assert "gold" not in predicted[0] and abs(sum(predicted[0]["proba"].values()) - 1) < 1e-9
+
+
+def test_predict_needs_a_saved_model(tmp_path):
+    result = run_cli("predict", str(tmp_path), "--corpus", "deep-example", "--out", str(tmp_path / "p.jsonl"))
+    assert result.returncode == 2 and "holds no saved emoreg model" in result.stderr

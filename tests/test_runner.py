@@ -143,3 +143,17 @@ def test_corpus_path_is_relative_to_the_config(tmp_path, toy_corpus):
     folder.mkdir()
     (folder / "c.yaml").write_text("corpus: ../toy.jsonl\ntask: deep-shame\n")
     assert load_config(folder / "c.yaml").corpus == str(toy_corpus.resolve())
+
+
+def test_split_only_runs_the_named_folds_and_save_models_keeps_them(toy_corpus, tmp_path):
+    cfg = config(toy_corpus, "majority", split={"kind": "group-kfold", "folds": 3, "only": [1]}, save_models=True)
+    run = evaluate(cfg, tmp_path / "run")
+    folds = json.loads((run / "folds.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["folds_run"] == [1] and metrics["folds_in_split"] == 3
+    assert [f["run"] for f in folds] == [False, True, False]
+    assert metrics["n_subjects"] == len(folds[1]["test_subjects"])
+    assert {r["fold"] for r in read_jsonl(run / "predictions.jsonl")} == {1}
+    assert (run / "folds" / "fold-01-model" / "model.json").is_file()
+    with pytest.raises(EmoregError, match="split.only names fold\\(s\\) \\[5\\] but the split has folds 0-2"):
+        evaluate(config(toy_corpus, "majority", split={"kind": "group-kfold", "folds": 3, "only": [5]}), tmp_path / "r2")

@@ -4,7 +4,7 @@
     RUN/command.txt         the command line that made it
     RUN/environment.json    python, platform and library versions
     RUN/data.json           corpus files with sha256, loader notes, what each source holds
-    RUN/folds.json          the test subjects of every fold
+    RUN/folds.json          the test subjects of every fold of the split, and which folds were run
     RUN/folds/fold-NN.jsonl predictions of one finished fold (written atomically)
     RUN/predictions.jsonl   one line per segment: fold, gold, predicted, probabilities
     RUN/metrics.json        pooled metrics with subject-bootstrap CIs, fold means, per class, per subject

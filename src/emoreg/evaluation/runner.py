@@ -50,7 +50,7 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "") -> Path:
     data = {"corpus": corpus.name, "task": corpus.task.name, "files": corpus.files,
             "notes": corpus.notes, "source_notes": corpus.source_notes,
             "n_segments": len(segments), "n_subjects": len({s.subject_id for s in segments})}
-    _start_or_resume(out, resolved, data, folds, command)
+    _start_or_resume(out, resolved, data, all_folds, {f.index for f in folds}, command)
 
     prompt = config.prompt_config()
     bar = progress(folds, desc=f"{config.model} folds", unit="fold")
@@ -92,8 +92,8 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "") -> Path:
     return out
 
 
-def _start_or_resume(out: Path, resolved: dict, data: dict, folds: list[Fold], command: str) -> None:
-    folds_json = [{"fold": f.index, "test_subjects": list(f.test_subjects)} for f in folds]
+def _start_or_resume(out: Path, resolved: dict, data: dict, folds: list[Fold], run: set[int], command: str) -> None:
+    folds_json = [{"fold": f.index, "run": f.index in run, "test_subjects": list(f.test_subjects)} for f in folds]
     if (out / "config.yaml").is_file():
         previous = yaml.safe_load((out / "config.yaml").read_text())
         if previous != resolved:
