@@ -75,8 +75,9 @@ def _p(value: float) -> str:
 
 
 def _folds(run: Run):
+    """The split (test subjects of every fold), whichever folds of it were run."""
     path = run.path / "folds.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return [f["test_subjects"] for f in json.loads(path.read_text())] if path.is_file() else None
 
 
 def _model_notes(run: Run) -> list[str]:
