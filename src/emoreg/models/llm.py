@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +112,9 @@ class LlmClassifier(SegmentClassifier):
             config = LoraConfig(r=self._param("lora_r"), lora_alpha=self._param("lora_alpha"),
                                 lora_dropout=self._param("lora_dropout"), target_modules=targets,
                                 task_type="CAUSAL_LM")
-            self.model_ = get_peft_model(base, config)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # peft calls a renamed transformers API
+                self.model_ = get_peft_model(base, config)
         self.model_.eval()
         self._prepare_labels()
 
