@@ -13,7 +13,8 @@ from .base import Classifier, NotFittedError, SegmentClassifier
 from .bayesnet import BayesNet
 from .chance import Majority, StratifiedRandom
 from .embedding import EmbeddingLogReg
-from .llm import LlmClassifier, LlmFeatures
+from .llm import LlmClassifier
+from .llm_features import LlmFeatures
 from .tfidf import TfidfLogReg
 
 MODELS: dict[str, type[SegmentClassifier]] = {
