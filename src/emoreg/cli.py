@@ -60,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", required=True, help="segments (.jsonl, a CSV mapping, annomi, ...); labels optional")
     p.add_argument("--out", type=Path, required=True, help="predictions JSONL to write")
 
+    p = sub.add_parser("ablate", help="one evaluation per subset of information sources, and a report")
+    p.add_argument("config", type=Path, help="evaluation YAML, optionally with `models: [{name, model, params}]`")
+    p.add_argument("--out", type=Path, required=True, help="grid folder (resumed when it exists)")
+    p.add_argument("--sources", default=None, help="the sources to ablate (default: the config's prompt.sources)")
+    p.add_argument("--subsets", default="leave-one-out",
+                   help="all, leave-one-out (default), or subsets like 'all;context,utterance'")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
     p = sub.add_parser("report", help="tables, paired tests and figures from finished runs")
     p.add_argument("runs", nargs="+", type=Path, help="run folders; the first is the reference")
     p.add_argument("--out", type=Path, required=True, help="folder for report.md and the figures")
@@ -171,6 +179,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from .evaluation.ablation import load_grid, run_grid
+    from .report_ablation import write_ablation_report
+
+    cells = load_grid(args.config, args.sources, args.subsets, args.overrides)
+    run_grid(cells, args.out, command=" ".join(["emoreg", *sys.argv[1:]]))
+    print(write_ablation_report(args.out).resolve())
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
@@ -188,7 +206,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"check": cmd_check, "prompts": cmd_prompts, "evaluate": cmd_evaluate, "train": cmd_train,
-            "predict": cmd_predict, "report": cmd_report,
+            "predict": cmd_predict, "ablate": cmd_ablate, "report": cmd_report,
             "data": cmd_data}
 
 

@@ -9,6 +9,11 @@ class EmoregError(Exception):
     """A problem with the user's input, configuration or environment (not a bug in emoreg)."""
 
 
+class NothingToReadError(EmoregError):
+    """The chosen information sources give a model nothing to learn from (e.g. a Bayesian network
+    asked to use only the utterance text). Ablation grids record such cells as skipped."""
+
+
 @dataclass(frozen=True)
 class Problem:
     """One problem found while validating input: where it is and what is wrong."""

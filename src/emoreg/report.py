@@ -14,7 +14,7 @@ import numpy as np
 
 from .atomic import atomic_write_text, save_figure
 from .errors import EmoregError
-from .evaluation.metrics import METRICS, confusion
+from .evaluation.metrics import METRICS
 from .evaluation.stats import holm, mcnemar, paired_permutation
 from .runs import Run, load_run
 
@@ -27,26 +27,20 @@ def _fmt(metric: dict) -> str:
     return f"{metric['value']:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def _subject_cms(run: Run, order: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-subject confusion matrices (subjects in ``order``), gold and predicted by segment id."""
-    gold, pred, subjects = run.arrays()
-    k = len(run.labels)
-    cms = np.stack([confusion(gold[subjects == s], pred[subjects == s], k) for s in order])
-    return cms, gold, pred
-
-
 def compare(runs: Sequence[Run], seed: int = 0) -> list[dict]:
     """Paired tests of every run against the first (same segments required), Holm-corrected."""
     base = runs[0]
     ids = sorted(r["segment_id"] for r in base.predictions)
     subjects = sorted({r["subject_id"] for r in base.predictions})
-    base_cms, base_gold, base_pred = _subject_cms(base, subjects)
+    base_cms = base.subject_confusions(subjects)
+    base_gold, base_pred, _ = base.arrays()
     rows = []
     for run in runs[1:]:
         if sorted(r["segment_id"] for r in run.predictions) != ids:
             raise EmoregError(f"{run.path} and {base.path} predict different segments; paired tests need "
                               "runs of the same corpus and task")
-        cms, gold, pred = _subject_cms(run, subjects)
+        cms = run.subject_confusions(subjects)
+        gold, pred, _ = run.arrays()
         perm = paired_permutation(cms, base_cms, n_perm=N_PERM, seed=seed)
         rows.append({
             "run": run.name, "against": base.name,

@@ -82,6 +82,15 @@ class Run:
                 np.array([r["subject_id"] for r in rows]))
 
 
+    def subject_confusions(self, subjects: list[str]) -> np.ndarray:
+        """One confusion matrix per subject, in the order of ``subjects``: (n_subjects, k, k)."""
+        from .evaluation.metrics import confusion
+
+        gold, pred, subject_ids = self.arrays()
+        k = len(self.labels)
+        return np.stack([confusion(gold[subject_ids == s], pred[subject_ids == s], k) for s in subjects])
+
+
 def load_run(path: str | Path) -> Run:
     path = Path(path)
     missing = [n for n in ("config.yaml", "predictions.jsonl", "metrics.json", "data.json")

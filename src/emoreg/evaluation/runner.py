@@ -21,6 +21,7 @@ from ..errors import EmoregError
 from ..models import make_model
 from ..progress import progress
 from ..runs import environment, read_json, read_jsonl, write_json, write_jsonl
+from ..segments import SOURCES
 from .config import EvalConfig
 from .metrics import METRICS, confusion, per_class, scores
 from .splits import Fold, make_folds
@@ -49,7 +50,8 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "") -> Path:
     resolved = config.to_dict() | {"task": corpus.task.name}
     data = {"corpus": corpus.name, "task": corpus.task.name, "files": corpus.files,
             "notes": corpus.notes, "source_notes": corpus.source_notes,
-            "n_segments": len(segments), "n_subjects": len({s.subject_id for s in segments})}
+            "n_segments": len(segments), "n_subjects": len({s.subject_id for s in segments}),
+            "sources_present": {src: sum(1 for s in segments if s.has(src)) for src in SOURCES}}
     _start_or_resume(out, resolved, data, all_folds, {f.index for f in folds}, command)
 
     prompt = config.prompt_config()

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ..errors import EmoregError
+from ..errors import EmoregError, NothingToReadError
 from ..segments import Segment
 from .base import SegmentClassifier
 
@@ -137,7 +137,7 @@ class BayesNet(SegmentClassifier):
         variables = [v.fit(segments, self._param("bins"), self._param("max_levels")) for v in self._candidates(segments)]
         self.variables_ = [v for v in variables if len({v.state(s) for s in segments}) > 1]  # constant: no information
         if not self.variables_:
-            raise EmoregError(f"bayesnet: the sources {', '.join(self.prompt.sources)} give no variable that "
+            raise NothingToReadError(f"bayesnet: the sources {', '.join(self.prompt.sources)} give no variable that "
                               "varies in this corpus; add sources, meta_variables or introspection_codes")
         frame = self._frame(segments)
         frame[LABEL] = [self.task.labels[i] for i in y]
