@@ -81,3 +81,19 @@ def test_cli_ablate_leave_one_out(grid_config, tmp_path, capsys):
     names = sorted(p.name for p in (tmp_path / "g" / "runs").iterdir())
     assert names == ["bn--nonverbal", "bn--utterance", "bn--utterance+nonverbal", "majority--none",
                      "tfidf--nonverbal", "tfidf--utterance", "tfidf--utterance+nonverbal"]
+
+
+def test_deep_example_grid_runs_all_five_sources(tmp_path):
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "deep-example-ablation.yaml"
+    cells = load_grid(config, None, "leave-one-out")
+    assert {c.subset for c in cells if c.model == "tfidf"} >= {
+        ("context", "person", "transcript", "nonverbal", "introspection"),
+        ("context", "person", "transcript", "nonverbal")}
+    state = run_grid(cells, tmp_path / "g")
+    assert state["sources"] == ["context", "person", "transcript", "nonverbal", "introspection"]
+    assert all(c["status"] == "done" for c in state["cells"].values())
+    report = write_ablation_report(tmp_path / "g").read_text()
+    for source in state["sources"]:
+        assert f"- `{source}`: present in 15 of 15 segments" in report
