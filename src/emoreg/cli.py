@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", type=Path, help="run folders; the first is the reference")
     p.add_argument("--out", type=Path, required=True, help="folder for report.md and the figures")
 
+    p = sub.add_parser("import", help="segments from OpenFace/py-feat, Whisper/SRT/VTT/ELAN, NOVA, CSV tables")
+    p.add_argument("--config", type=Path, required=True, help="import YAML (see examples/import/import.yaml)")
+    p.add_argument("--out", type=Path, required=True, help="segments JSONL to write")
+
     p = sub.add_parser("data", help="download corpora")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     f = data_sub.add_parser("fetch", help="download a corpus and verify its checksums")
@@ -197,6 +201,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from .importers.join import import_segments
+    from .segments import write_segments
+    from .summary import format_summary, summarise
+
+    corpus = import_segments(args.config)
+    print(format_summary(summarise(corpus)))
+    write_segments(args.out, corpus.segments)
+    print(args.out.resolve())
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from .corpora.annomi import fetch_annomi
 
@@ -207,6 +223,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 COMMANDS = {"check": cmd_check, "prompts": cmd_prompts, "evaluate": cmd_evaluate, "train": cmd_train,
             "predict": cmd_predict, "ablate": cmd_ablate, "report": cmd_report,
+            "import": cmd_import,
             "data": cmd_data}
 
 

@@ -1,0 +1,1 @@
+"""Importers: segments from the files of the tools people already use."""

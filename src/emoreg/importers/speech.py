@@ -1,0 +1,163 @@
+"""Speech and annotations with times: Whisper-style JSON, SRT and WebVTT subtitles, ELAN ``.eaf``
+tiers and NOVA discrete annotations. Each reader returns time intervals; ``join`` turns them into
+transcripts, speech features and labels."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import EmoregError
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A stretch of time with a value: an utterance (speaker + text) or a label."""
+
+    start_s: float
+    end_s: float
+    value: str
+    speaker: str | None = None
+    words: int | None = None  # number of words, where the source counts them
+
+
+def _check_order(intervals: list[Interval], path: Path) -> list[Interval]:
+    for i, iv in enumerate(intervals):
+        if iv.end_s < iv.start_s:
+            raise EmoregError(f"{path}: item {i + 1} ends before it starts ({iv.start_s} -> {iv.end_s})")
+    return sorted(intervals, key=lambda iv: (iv.start_s, iv.end_s))
+
+
+def read_whisper(path: str | Path, default_speaker: str = "speaker") -> list[Interval]:
+    """Whisper-style JSON: ``{"segments": [{"start", "end", "text", "speaker"?, "words"?}]}``
+    (whisperX adds ``speaker`` and ``words``)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise EmoregError(f"cannot read Whisper JSON {path}: {exc}") from None
+    segments = data.get("segments") if isinstance(data, dict) else None
+    if not isinstance(segments, list):
+        raise EmoregError(f"{path}: expected an object with a list 'segments' (Whisper's output format)")
+    out = []
+    for i, seg in enumerate(segments):
+        if not isinstance(seg, dict) or not {"start", "end", "text"} <= set(seg):
+            raise EmoregError(f"{path}: segments[{i}] needs start, end and text")
+        words = seg.get("words")
+        out.append(Interval(float(seg["start"]), float(seg["end"]), str(seg["text"]).strip(),
+                            str(seg.get("speaker") or default_speaker),
+                            len(words) if isinstance(words, list) else len(str(seg["text"]).split())))
+    return _check_order(out, path)
+
+
+_TIME = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{3})")
+
+
+def _seconds(stamp: str, path: Path, line: int) -> float:
+    match = _TIME.fullmatch(stamp.strip())
+    if not match:
+        raise EmoregError(f"{path}:{line}: cannot read the time {stamp.strip()!r} (expected HH:MM:SS,mmm)")
+    h, m, s, ms = match.groups()
+    return int(h or 0) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000
+
+
+def read_subtitles(path: str | Path, default_speaker: str = "speaker") -> list[Interval]:
+    """SRT or WebVTT cues. The speaker comes from a WebVTT voice tag (``<v Anna>``) or a leading
+    ``Name:``; otherwise ``default_speaker``."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except OSError as exc:
+        raise EmoregError(f"cannot read subtitles {path}: {exc.strerror}") from None
+    out, i = [], 0
+    while i < len(lines):
+        if "-->" not in lines[i]:
+            i += 1
+            continue
+        start_text, end_text = lines[i].split("-->")
+        start = _seconds(start_text, path, i + 1)
+        end = _seconds(end_text.split()[0], path, i + 1)
+        text_lines = []
+        i += 1
+        while i < len(lines) and lines[i].strip():
+            text_lines.append(lines[i].strip())
+            i += 1
+        text = " ".join(text_lines)
+        speaker = default_speaker
+        voice = re.match(r"<v(?:\.[^ >]+)?\s+([^>]+)>", text)
+        if voice:
+            speaker = voice.group(1).strip()
+        else:
+            named = re.match(r"([A-Z][\w .'-]{0,30}):\s+", text)
+            if named:
+                speaker = named.group(1).strip()
+                text = text[named.end():]
+        text = re.sub(r"<[^>]+>", "", text).strip()
+        out.append(Interval(start, end, text, speaker, len(text.split())))
+    if not out:
+        raise EmoregError(f"{path}: no subtitle cues found (lines like '00:00:01,000 --> 00:00:02,500')")
+    return _check_order(out, path)
+
+
+def read_eaf(path: str | Path, tiers: list[str] | None = None) -> dict[str, list[Interval]]:
+    """ELAN ``.eaf``: the time-aligned annotations of each tier (all tiers, or those named)."""
+    path = Path(path)
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as exc:
+        raise EmoregError(f"cannot read ELAN file {path}: {exc}") from None
+    slots = {}
+    for slot in root.iter("TIME_SLOT"):
+        if slot.get("TIME_VALUE") is not None:
+            slots[slot.get("TIME_SLOT_ID")] = int(slot.get("TIME_VALUE")) / 1000
+    found = {tier.get("TIER_ID"): tier for tier in root.iter("TIER")}
+    wanted = tiers if tiers is not None else list(found)
+    missing = [t for t in wanted if t not in found]
+    if missing:
+        raise EmoregError(f"{path}: no tier(s) {', '.join(missing)} (tiers: {', '.join(found)})")
+    out = {}
+    for name in wanted:
+        intervals = []
+        for ann in found[name].iter("ALIGNABLE_ANNOTATION"):
+            ref1, ref2 = ann.get("TIME_SLOT_REF1"), ann.get("TIME_SLOT_REF2")
+            if ref1 not in slots or ref2 not in slots:
+                raise EmoregError(f"{path}: annotation {ann.get('ANNOTATION_ID')} on tier {name} has an unaligned "
+                                  "time slot; align it in ELAN first")
+            value = (ann.findtext("ANNOTATION_VALUE") or "").strip()
+            intervals.append(Interval(slots[ref1], slots[ref2], value, name, len(value.split())))
+        out[name] = _check_order(intervals, path)
+    return out
+
+
+def read_nova(path: str | Path) -> list[Interval]:
+    """A NOVA discrete annotation: ``X.annotation`` (XML with the scheme's items) and its data
+    file ``X.annotation~`` (lines ``start;end;item id;confidence``). Rows with the id -1 (NOVA's
+    garbage class) are kept as the label ``GARBAGE``, so nothing is dropped silently."""
+    path = Path(path)
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as exc:
+        raise EmoregError(f"cannot read NOVA annotation {path}: {exc}") from None
+    scheme = root.find("scheme")
+    if scheme is None or scheme.get("type", "").upper() != "DISCRETE":
+        raise EmoregError(f"{path}: expected a NOVA annotation with a DISCRETE scheme")
+    items = {int(item.get("id")): item.get("name") for item in scheme.iter("item")}
+    data = Path(str(path) + "~")
+    if not data.is_file():
+        raise EmoregError(f"{path}: its data file {data.name} is missing (NOVA writes both)")
+    out = []
+    for n, line in enumerate(data.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split(";")
+        try:
+            start, end, item = float(parts[0]), float(parts[1]), int(float(parts[2]))
+        except (ValueError, IndexError):
+            raise EmoregError(f"{data}:{n}: expected 'start;end;item id;confidence', found {line!r}") from None
+        if item != -1 and item not in items:
+            raise EmoregError(f"{data}:{n}: item id {item} is not in the scheme ({items})")
+        out.append(Interval(start, end, items.get(item, "GARBAGE")))
+    return _check_order(out, data)
