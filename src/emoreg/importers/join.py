@@ -135,6 +135,10 @@ def import_segments(config_path: str | Path) -> Corpus:
     for spec in sessions:
         subject = str(spec["subject"])
         session = str(spec.get("session") or subject)
+        for part in ("face", "speech", "labels"):  # provenance: sha256 of every file read
+            for key, name in (spec.get(part) or {}).items():
+                if key in ("openface", "pyfeat", "whisper", "subtitles", "elan", "nova") and (base / name).is_file():
+                    files[str(base / name)] = sha256_file(base / name)
         labels = _labels(spec["labels"], base)
         turns = _speech(spec.get("speech"), base)
         track = None
