@@ -10,7 +10,7 @@ ifneq ($(wildcard ../shared/data/annomi/AnnoMI-simple.csv),)
 export EMOREG_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: setup run baselines test clean
+.PHONY: setup run baselines browser test clean
 
 setup: $(STAMP)
 
@@ -42,7 +42,17 @@ baselines: setup
 	  $(EMOREG) evaluate configs/annomi-$$m.yaml --out runs/annomi-$$m || exit 1; done
 	$(EMOREG) report $(foreach m,tfidf minilm bayesnet majority,runs/annomi-$(m)) --out runs/baselines-report
 
-test: setup
+# The browser test drives Debian's chromium; install it where this machine allows (root + apt).
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } || \
+	    echo "could not install chromium: the browser test will be skipped (or fail with CI=true)"; \
+	  else echo "chromium not installed: the browser test will be skipped (or fail with CI=true)"; fi; \
+	fi
+
+test: setup browser
 	$(PY) -m pytest -q
 
 clean:

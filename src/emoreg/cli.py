@@ -76,6 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, required=True, help="import YAML (see examples/import/import.yaml)")
     p.add_argument("--out", type=Path, required=True, help="segments JSONL to write")
 
+    p = sub.add_parser("serve", help="serve a trained model over HTTP for live sessions")
+    p.add_argument("model_dir", type=Path, help="a folder written by `emoreg train`")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--db", type=Path, default=Path("emoreg-sessions.sqlite"),
+                   help="SQLite file for sessions and predictions (default: ./emoreg-sessions.sqlite)")
+    p.add_argument("--token-file", type=Path, default=None,
+                   help="file holding the API token (default: $EMOREG_API_TOKEN; none: no auth)")
+
     p = sub.add_parser("data", help="download corpora")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     f = data_sub.add_parser("fetch", help="download a corpus and verify its checksums")
@@ -213,6 +222,24 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .models import load_model
+    from .serve.app import create_app, read_token
+
+    load_model(args.model_dir)  # fail early, with a readable error, on a folder that holds no model
+    try:
+        token = read_token(args.token_file)
+    except (OSError, ValueError) as exc:
+        raise EmoregError(f"cannot read the API token: {exc}") from None
+    print(f"emoreg: serving {args.model_dir} on http://{args.host}:{args.port}/ "
+          f"({'API token required' if token else 'no API token: anyone who reaches the port can use it'})",
+          file=sys.stderr)
+    uvicorn.run(create_app(args.model_dir, args.db, token), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from .corpora.annomi import fetch_annomi
 
@@ -223,7 +250,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 COMMANDS = {"check": cmd_check, "prompts": cmd_prompts, "evaluate": cmd_evaluate, "train": cmd_train,
             "predict": cmd_predict, "ablate": cmd_ablate, "report": cmd_report,
-            "import": cmd_import,
+            "import": cmd_import, "serve": cmd_serve,
             "data": cmd_data}
 
 

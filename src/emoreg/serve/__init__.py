@@ -1,0 +1,1 @@
+"""The live service (FastAPI): sessions, streamed segments, predictions, a timeline page."""

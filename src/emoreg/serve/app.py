@@ -1,0 +1,263 @@
+"""The live service: stream an interaction, get the strategy of each moment.
+
+* ``POST /sessions`` opens a session (optional person factors and context);
+* ``POST /sessions/{id}/segments`` adds the turns and nonverbal events since the last post and
+  answers with the predicted label and the probability of every label; the service keeps the
+  session's history and builds the prompt with the model's own template, sources and budget;
+* ``GET /sessions/{id}/timeline``, ``POST /sessions/{id}/close``;
+* ``POST /classify``: a stateless batch of complete segments (the JSONL format);
+* ``GET /health`` (never needs the token), ``GET /ready``; ``GET /`` is a page that shows a
+  session's timeline as a coloured band.
+
+Model work runs off the event loop in one worker thread; posts that wait at the same time are
+predicted together in one batch. Sessions, segments and predictions live in SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import os
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import Problem
+from ..segments import Event, Nonverbal, Segment, Turn, segment_from_dict
+from .store import Store
+
+MAX_BODY_BYTES = 1_000_000
+MAX_TEXT = 5_000
+MAX_TURNS_PER_POST = 50
+MAX_SEGMENTS_PER_SESSION = 5_000
+MAX_BATCH = 256
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class TurnIn(Strict):
+    speaker: str = Field(min_length=1, max_length=100)
+    text: str = Field(min_length=1, max_length=MAX_TEXT)
+    start_s: float | None = Field(default=None, ge=0)
+
+
+class EventIn(Strict):
+    behaviour: str = Field(min_length=1, max_length=100)
+    start_s: float = Field(ge=0)
+    end_s: float = Field(ge=0)
+    intensity: float | None = None
+
+
+class SessionIn(Strict):
+    context: str | None = Field(default=None, max_length=MAX_TEXT)
+    person: dict[str, str | float | int | bool] | None = Field(default=None, max_length=100)
+
+
+class SegmentIn(Strict):
+    turns: list[TurnIn] = Field(default_factory=list, max_length=MAX_TURNS_PER_POST)
+    events: list[EventIn] = Field(default_factory=list, max_length=200)
+    features: dict[str, float] = Field(default_factory=dict, max_length=200)
+    start_s: float | None = Field(default=None, ge=0)
+    end_s: float | None = Field(default=None, ge=0)
+    introspection: str | None = Field(default=None, max_length=MAX_TEXT)
+
+
+class ClassifyIn(Strict):
+    segments: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class Batcher:
+    """Runs ``model.predict_proba`` in one worker thread; requests waiting together form a batch."""
+
+    def __init__(self, model):
+        self.model = model
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emoreg-model")
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def predict(self, segments: list[Segment]):
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put((segments, future))
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            items = [await self.queue.get()]
+            while not self.queue.empty() and sum(len(s) for s, _ in items) < MAX_BATCH:
+                items.append(self.queue.get_nowait())
+            batch = [seg for segs, _ in items for seg in segs]
+            try:
+                proba = await loop.run_in_executor(self.executor, self.model.predict_proba, batch)
+            except Exception as exc:  # one bad batch must not stop the service
+                for _, future in items:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            start = 0
+            for segs, future in items:
+                if not future.done():
+                    future.set_result(proba[start:start + len(segs)])
+                start += len(segs)
+
+
+def _problem_response(problems: list[Problem]) -> HTTPException:
+    return HTTPException(422, detail=[{"loc": [p.where, *(p.field.split(".") if p.field else [])], "msg": p.message}
+                                      for p in problems])
+
+
+def create_app(model_dir: str | Path, db_path: str | Path, token: str | None = None) -> FastAPI:
+    from ..models import load_model
+
+    state: dict[str, Any] = {}
+    locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        model = await asyncio.to_thread(load_model, model_dir)  # once, at start-up
+        state.update(model=model, store=Store(db_path), batcher=Batcher(model))
+        state["batcher"].start()
+        yield
+        await state["batcher"].stop()
+
+    app = FastAPI(title="emoreg", version="1", lifespan=lifespan,
+                  description="Recognise emotion-regulation strategies in a live interaction.")
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and int(length) > MAX_BODY_BYTES:
+            return JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413)
+        return await call_next(request)
+
+    def authorised(request: Request) -> None:
+        if token is None:
+            return
+        header = request.headers.get("authorization", "")
+        if not hmac.compare_digest(header.encode(), f"Bearer {token}".encode()):
+            raise HTTPException(401, detail="missing or wrong API token: send 'Authorization: Bearer <token>'")
+
+    api = APIRouter(dependencies=[Depends(authorised)])  # every endpoint but /health and the page
+
+    def session_or_404(session_id: str) -> dict[str, Any]:
+        found = state["store"].session(session_id)
+        if found is None:
+            raise HTTPException(404, detail=f"no session {session_id!r}")
+        return found
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/ready")
+    def ready() -> dict[str, Any]:
+        model = state.get("model")
+        if model is None:
+            raise HTTPException(503, detail="the model is still loading")
+        return {"ready": True, "model": model.name, "task": model.task.name, "labels": list(model.labels_),
+                "sources": list(model.prompt.sources)}
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> str:
+        return (resources.files("emoreg.serve") / "page.html").read_text()
+
+    @api.post("/sessions", status_code=201)
+    def create_session(body: SessionIn) -> dict[str, Any]:
+        return state["store"].session(state["store"].create_session(body.context, body.person))
+
+    @api.get("/sessions")
+    def list_sessions() -> list[dict[str, Any]]:
+        if token is None:
+            raise HTTPException(403, detail="listing sessions needs the service to run with an API token "
+                                            "(EMOREG_API_TOKEN); without one, open a session by its id")
+        return state["store"].sessions()
+
+    @api.get("/sessions/{session_id}")
+    def get_session(session_id: str) -> dict[str, Any]:
+        return session_or_404(session_id)
+
+    @api.post("/sessions/{session_id}/segments")
+    async def add_segment(session_id: str, body: SegmentIn) -> dict[str, Any]:
+        if body.start_s is not None and body.end_s is not None and body.end_s < body.start_s:
+            raise HTTPException(422, detail=[{"loc": ["body", "end_s"], "msg": "end_s is before start_s"}])
+        for i, ev in enumerate(body.events):
+            if ev.end_s < ev.start_s:
+                raise HTTPException(422, detail=[{"loc": ["body", "events", i, "end_s"], "msg": "end_s is before start_s"}])
+        async with locks[session_id]:  # a session's posts are taken in order
+            store: Store = state["store"]
+            session = session_or_404(session_id)
+            if session["closed"] is not None:
+                raise HTTPException(409, detail=f"session {session_id!r} is closed")
+            if session["segments"] >= MAX_SEGMENTS_PER_SESSION:
+                raise HTTPException(409, detail=f"session {session_id!r} reached {MAX_SEGMENTS_PER_SESSION} segments; "
+                                                "open a new session")
+            post = body.model_dump()
+            history = store.turns(session_id) + post["turns"]
+            segment = Segment(
+                segment_id=f"{session_id}-{session['segments']}", subject_id=session_id, session_id=session_id,
+                start_s=body.start_s, end_s=body.end_s, context=session["context"],
+                transcript=tuple(Turn(t["speaker"], t["text"], t["start_s"]) for t in history) or None,
+                nonverbal=Nonverbal(tuple(Event(**e) for e in post["events"]), post["features"])
+                if post["events"] or post["features"] else None,
+                person=session["person"], introspection=body.introspection)
+            proba = (await state["batcher"].predict([segment]))[0]
+            labels = state["model"].labels_
+            answer = {label: float(p) for label, p in zip(labels, proba)}
+            label = labels[int(proba.argmax())]
+            store.add_segment(session_id, session["segments"], post, label, answer)
+        return {"session_id": session_id, "seq": session["segments"], "label": label, "proba": answer}
+
+    @api.get("/sessions/{session_id}/timeline")
+    def timeline(session_id: str) -> dict[str, Any]:
+        session = session_or_404(session_id)
+        return {"session": session, "labels": list(state["model"].labels_),
+                "segments": state["store"].timeline(session_id)}
+
+    @api.post("/sessions/{session_id}/close")
+    def close(session_id: str) -> dict[str, Any]:
+        session_or_404(session_id)
+        state["store"].close(session_id)
+        return session_or_404(session_id)
+
+    @api.post("/classify")
+    async def classify(body: ClassifyIn) -> dict[str, Any]:
+        problems: list[Problem] = []
+        segments = [segment_from_dict(record, f"segments[{i}]", problems, state["model"].task)
+                    for i, record in enumerate(body.segments)]
+        if problems:
+            raise _problem_response(problems)
+        proba = await state["batcher"].predict(segments)
+        labels = state["model"].labels_
+        return {"predictions": [{"segment_id": s.segment_id, "label": labels[int(p.argmax())],
+                                 "proba": {label: float(v) for label, v in zip(labels, p)}}
+                                for s, p in zip(segments, proba)]}
+
+    app.include_router(api)
+    return app
+
+
+def read_token(token_file: str | Path | None) -> str | None:
+    """The API token: from ``token_file`` if given, else ``$EMOREG_API_TOKEN``; None: no auth."""
+    if token_file is not None:
+        text = Path(token_file).read_text().strip()
+        if not text:
+            raise ValueError(f"token file {token_file} is empty")
+        return text
+    return os.environ.get("EMOREG_API_TOKEN") or None

@@ -1,0 +1,89 @@
+"""SQLite persistence of the live service: sessions, the segments posted to them and their
+predictions. Every write is one transaction, so a restart loses nothing that was answered."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY, created REAL NOT NULL, closed REAL,
+    context TEXT, person TEXT
+);
+CREATE TABLE IF NOT EXISTS segments (
+    session_id TEXT NOT NULL REFERENCES sessions(id), seq INTEGER NOT NULL, received REAL NOT NULL,
+    start_s REAL, end_s REAL, turns TEXT NOT NULL, events TEXT NOT NULL, features TEXT NOT NULL,
+    introspection TEXT, label TEXT NOT NULL, proba TEXT NOT NULL,
+    PRIMARY KEY (session_id, seq)
+);
+"""
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.executescript(SCHEMA)
+
+    def _tx(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = self._conn.execute(sql, args)
+                self._conn.execute("COMMIT")
+                return cursor
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    def create_session(self, context: str | None, person: dict[str, Any] | None) -> str:
+        session_id = uuid.uuid4().hex  # unguessable: a session is read only by whoever holds its id
+        self._tx("INSERT INTO sessions (id, created, context, person) VALUES (?, ?, ?, ?)",
+                 (session_id, time.time(), context, json.dumps(person) if person is not None else None))
+        return session_id
+
+    def session(self, session_id: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT id, created, closed, context, person FROM sessions WHERE id = ?", (session_id,))
+        if not rows:
+            return None
+        sid, created, closed, context, person = rows[0]
+        count = self._query("SELECT COUNT(*) FROM segments WHERE session_id = ?", (sid,))[0][0]
+        return {"session_id": sid, "created": created, "closed": closed, "context": context,
+                "person": json.loads(person) if person else None, "segments": count}
+
+    def sessions(self) -> list[dict[str, Any]]:
+        ids = [r[0] for r in self._query("SELECT id FROM sessions ORDER BY created DESC")]
+        return [self.session(i) for i in ids]
+
+    def close(self, session_id: str) -> None:
+        self._tx("UPDATE sessions SET closed = ? WHERE id = ? AND closed IS NULL", (time.time(), session_id))
+
+    def turns(self, session_id: str) -> list[dict[str, Any]]:
+        """Every turn posted to the session so far, in order."""
+        rows = self._query("SELECT turns FROM segments WHERE session_id = ? ORDER BY seq", (session_id,))
+        return [turn for (turns,) in rows for turn in json.loads(turns)]
+
+    def add_segment(self, session_id: str, seq: int, post: dict[str, Any], label: str, proba: dict[str, float]) -> None:
+        self._tx("INSERT INTO segments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (
+            session_id, seq, time.time(), post.get("start_s"), post.get("end_s"), json.dumps(post["turns"]),
+            json.dumps(post["events"]), json.dumps(post["features"]), post.get("introspection"), label, json.dumps(proba)))
+
+    def timeline(self, session_id: str) -> list[dict[str, Any]]:
+        rows = self._query("SELECT seq, received, start_s, end_s, label, proba FROM segments WHERE session_id = ? "
+                           "ORDER BY seq", (session_id,))
+        return [{"seq": seq, "received": received, "start_s": start, "end_s": end, "label": label,
+                 "proba": json.loads(proba)} for seq, received, start, end, label, proba in rows]

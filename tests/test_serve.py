@@ -1,0 +1,212 @@
+"""The live service over real HTTP: a uvicorn server started by the test on a free loopback port,
+and the timeline page in a real headless Chromium."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from emoreg.cli import main
+
+OUTPUT = Path(__file__).resolve().parent / "output"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, model_dir: Path, db: Path, token: str | None = None):
+        self.model_dir, self.db, self.token = model_dir, db, token
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = None
+
+    def start(self) -> "Server":
+        env = dict(os.environ)
+        env.pop("EMOREG_API_TOKEN", None)
+        if self.token:
+            env["EMOREG_API_TOKEN"] = self.token
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "emoreg", "serve", str(self.model_dir), "--port", str(self.port), "--db", str(self.db)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.process.stdout.read()}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise RuntimeError("server did not start within 60 s")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=20)
+
+    def client(self, token: str | None = "same") -> httpx.Client:
+        token = self.token if token == "same" else token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("served")
+    config = Path(__file__).resolve().parents[1] / "configs" / "deep-example-tfidf.yaml"
+    assert main(["train", str(config), "--out", str(folder / "model")]) == 0
+    return folder / "model"
+
+
+@pytest.fixture
+def server(model_dir, tmp_path):
+    s = Server(model_dir, tmp_path / "sessions.sqlite").start()
+    yield s
+    s.stop()
+
+
+TURNS = [{"speaker": "Interviewer", "text": "Your test result was below the average."},
+         {"speaker": "Interviewee", "text": "Ha, well, I guess I was saving my energy for the real work!"}]
+
+
+def test_stream_timeline_restart_and_continue(server):
+    with server.client() as c:
+        assert c.get("/ready").json()["labels"][0] == "Withdrawal"
+        created = c.post("/sessions", json={"context": "A job interview.", "person": {"age": 31}})
+        assert created.status_code == 201
+        sid = created.json()["session_id"]
+        first = c.post(f"/sessions/{sid}/segments", json={"turns": TURNS, "events": [
+            {"behaviour": "laugh", "start_s": 1.0, "end_s": 2.2, "intensity": 0.8}], "start_s": 0.0, "end_s": 3.0})
+        assert first.status_code == 200, first.text
+        body = first.json()
+        assert body["seq"] == 0 and body["label"] in body["proba"]
+        assert abs(sum(body["proba"].values()) - 1) < 1e-6
+        second = c.post(f"/sessions/{sid}/segments", json={"turns": [{"speaker": "Interviewee", "text": "Sorry."}]})
+        assert second.json()["seq"] == 1
+        timeline = c.get(f"/sessions/{sid}/timeline").json()
+        assert [s["seq"] for s in timeline["segments"]] == [0, 1]
+        assert timeline["session"]["person"] == {"age": 31}
+    server.stop()
+    server.start()  # a restart loses nothing; the session goes on
+    with server.client() as c:
+        assert [s["label"] for s in c.get(f"/sessions/{sid}/timeline").json()["segments"]] == \
+            [body["label"], second.json()["label"]]
+        third = c.post(f"/sessions/{sid}/segments", json={"turns": [{"speaker": "Interviewer", "text": "Go on."}]})
+        assert third.json()["seq"] == 2
+        assert c.post(f"/sessions/{sid}/close").json()["closed"] is not None
+        closed = c.post(f"/sessions/{sid}/segments", json={"turns": TURNS})
+        assert closed.status_code == 409 and "is closed" in closed.json()["detail"]
+
+
+def test_the_service_builds_the_prompt_from_the_whole_history(server, model_dir):
+    """The prediction for a post equals the saved model's prediction for the same segment built by hand."""
+    from emoreg.models import load_model
+    from emoreg.segments import Nonverbal, Segment, Turn
+
+    model = load_model(model_dir)
+    with server.client() as c:
+        sid = c.post("/sessions", json={"context": "A job interview."}).json()["session_id"]
+        c.post(f"/sessions/{sid}/segments", json={"turns": TURNS[:1]})
+        answer = c.post(f"/sessions/{sid}/segments", json={"turns": TURNS[1:], "features": {"speech_rate_wps": 2.9}}).json()
+    segment = Segment("x", sid, sid, context="A job interview.", transcript=tuple(Turn(t["speaker"], t["text"]) for t in TURNS),
+                      nonverbal=Nonverbal(features={"speech_rate_wps": 2.9}))
+    expected = model.predict_proba([segment])[0]
+    assert [answer["proba"][label] for label in model.labels_] == pytest.approx(expected.tolist())
+
+
+def test_bad_inputs_get_4xx_with_the_field(server):
+    with server.client() as c:
+        sid = c.post("/sessions", json={}).json()["session_id"]
+        cases = [
+            (f"/sessions/{sid}/segments", {"turns": [{"speaker": "A", "text": ""}]}, 422, ["body", "turns", 0, "text"]),
+            (f"/sessions/{sid}/segments", {"turns": [{"speaker": "A", "text": "x" * 5001}]}, 422, ["body", "turns", 0, "text"]),
+            (f"/sessions/{sid}/segments", {"turnz": []}, 422, ["body", "turnz"]),
+            (f"/sessions/{sid}/segments", {"events": [{"behaviour": "smile", "start_s": 2, "end_s": 1}]}, 422,
+             ["body", "events", 0, "end_s"]),
+            (f"/sessions/{sid}/segments", {"features": {"au12": "high"}}, 422, ["body", "features", "au12"]),
+            ("/sessions", {"person": {"age": [1, 2]}}, 422, ["body", "person", "age"]),
+            ("/classify", {"segments": [{"segment_id": "a", "subject_id": "s", "session_id": "s", "label": "Joy"}]}, 422,
+             ["segments[0]", "label"]),
+        ]
+        for path, payload, status, loc in cases:
+            r = c.post(path, json=payload)
+            assert r.status_code == status, (path, payload, r.text)
+            assert any(d["loc"][:len(loc)] == loc for d in r.json()["detail"]), r.json()
+        missing = c.post("/sessions/nope/segments", json={"turns": TURNS})
+        assert missing.status_code == 404 and "no session 'nope'" in missing.json()["detail"]
+        big = c.post(f"/sessions/{sid}/segments", content=b"{" + b" " * 1_000_001 + b"}",
+                     headers={"content-type": "application/json"})
+        assert big.status_code == 413
+        ok = c.post("/classify", json={"segments": [{"segment_id": "a", "subject_id": "s", "session_id": "s",
+                                                     "transcript": TURNS}]})
+        assert ok.status_code == 200 and ok.json()["predictions"][0]["segment_id"] == "a"
+        assert c.get("/sessions").status_code == 403  # no token: sessions are not listed
+
+
+def test_auth_on(model_dir, tmp_path):
+    server = Server(model_dir, tmp_path / "s.sqlite", token="s3cret").start()
+    try:
+        with server.client(token=None) as anonymous:
+            assert anonymous.get("/health").status_code == 200
+            denied = anonymous.post("/sessions", json={})
+            assert denied.status_code == 401 and "API token" in denied.json()["detail"]
+            assert anonymous.get("/ready").status_code == 401
+        with server.client(token="wrong") as wrong:
+            assert wrong.post("/sessions", json={}).status_code == 401
+        with server.client() as c:
+            sid = c.post("/sessions", json={}).json()["session_id"]
+            assert [s["session_id"] for s in c.get("/sessions").json()] == [sid]
+    finally:
+        server.stop()
+
+
+def chromium_available() -> bool:
+    return bool(shutil.which("chromium") and shutil.which("chromedriver"))
+
+
+@pytest.mark.skipif(not chromium_available() and os.environ.get("CI", "").lower() != "true",
+                    reason="needs Debian's chromium and chromium-driver (make test installs them where it can)")
+def test_page_shows_the_band_updating_in_headless_chromium(server):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with server.client() as c:
+        sid = c.post("/sessions", json={"context": "A job interview."}).json()["session_id"]
+        c.post(f"/sessions/{sid}/segments", json={"turns": TURNS})
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1000,500"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    try:
+        driver.get(f"{server.url}/?session={sid}")
+        wait = WebDriverWait(driver, 20)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#band .segment")) == 1)
+        with server.client() as c:
+            for text in ("Sorry, that was stupid of me.", "Your questions are unfair.", "Fine, let us go on."):
+                c.post(f"/sessions/{sid}/segments", json={"turns": [{"speaker": "Interviewee", "text": text}]})
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#band .segment")) == 4)
+        segments = driver.find_elements(By.CSS_SELECTOR, "#band .segment")
+        timeline = httpx.get(f"{server.url}/sessions/{sid}/timeline").json()["segments"]
+        assert [s.get_attribute("data-label") for s in segments] == [t["label"] for t in timeline]
+        hover = segments[0].get_attribute("title")
+        assert hover.startswith(f"#0: {timeline[0]['label']}") and "%" in hover
+        assert "4 segments" in driver.find_element(By.ID, "status").text
+        OUTPUT.mkdir(exist_ok=True)
+        driver.save_screenshot(str(OUTPUT / "timeline-page.png"))
+        assert (OUTPUT / "timeline-page.png").stat().st_size > 1000
+    finally:
+        driver.quit()
