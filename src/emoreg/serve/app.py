@@ -143,6 +143,8 @@ def create_app(model_dir: str | Path, db_path: str | Path, token: str | None = N
     @app.middleware("http")
     async def limit_body(request: Request, call_next):
         length = request.headers.get("content-length")
+        if length is not None and not length.isdigit():
+            return JSONResponse({"detail": "the Content-Length header is not a number"}, status_code=400)
         if length is not None and int(length) > MAX_BODY_BYTES:
             return JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413)
         return await call_next(request)
