@@ -49,6 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="run folder (resumed when it exists)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set params.C=0.5 --set split.folds=10")
+    p.add_argument("--fold", dest="folds", type=int, action="append", default=None, metavar="K",
+                   help="run only fold K (repeatable); `emoreg collect RUN` computes the metrics once all are done")
+    p.add_argument("--executor", choices=["local", "slurm"], default="local",
+                   help="local: run here (default); slurm: write a job-array script per fold and a collect script")
+    p.add_argument("--slurm-option", dest="slurm_options", action="append", default=[], metavar="OPTION",
+                   help="an #SBATCH line for the scripts, e.g. --slurm-option=--gres=gpu:1")
+
+    p = sub.add_parser("collect", help="compute the metrics of a run whose folds ran separately")
+    p.add_argument("run", type=Path, help="run folder")
 
     p = sub.add_parser("train", help="fit one model on every segment of a corpus and save it")
     p.add_argument("config", type=Path, help="evaluation YAML; its split is ignored")
@@ -145,13 +154,47 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .runs import read_json
 
     config = load_config(args.config, args.overrides)
-    run = evaluate(config, args.out, command=" ".join(["emoreg", *sys.argv[1:]]))
+    command = " ".join(["emoreg", *sys.argv[1:]])
+    if args.executor == "slurm":
+        from .evaluation.executors import write_slurm
+
+        evaluate(config, args.out, command=command, units=[])  # the run folder and its folds, nothing fitted
+        folds = [f["fold"] for f in read_json(args.out / "folds.json") if f["run"]]
+        units, collect = write_slurm(args.config, args.out, folds, args.slurm_options)
+        print(f"{len(folds)} units: sbatch {units}\nthen: sbatch --dependency=afterok:<array job id> {collect}")
+        print(units.parent.resolve())
+        return 0
+    run = evaluate(config, args.out, command=command, units=args.folds)
+    if not (run / "metrics.json").is_file():
+        done = sorted(int(p.name[5:7]) for p in (run / "folds").glob("fold-*.jsonl"))
+        print(f"fold(s) {done} finished; run the others, then `emoreg collect {run}`")
+        print(run.resolve())
+        return 0
     metrics = read_json(run / "metrics.json")
     for name in ("macro_f1", "accuracy", "uar"):
         m = metrics["pooled"][name]
         print(f"{name:<9} {m['value']:.3f}  95% CI [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}] "
               f"(bootstrap over {metrics['n_subjects']} subjects)")
     print(run.resolve())
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate
+    from .evaluation.config import config_from_dict
+    from .runs import read_json
+
+    path = args.run / "config.yaml"
+    if not path.is_file():
+        raise EmoregError(f"{args.run} is not a run folder (no config.yaml)")
+    import yaml
+
+    config = config_from_dict(yaml.safe_load(path.read_text()), str(path))
+    evaluate(config, args.run, collect_only=True)
+    metrics = read_json(args.run / "metrics.json")["pooled"]
+    print(f"macro_f1  {metrics['macro_f1']['value']:.3f}  95% CI [{metrics['macro_f1']['ci95'][0]:.3f}, "
+          f"{metrics['macro_f1']['ci95'][1]:.3f}]")
+    print(args.run.resolve())
     return 0
 
 
@@ -248,7 +291,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"check": cmd_check, "prompts": cmd_prompts, "evaluate": cmd_evaluate, "train": cmd_train,
+COMMANDS = {"check": cmd_check, "prompts": cmd_prompts, "evaluate": cmd_evaluate, "collect": cmd_collect, "train": cmd_train,
             "predict": cmd_predict, "ablate": cmd_ablate, "report": cmd_report,
             "import": cmd_import, "serve": cmd_serve,
             "data": cmd_data}

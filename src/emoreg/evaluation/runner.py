@@ -30,8 +30,13 @@ from .stats import bootstrap_ci
 N_BOOT = 2000
 
 
-def evaluate(config: EvalConfig, out: str | Path, command: str = "") -> Path:
-    """Run (or resume) the evaluation of ``config`` into the run folder ``out``."""
+def evaluate(config: EvalConfig, out: str | Path, command: str = "", units: list[int] | None = None,
+             collect_only: bool = False) -> Path:
+    """Run (or resume) the evaluation of ``config`` into the run folder ``out``.
+
+    ``units``: run only these folds (one unit of work each, for spreading a run over machines);
+    metrics are written once every fold is finished, by whichever call finishes last or by
+    ``collect_only`` (which fits nothing and says which folds are missing)."""
     out = Path(out)
     corpus = load_corpus(config.corpus, config.task)
     segments = corpus.segments
@@ -53,9 +58,14 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "") -> Path:
             "n_segments": len(segments), "n_subjects": len({s.subject_id for s in segments}),
             "sources_present": {src: sum(1 for s in segments if s.has(src)) for src in SOURCES}}
     _start_or_resume(out, resolved, data, all_folds, {f.index for f in folds}, command)
+    if units is not None:
+        unknown = sorted(set(units) - {f.index for f in folds})
+        if unknown:
+            raise EmoregError(f"--fold {unknown}: this run has folds {[f.index for f in folds]}")
+    todo = [] if collect_only else [f for f in folds if units is None or f.index in units]
 
     prompt = config.prompt_config()
-    bar = progress(folds, desc=f"{config.model} folds", unit="fold")
+    bar = progress(todo, desc=f"{config.model} folds", unit="fold")
     for fold in bar:
         done = out / "folds" / f"fold-{fold.index:02d}.jsonl"
         if done.is_file():
@@ -85,6 +95,12 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "") -> Path:
         write_jsonl(done, rows)  # last: its presence marks the fold as finished
     bar.close()
 
+    missing = [f.index for f in folds if not (out / "folds" / f"fold-{f.index:02d}.jsonl").is_file()]
+    if missing:
+        if collect_only:
+            raise EmoregError(f"{out}: fold(s) {missing} are not finished; run them with "
+                              f"`emoreg evaluate CONFIG --out {out} --fold K` (or without --fold for all)")
+        return out  # other units are still to come
     rows = [r for fold in folds for r in read_jsonl(out / "folds" / f"fold-{fold.index:02d}.jsonl")]
     write_jsonl(out / "predictions.jsonl", rows)
     metrics = compute_metrics(rows, list(corpus.task.labels), seed=config.seed)
