@@ -51,3 +51,23 @@ def test_slurm_scripts_run_by_hand_give_the_local_result(config, tmp_path, capsy
     collect = (run / "slurm" / "collect.sbatch").read_text().replace("emoreg collect", f"{emoreg} collect")
     subprocess.run(["bash", "-c", collect], check=True, capture_output=True)
     assert read_jsonl(run / "predictions.jsonl") == read_jsonl(tmp_path / "local" / "predictions.jsonl")
+
+
+def test_ray_local_cluster_matches_local_and_retries_a_failed_unit(config, tmp_path):
+    pytest.importorskip("ray")
+    from emoreg.evaluation import evaluate, load_config
+    from emoreg.evaluation.executors import run_ray
+
+    cfg = load_config(config)
+    local = evaluate(cfg, tmp_path / "local")
+    marker = tmp_path / "failed-once"
+
+    def fail_fold_1_once(fold):
+        if fold == 1 and not marker.exists():
+            marker.write_text("x")
+            raise RuntimeError("injected failure")
+
+    evaluate(cfg, tmp_path / "ray", units=[])
+    failures = run_ray(cfg, tmp_path / "ray", [0, 1, 2], cpus=1, unit_hook=fail_fold_1_once)
+    assert failures == [] and marker.exists()  # fold 1 failed once, was retried, and finished
+    assert read_jsonl(tmp_path / "ray" / "predictions.jsonl") == read_jsonl(local / "predictions.jsonl")

@@ -51,8 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config value, e.g. --set params.C=0.5 --set split.folds=10")
     p.add_argument("--fold", dest="folds", type=int, action="append", default=None, metavar="K",
                    help="run only fold K (repeatable); `emoreg collect RUN` computes the metrics once all are done")
-    p.add_argument("--executor", choices=["local", "slurm"], default="local",
-                   help="local: run here (default); slurm: write a job-array script per fold and a collect script")
+    p.add_argument("--executor", choices=["local", "ray", "slurm"], default="local",
+                   help="local: run here (default); ray: one Ray task per fold; "
+                        "slurm: write a job-array script per fold and a collect script")
+    p.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local one)")
+    p.add_argument("--unit-cpus", type=float, default=1, help="CPUs per Ray task (default 1)")
+    p.add_argument("--unit-gpus", type=float, default=0, help="GPUs per Ray task (default 0)")
     p.add_argument("--slurm-option", dest="slurm_options", action="append", default=[], metavar="OPTION",
                    help="an #SBATCH line for the scripts, e.g. --slurm-option=--gres=gpu:1")
 
@@ -164,7 +168,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"{len(folds)} units: sbatch {units}\nthen: sbatch --dependency=afterok:<array job id> {collect}")
         print(units.parent.resolve())
         return 0
-    run = evaluate(config, args.out, command=command, units=args.folds)
+    if args.executor == "ray":
+        from .evaluation.executors import run_ray
+
+        evaluate(config, args.out, command=command, units=[])  # the run folder, written once
+        folds = [f["fold"] for f in read_json(args.out / "folds.json") if f["run"] and
+                 (args.folds is None or f["fold"] in args.folds)]
+        failures = run_ray(config, args.out, folds, args.ray_address, args.unit_cpus, args.unit_gpus)
+        if failures:
+            raise EmoregError("unit(s) failed twice (the others finished; run the same command again to "
+                              "redo only these):\n  " + "\n  ".join(failures))
+    run = args.out if args.executor == "ray" else evaluate(config, args.out, command=command, units=args.folds)
     if not (run / "metrics.json").is_file():
         done = sorted(int(p.name[5:7]) for p in (run / "folds").glob("fold-*.jsonl"))
         print(f"fold(s) {done} finished; run the others, then `emoreg collect {run}`")
