@@ -91,3 +91,17 @@ def test_bayesnet_expert_structure(toy_split, tmp_path):
     path.write_text("edges:\n  - [strategy, gaze]\n")
     with pytest.raises(EmoregError, match="unknown variable\\(s\\) gaze"):
         make_model("bayesnet", DEEP_SHAME, PromptConfig(), 0, {"structure": str(path)}).fit(train)
+
+
+def test_bayesnet_without_evidence_predicts_the_prior(toy_split):
+    train, test = toy_split
+    rest = [s for s in train if s.label == "Rest"]
+    train = [s for s in train if s.label != "Rest"] + rest[: len(rest) // 4]  # unequal classes: prior != uniform
+    # person_age is noise: hill climbing with BIC leaves the strategy unconnected
+    model = make_model("bayesnet", DEEP_SHAME, PromptConfig(sources=("person",)), 0, {"structure": "learned"}).fit(train)
+    assert model.describe()["edges"] == []
+    proba = model.predict_proba(test)
+    counts = {label: sum(s.label == label for s in train) for label in DEEP_SHAME.labels}
+    expected = [counts[label] / len(train) for label in DEEP_SHAME.labels]
+    assert proba[0].tolist() == pytest.approx(expected, abs=0.04)  # BDeu smoothing moves it a little
+    assert abs(proba[0][DEEP_SHAME.index("Rest")] - 1 / 3) > 0.15  # not the uniform of a "balanced" no-evidence model

@@ -18,7 +18,9 @@ training fold) or a YAML file of expert edges (``edges: [[parent, child], ...]``
 node is called ``strategy``). Parameters: BDeu-smoothed counts (pgmpy); inference: variable
 elimination. With ``class_weight: balanced`` (the default, like the logistic-regression
 baselines) the posterior is divided by the training class frequencies and renormalised, which
-is the decision a model trained on balanced classes would make; ``none`` keeps the posterior.
+is the decision a model trained on balanced classes would make; ``none`` keeps the posterior. A
+network whose learned structure leaves the strategy unconnected has no evidence to weigh and
+predicts the training prior (the majority class), not a uniform tie.
 """
 
 from __future__ import annotations
@@ -206,7 +208,8 @@ class BayesNet(SegmentClassifier):
                     order = [factor.state_names[LABEL].index(self.task.labels[i]) for i in self.seen_]
                     self._cache[row] = np.asarray(factor.values)[order]
                 out[i] = self._cache[row]
-        if self._param("class_weight") == "balanced":  # as if every class were equally frequent
+        if self._param("class_weight") == "balanced" and blanket:  # as if every class were equally frequent;
+            # without evidence (no edge reaches the strategy) the posterior is the prior and stays so
             out = out / self.priors_
             out /= out.sum(axis=1, keepdims=True)
         return self._full_columns(out, np.array(self.seen_))
