@@ -184,6 +184,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"fold(s) {done} finished; run the others, then `emoreg collect {run}`")
         print(run.resolve())
         return 0
+    return _print_metrics(run)
+
+
+def _print_metrics(run: Path) -> int:
+    from .runs import read_json
+
     metrics = read_json(run / "metrics.json")
     for name in ("macro_f1", "accuracy", "uar"):
         m = metrics["pooled"][name]
@@ -194,22 +200,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
+    import yaml
+
     from .evaluation import evaluate
     from .evaluation.config import config_from_dict
-    from .runs import read_json
 
     path = args.run / "config.yaml"
     if not path.is_file():
         raise EmoregError(f"{args.run} is not a run folder (no config.yaml)")
-    import yaml
-
     config = config_from_dict(yaml.safe_load(path.read_text()), str(path))
     evaluate(config, args.run, collect_only=True)
-    metrics = read_json(args.run / "metrics.json")["pooled"]
-    print(f"macro_f1  {metrics['macro_f1']['value']:.3f}  95% CI [{metrics['macro_f1']['ci95'][0]:.3f}, "
-          f"{metrics['macro_f1']['ci95'][1]:.3f}]")
-    print(args.run.resolve())
-    return 0
+    return _print_metrics(args.run)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
