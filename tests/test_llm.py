@@ -7,47 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from emoreg.corpora import load_corpus
 from emoreg.errors import EmoregError
 from emoreg.models import load_model, make_model
 from emoreg.models.llm import match_label
-from emoreg.prompts import PromptConfig, render_prompt
+from emoreg.prompts import PromptConfig
 from emoreg.tasks import DEEP_SHAME
-
-CHATML = ("{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> {% endfor %}"
-          "{% if add_generation_prompt %}<|im_start|> assistant {% endif %}")
-
-
-@pytest.fixture(scope="session")
-def tiny_llama(tmp_path_factory):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    words = set()
-    texts = ["quiet silent away your fault unfair fine okay sure number And then ? Candidate Interviewer",
-             "Answer : assistant user system You label moments of a conversation ."]
-    texts += [render_prompt(s, DEEP_SHAME, PromptConfig()).text
-              for s in load_corpus("deep-example").segments]
-    for text in texts + list(DEEP_SHAME.labels):
-        words.update(text.replace(":", " : ").replace(".", " . ").split())
-    specials = ["<unk>", "<pad>", "<|im_end|>", "<|im_start|>"]
-    tokens = dict.fromkeys(specials + sorted(words - set(specials)) + [str(i) for i in range(20)])
-    vocab = {w: i for i, w in enumerate(tokens)}
-    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.Whitespace()
-    core.add_special_tokens(specials)  # matched whole, before the whitespace split
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", pad_token="<pad>",
-                                        eos_token="<|im_end|>")
-    tokenizer.chat_template = CHATML
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                         pad_token_id=1, eos_token_id=2, bos_token_id=3, tie_word_embeddings=True,
-                         initializer_range=0.3)  # large enough that the tied head can be confident
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
 
 
 def tiny(folder, **params):

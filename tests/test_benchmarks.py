@@ -1,0 +1,16 @@
+"""Smoke runs of the benchmarks on tiny inputs, so they keep working (their numbers mean nothing here)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+
+def test_llm_speed_benchmarks_run(tiny_llama, annomi_data_dir):
+    import llm_speed
+
+    train = llm_speed.main(["train", "--model", tiny_llama, "--steps", "2", "--batch", "2", "--repeats", "1",
+                            "--max-tokens", "64"])
+    assert train["ours_tokens_per_s"][0] > 0 and train["plain_tokens_per_s"][0] > 0 and train["mfu"] > 0
+    score = llm_speed.main(["score", "--model", tiny_llama, "--prompts", "3", "--max-tokens", "64"])
+    assert score["prompts"] == 3 and score["speedup_p50"] > 0
