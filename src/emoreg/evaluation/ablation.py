@@ -30,7 +30,7 @@ import yaml
 from ..errors import EmoregError, NothingToReadError, Problem, ValidationError
 from ..prompts import PROMPT_SOURCES, parse_sources
 from ..runs import read_json, write_json
-from .config import EvalConfig, config_from_dict
+from .config import EvalConfig, apply_overrides, config_from_dict
 from .runner import evaluate
 
 EMPTY = "none"
@@ -89,8 +89,6 @@ def make_subsets(units: tuple[str, ...], mode: str) -> list[tuple[str, ...]]:
 
 def load_grid(path: str | Path, sources: str | None, subsets: str, overrides: list[str] = ()) -> list[Cell]:
     """The cells of an ablation config, each a validated evaluation config."""
-    from .config import apply_overrides
-
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
