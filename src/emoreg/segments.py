@@ -134,6 +134,12 @@ class Segment:
         return out
 
 
+def source_counts(segments: Iterable[Segment]) -> dict[str, int]:
+    """How many segments carry each information source."""
+    segments = list(segments)
+    return {src: sum(1 for s in segments if s.has(src)) for src in SOURCES}
+
+
 # --------------------------------------------------------------------------- validation
 
 _TOP_FIELDS = (

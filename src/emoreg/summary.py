@@ -9,7 +9,7 @@ from typing import Any
 
 from .atomic import save_figure
 from .corpora.base import Corpus
-from .segments import SOURCES
+from .segments import source_counts
 
 
 def summarise(corpus: Corpus) -> dict[str, Any]:
@@ -29,7 +29,7 @@ def summarise(corpus: Corpus) -> dict[str, Any]:
         },
         "labels": {label: labels.get(label, 0) for label in corpus.task.labels},
         "unlabelled": sum(1 for s in segs if s.label is None),
-        "sources": {src: sum(1 for s in segs if s.has(src)) for src in SOURCES},
+        "sources": source_counts(segs),
         "source_notes": dict(corpus.source_notes),
         "notes": list(corpus.notes),
         "files": dict(corpus.files),

@@ -21,7 +21,7 @@ from ..errors import EmoregError
 from ..models import make_model
 from ..progress import progress
 from ..runs import environment, read_json, read_jsonl, write_json, write_jsonl
-from ..segments import SOURCES
+from ..segments import source_counts
 from .config import EvalConfig
 from .metrics import METRICS, confusion, per_class, scores
 from .splits import Fold, make_folds
@@ -56,7 +56,7 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "", units: list
     data = {"corpus": corpus.name, "task": corpus.task.name, "files": corpus.files,
             "notes": corpus.notes, "source_notes": corpus.source_notes,
             "n_segments": len(segments), "n_subjects": len({s.subject_id for s in segments}),
-            "sources_present": {src: sum(1 for s in segments if s.has(src)) for src in SOURCES}}
+            "sources_present": source_counts(segments)}
     _start_or_resume(out, resolved, data, all_folds, {f.index for f in folds}, command)
     if units is not None:
         unknown = sorted(set(units) - {f.index for f in folds})

@@ -139,6 +139,11 @@ def import_segments(config_path: str | Path) -> Corpus:
             for key, name in (spec.get(part) or {}).items():
                 if key in ("openface", "pyfeat", "whisper", "subtitles", "elan", "nova") and (base / name).is_file():
                     files[str(base / name)] = sha256_file(base / name)
+        person = None  # the subject's factors, the same for all of its segments
+        if persons is not None:
+            rows = persons[persons["subject_id"].astype(str) == subject]
+            if len(rows):
+                person = {k: _scalar(v) for k, v in rows.iloc[0].items() if k != "subject_id" and _scalar(v) is not None}
         labels = _labels(spec["labels"], base)
         turns = _speech(spec.get("speech"), base)
         track = None
@@ -163,11 +168,6 @@ def import_segments(config_path: str | Path) -> Corpus:
             speech = _speech_features(turns, start, end, speaker)
             if speech:
                 nonverbal = Nonverbal(nonverbal.events if nonverbal else (), {**(nonverbal.features if nonverbal else {}), **speech})
-            person = None
-            if persons is not None:
-                rows = persons[persons["subject_id"].astype(str) == subject]
-                person = {k: _scalar(v) for k, v in rows.iloc[0].items() if k != "subject_id" and _scalar(v) is not None} \
-                    if len(rows) else None
             introspection = None
             if intro is not None:
                 hits = intro[(intro["subject_id"].astype(str) == subject) & (intro["start_s"] < end) & (intro["end_s"] > start)]

@@ -371,10 +371,11 @@ class LlmClassifier(SegmentClassifier):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.model_.save_pretrained(str(folder / "adapter"))  # standard PEFT format
+        state = self.__getstate__()  # task and prompt config as plain fields
         atomic_write_text(folder / "model.json", json.dumps({
             "model": self.name, "params": self.params, "seed": self.seed, "labels": list(self.labels_),
-            "task": self.__getstate__()["task"] | {"labels": list(self.task.labels)},
-            "prompt": self.__getstate__()["prompt"] | {"sources": list(self.prompt.sources)},
+            "task": state["task"] | {"labels": list(self.task.labels)},
+            "prompt": state["prompt"] | {"sources": list(self.prompt.sources)},
             "history": getattr(self, "history_", []), "n_train": getattr(self, "n_train_", None),
         }, indent=2) + "\n")
         return folder
