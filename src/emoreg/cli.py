@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, distributed
 from .errors import EmoregError
 
 
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unit-gpus", type=float, default=0, help="GPUs per Ray task (default 0)")
     p.add_argument("--slurm-option", dest="slurm_options", action="append", default=[], metavar="OPTION",
                    help="an #SBATCH line for the scripts, e.g. --slurm-option=--gres=gpu:1")
+    p.add_argument("--processes", type=int, default=1, metavar="N", help=PROCESSES_HELP)
 
     p = sub.add_parser("collect", help="compute the metrics of a run whose folds ran separately")
     p.add_argument("run", type=Path, help="run folder")
@@ -67,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", type=Path, help="evaluation YAML; its split is ignored")
     p.add_argument("--out", type=Path, required=True, help="model folder")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--processes", type=int, default=1, metavar="N", help=PROCESSES_HELP)
 
     p = sub.add_parser("predict", help="label new segments with a saved model")
     p.add_argument("model_dir", type=Path, help="a folder written by `emoreg train`")
@@ -179,6 +182,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise EmoregError("unit(s) failed twice (the others finished; run the same command again to "
                               "redo only these):\n  " + "\n  ".join(failures))
     run = args.out if args.executor == "ray" else evaluate(config, args.out, command=command, units=args.folds)
+    if not distributed.is_main():
+        return 0  # the main process reports
     if not (run / "metrics.json").is_file():
         done = sorted(int(p.name[5:7]) for p in (run / "folds").glob("fold-*.jsonl"))
         print(f"fold(s) {done} finished; run the others, then `emoreg collect {run}`")
@@ -222,7 +227,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     corpus = load_corpus(config.corpus, config.task)
     model = make_model(config.model, corpus.task, config.prompt_config(), config.seed, config.params)
     model.fit(corpus.segments)
-    print(model.save(args.out).resolve())
+    if distributed.is_main():
+        print(model.save(args.out).resolve())
     return 0
 
 
@@ -298,6 +304,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+PROCESSES_HELP = ("train data-parallel over N processes on this machine with Accelerate (one per GPU, or "
+                  "CPU processes with gloo); the same as `accelerate launch --multi_gpu --num_processes N "
+                  "-m emoreg ...`")
+
+
+def relaunch(argv: list[str], processes: int) -> int:
+    """Run this command again under `accelerate launch` over ``processes`` processes (each sees
+    WORLD_SIZE and runs its share instead of launching again)."""
+    import subprocess
+
+    from .distributed import launch_command
+
+    return subprocess.call(launch_command(processes, argv))
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from .corpora.annomi import fetch_annomi
 
@@ -314,7 +335,16 @@ COMMANDS = {"check": cmd_check, "prompts": cmd_prompts, "evaluate": cmd_evaluate
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    processes = getattr(args, "processes", 1)
+    if processes < 1:
+        parser.error(f"--processes must be at least 1, got {processes}")
+    if processes > 1 and getattr(args, "executor", "local") != "local":
+        parser.error("--processes runs here; with --executor ray or slurm give each unit its GPUs instead "
+                     "(--unit-gpus, --slurm-option=--gres=gpu:N)")
+    if processes > 1 and os.environ.get("WORLD_SIZE") is None:
+        return relaunch(argv, processes)
     try:
         return COMMANDS[args.command](args)
     except EmoregError as exc:

@@ -1,4 +1,5 @@
-"""Progress bars: shown on a terminal, silent in CI (CI=true) and when output is not a terminal."""
+"""Progress bars: shown on a terminal, silent in CI (CI=true), when output is not a terminal, and
+in all but the main process of a distributed run."""
 
 from __future__ import annotations
 
@@ -8,5 +9,6 @@ from tqdm.auto import tqdm
 
 
 def progress(iterable=None, **kwargs):
-    disable = True if os.environ.get("CI", "").lower() == "true" else None
+    quiet = os.environ.get("CI", "").lower() == "true" or os.environ.get("RANK", "0") != "0"
+    disable = True if quiet else None
     return tqdm(iterable, disable=disable, **kwargs)

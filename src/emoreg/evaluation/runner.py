@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from .. import distributed
 from ..atomic import atomic_write_text
 from ..corpora import load_corpus
 from ..errors import EmoregError
@@ -57,7 +58,12 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "", units: list
             "notes": corpus.notes, "source_notes": corpus.source_notes,
             "n_segments": len(segments), "n_subjects": len({s.subject_id for s in segments}),
             "sources_present": source_counts(segments)}
-    _start_or_resume(out, resolved, data, all_folds, {f.index for f in folds}, command)
+    # in a distributed run (see emoreg.distributed) the main process writes, the others check
+    if distributed.is_main():
+        _start_or_resume(out, resolved, data, all_folds, {f.index for f in folds}, command)
+    distributed.barrier()
+    if not distributed.is_main():
+        _start_or_resume(out, resolved, data, all_folds, {f.index for f in folds}, command)
     if units is not None:
         unknown = sorted(set(units) - {f.index for f in folds})
         if unknown:
@@ -79,6 +85,8 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "", units: list
         bar.set_postfix_str(f"fold {fold.index}: predict {len(test)}")
         proba = model.predict_proba(test)
         predicted = time.perf_counter()
+        if not distributed.is_main():
+            continue
         if config.save_models:
             model.save(out / "folds" / f"fold-{fold.index:02d}-model")
         labels = corpus.task.labels
@@ -94,6 +102,8 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "", units: list
             "model": model.describe() if hasattr(model, "describe") else {}})
         write_jsonl(done, rows)  # last: its presence marks the fold as finished
     bar.close()
+    if not distributed.is_main():
+        return out
 
     missing = [f.index for f in folds if not (out / "folds" / f"fold-{f.index:02d}.jsonl").is_file()]
     if missing:

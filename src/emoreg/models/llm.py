@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import distributed
 from ..atomic import atomic_write_text
 from ..errors import EmoregError
 from ..progress import progress
@@ -78,7 +79,10 @@ class LlmClassifier(SegmentClassifier):
     def _setup(self) -> None:
         import torch
 
-        self.device_ = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if distributed.world_size() > 1:
+            self.device_ = distributed.state().device  # this process's GPU, or the CPU
+        else:
+            self.device_ = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         choice = self._param("dtype")
         if choice not in ("auto", "bf16", "fp32"):
             raise EmoregError(f"llm: dtype must be auto, bf16 or fp32, got {choice!r}")
@@ -170,34 +174,50 @@ class LlmClassifier(SegmentClassifier):
         warm = max(1, int(self._param("warmup") * total))
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: min((step + 1) / warm, max(0.0, (total - step) / max(1, total - warm))))
-        decoder = self.model_.get_base_model().base_model
-        head = self.model_.get_base_model().get_output_embeddings()
+        answer = _answer_logits_module(self.model_, self._logits)
+        world, rank = distributed.world_size(), distributed.rank()
+        if world > 1:  # DDP through Accelerate: gradients are averaged over the processes in backward
+            from accelerate import Accelerator
+
+            accelerator = Accelerator(cpu=self.device_.type == "cpu")
+            answer, optimizer = accelerator.prepare(answer, optimizer)
         self.model_.train()
         started = time.perf_counter()
         bar = progress(total=total, desc=f"LoRA training ({len(sequences)} prompts)", unit="step", leave=False)
         step = 0
         for _ in range(epochs):
             for batch in self._length_grouped(sequences, generator):
-                ids, mask, rows, cols, targets, owner = self._collate([sequences[i] for i in batch],
-                                                                        [len(prefixes[i]) for i in batch])
+                # each process takes every world-th prompt of the global batch; a process left
+                # without one repeats the first at weight 0, so that it still joins the all-reduce
+                mine = batch[rank::world]
+                w = weights[mine] if mine else torch.zeros(1)
+                real = bool(mine)
+                mine = mine or batch[:1]
+                ids, mask, rows, cols, targets, owner = self._collate([sequences[i] for i in mine],
+                                                                        [len(prefixes[i]) for i in mine])
                 with self._autocast():
-                    hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
-                    logits = self._logits(head, hidden[rows, cols])
-                token_loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
-                per_sample = torch.zeros(len(batch)).index_add_(0, owner, token_loss) / torch.bincount(
-                    owner, minlength=len(batch))
-                w = weights[batch]
-                loss = (per_sample * w).sum() / w.sum()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, self._param("max_grad_norm"))
+                    logits = answer(ids, mask, rows.to(self.device_), cols.to(self.device_))
+                token_loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none").cpu()
+                per_sample = torch.zeros(len(mine)).index_add_(0, owner, token_loss) / torch.bincount(
+                    owner, minlength=len(mine))
+                # the weighted mean over the global batch; DDP averages over processes, hence x world
+                loss = (per_sample * w).sum() / weights[batch].sum() * world
+                tokens = mask.sum().cpu() * real
+                if world > 1:
+                    accelerator.backward(loss)
+                    accelerator.clip_grad_norm_(answer.parameters(), self._param("max_grad_norm"))
+                    reduced = accelerator.reduce(torch.stack([loss.detach(), tokens.float()]).to(self.device_), "sum")
+                    value, n_tokens = float(reduced[0]) / world, int(reduced[1])
+                else:
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(params, self._param("max_grad_norm"))
+                    value, n_tokens = float(loss.detach()), int(tokens)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
-                value = float(loss.detach())
                 self.history_.append({"step": step, "loss": value, "lr": scheduler.get_last_lr()[0],
-                                      "seconds": time.perf_counter() - started,
-                                      "tokens": int(mask.sum())})
+                                      "seconds": time.perf_counter() - started, "tokens": n_tokens})
                 bar.update(1)
                 bar.set_postfix(loss=f"{value:.3f}")
         bar.close()
@@ -276,7 +296,18 @@ class LlmClassifier(SegmentClassifier):
         return self.score_prefixes(prefixes)
 
     def score_prefixes(self, prefixes: list[list[int]]) -> np.ndarray:
-        """Label probabilities for tokenised prompts: KV-cached prompt pass + batched continuations."""
+        """Label probabilities for tokenised prompts: KV-cached prompt pass + batched continuations.
+        In a distributed run every process scores every world-th prompt and the shards are gathered."""
+        world = distributed.world_size()
+        if world == 1:
+            return self._score_all(prefixes)
+        mine = list(range(distributed.rank(), len(prefixes), world))
+        out = np.zeros((len(prefixes), len(self.task.labels)))
+        for index, part in distributed.gather((mine, self._score_all([prefixes[i] for i in mine]))):
+            out[index] = part
+        return out
+
+    def _score_all(self, prefixes: list[list[int]]) -> np.ndarray:
         import torch
 
         out = np.zeros((len(prefixes), len(self.task.labels)))
@@ -363,6 +394,7 @@ class LlmClassifier(SegmentClassifier):
     # ------------------------------------------------------------------ persistence
     def describe(self) -> dict[str, Any]:
         return {"loss": getattr(self, "history_", []), "n_train": getattr(self, "n_train_", None),
+                "processes": distributed.world_size(),
                 "bf16": getattr(self, "bf16_", None), "unmatched_answers": getattr(self, "unmatched_", None)}
 
     def save(self, folder: str | Path) -> Path:
@@ -398,6 +430,24 @@ class LlmClassifier(SegmentClassifier):
         for key in ("model_", "tokenizer_"):
             state.pop(key, None)
         return state
+
+
+def _answer_logits_module(peft_model, logits_fn):
+    """The training forward as one module (so that DDP can wrap it): the decoder's hidden states
+    at the given (row, column) positions through the output head; no logits over the prompt."""
+    import torch
+
+    class AnswerLogits(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.peft = peft_model
+
+        def forward(self, ids, mask, rows, cols):
+            decoder = self.peft.get_base_model().base_model
+            hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
+            return logits_fn(self.peft.get_base_model().get_output_embeddings(), hidden[rows, cols])
+
+    return AnswerLogits()
 
 
 def match_label(text: str, labels: tuple[str, ...]) -> str | None:

@@ -1,0 +1,56 @@
+"""Data-parallel training with Accelerate: two CPU processes (gloo) against one."""
+
+import json
+
+import numpy as np
+import pytest
+
+from emoreg.cli import main
+from emoreg.distributed import launch_command
+from emoreg.runs import read_json, read_jsonl
+
+
+def test_launch_command_names_the_processes_and_the_module():
+    command = launch_command(3, ["evaluate", "c.yaml", "--out", "r"])
+    assert command[command.index("--num_processes") + 1] == "3"
+    assert command[-5:] == ["emoreg", "evaluate", "c.yaml", "--out", "r"] and command[-6] == "-m"
+
+
+def test_processes_refuses_a_cluster_executor(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "c.yaml", "--out", str(tmp_path), "--processes", "2", "--executor", "ray"])
+    assert "--processes runs here" in capsys.readouterr().err
+
+
+def test_two_processes_give_the_result_of_one(tiny_llama, toy_corpus, tmp_path):
+    # 36 training segments per fold in batches of 5: shards of 3 and 2 prompts, and a last batch
+    # of one prompt, which leaves the second process without one (it joins at weight 0)
+    config = tmp_path / "llm.yaml"
+    config.write_text(
+        f"corpus: {toy_corpus}\ntask: deep-shame\nmodel: llm\n"
+        f"params: {{model: {tiny_llama}, epochs: 3, batch_size: 5, lr: 1.0e-2, lora_dropout: 0.0, system: null,\n"
+        "         class_weight: balanced}\n"
+        "prompt: {sources: [utterance], template: emoreg-v1-compact}\n"
+        "split: {kind: group-kfold, folds: 2}\nsave_models: true\n")
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(["evaluate", str(config), "--out", str(one)]) == 0
+    assert main(["evaluate", str(config), "--out", str(two), "--processes", "2"]) == 0
+
+    a, b = read_jsonl(one / "predictions.jsonl"), read_jsonl(two / "predictions.jsonl")
+    assert [r["segment_id"] for r in a] == [r["segment_id"] for r in b]
+    assert [r["predicted"] for r in a] == [r["predicted"] for r in b]
+    pa = np.array([list(r["proba"].values()) for r in a])
+    pb = np.array([list(r["proba"].values()) for r in b])
+    assert np.allclose(pa, pb, atol=1e-4)
+    assert read_json(one / "metrics.json")["pooled"] == read_json(two / "metrics.json")["pooled"]
+    for fold in (0, 1):
+        meta_a = read_json(one / "folds" / f"fold-{fold:02d}.meta.json")["model"]
+        meta_b = read_json(two / "folds" / f"fold-{fold:02d}.meta.json")["model"]
+        assert (meta_a["processes"], meta_b["processes"]) == (1, 2)
+        la, lb = [h["loss"] for h in meta_a["loss"]], [h["loss"] for h in meta_b["loss"]]
+        # every step saw the whole global batch: the token counts of both runs agree
+        assert [h["tokens"] for h in meta_a["loss"]] == [h["tokens"] for h in meta_b["loss"]]
+        assert len(la) == len(lb) == 3 * 8 and np.allclose(la, lb, rtol=1e-4)
+        # the adapter was written once, by the main process, and loads
+        assert json.loads((two / "folds" / f"fold-{fold:02d}-model" / "model.json").read_text())["n_train"] == 36
+    assert "--processes 2" in (two / "command.txt").read_text()
