@@ -45,12 +45,12 @@ def test_grid_report_and_resume(grid_config, tmp_path, monkeypatch):
     calls, stopped = [], []
     real = ablation.evaluate
 
-    def counting(config, out, command=""):
+    def counting(config, out, command="", **units):
         if len(calls) == 8 and not stopped:
             stopped.append(out.name)
             raise KeyboardInterrupt  # the grid is stopped in the middle of its ninth run
         calls.append(out.name)
-        return real(config, out, command)
+        return real(config, out, command, **units)
 
     monkeypatch.setattr(ablation, "evaluate", counting)
     with pytest.raises(KeyboardInterrupt):

@@ -52,14 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config value, e.g. --set params.C=0.5 --set split.folds=10")
     p.add_argument("--fold", dest="folds", type=int, action="append", default=None, metavar="K",
                    help="run only fold K (repeatable); `emoreg collect RUN` computes the metrics once all are done")
-    p.add_argument("--executor", choices=["local", "ray", "slurm"], default="local",
-                   help="local: run here (default); ray: one Ray task per fold; "
-                        "slurm: write a job-array script per fold and a collect script")
-    p.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local one)")
-    p.add_argument("--unit-cpus", type=float, default=1, help="CPUs per Ray task (default 1)")
-    p.add_argument("--unit-gpus", type=float, default=0, help="GPUs per Ray task (default 0)")
-    p.add_argument("--slurm-option", dest="slurm_options", action="append", default=[], metavar="OPTION",
-                   help="an #SBATCH line for the scripts, e.g. --slurm-option=--gres=gpu:1")
+    executor_arguments(p, "fold")
     p.add_argument("--processes", type=int, default=1, metavar="N", help=PROCESSES_HELP)
 
     p = sub.add_parser("collect", help="compute the metrics of a run whose folds ran separately")
@@ -83,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subsets", default="leave-one-out",
                    help="all, leave-one-out (default), or subsets like 'all;context,utterance'")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--cell", dest="cells", action="append", default=None, metavar="KEY",
+                   help="run only this cell, e.g. tfidf--context+utterance (repeatable; see --list-units)")
+    p.add_argument("--fold", dest="folds", type=int, action="append", default=None, metavar="K",
+                   help="with --cell: run only fold K of it (repeatable): one unit of work")
+    p.add_argument("--list-units", action="store_true", help="print the unfinished units (cell fold) and stop")
+    p.add_argument("--collect", action="store_true",
+                   help="fit nothing: gather the units run elsewhere, write grid.json and the report")
+    executor_arguments(p, "unit (cell x fold)")
 
     p = sub.add_parser("report", help="tables, paired tests and figures from finished runs")
     p.add_argument("runs", nargs="+", type=Path, help="run folders; the first is the reference")
@@ -166,8 +167,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from .evaluation.executors import write_slurm
 
         evaluate(config, args.out, command=command, units=[])  # the run folder and its folds, nothing fitted
-        folds = [f["fold"] for f in read_json(args.out / "folds.json") if f["run"]]
-        units, collect = write_slurm(args.config, args.out, folds, args.slurm_options)
+        folds = [f["fold"] for f in read_json(args.out / "folds.json") if f["run"] and
+                 (args.folds is None or f["fold"] in args.folds)]
+        settings = [str(args.config.resolve()), "--out", str(args.out.resolve())]
+        settings += [f"--set={o}" for o in args.overrides]
+        units, collect = write_slurm(args.out, args.out.name, [["evaluate", *settings, "--fold", str(k)] for k in folds],
+                                     ["collect", str(args.out.resolve())], args.slurm_options)
         print(f"{len(folds)} units: sbatch {units}\nthen: sbatch --dependency=afterok:<array job id> {collect}")
         print(units.parent.resolve())
         return 0
@@ -177,10 +182,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         evaluate(config, args.out, command=command, units=[])  # the run folder, written once
         folds = [f["fold"] for f in read_json(args.out / "folds.json") if f["run"] and
                  (args.folds is None or f["fold"] in args.folds)]
-        failures = run_ray(config, args.out, folds, args.ray_address, args.unit_cpus, args.unit_gpus)
+        failures = run_ray([(config, args.out, k, f"fold {k}") for k in folds], args.ray_address,
+                           args.unit_cpus, args.unit_gpus)
         if failures:
             raise EmoregError("unit(s) failed twice (the others finished; run the same command again to "
                               "redo only these):\n  " + "\n  ".join(failures))
+        if args.folds is None:
+            evaluate(config, args.out, collect_only=True)
     run = args.out if args.executor == "ray" else evaluate(config, args.out, command=command, units=args.folds)
     if not distributed.is_main():
         return 0  # the main process reports
@@ -257,11 +265,48 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from .evaluation.ablation import load_grid, run_grid
+    from .evaluation.ablation import grid_units, load_grid, run_cell, run_grid
     from .report_ablation import write_ablation_report
 
     cells = load_grid(args.config, args.sources, args.subsets, args.overrides)
-    run_grid(cells, args.out, command=" ".join(["emoreg", *sys.argv[1:]]))
+    command = " ".join(["emoreg", *sys.argv[1:]])
+    if args.folds is not None and not args.cells:
+        raise EmoregError("--fold needs --cell: a unit of a grid is one fold of one cell (see --list-units)")
+    if args.cells:
+        known = {c.key: c for c in cells}
+        unknown = [k for k in args.cells if k not in known]
+        if unknown:
+            raise EmoregError(f"no cell {', '.join(unknown)} in this grid; its cells: {', '.join(known)}")
+        for key in args.cells:
+            status = run_cell(known[key], args.out, folds=args.folds, command=command)
+            print(f"{key}: {status['status']}" + (f" ({status['reason']})" if "reason" in status else ""))
+        return 0
+    if args.list_units or args.executor != "local":
+        units = grid_units(cells, args.out, command)
+        if args.list_units:
+            for cell, fold in units:
+                print(cell.key, fold)
+            return 0
+        if args.executor == "slurm":
+            from .evaluation.executors import write_slurm
+
+            grid = [str(args.config.resolve()), "--out", str(args.out.resolve()), "--subsets", args.subsets]
+            grid += ([f"--sources={args.sources}"] if args.sources else []) + [f"--set={o}" for o in args.overrides]
+            script, collect = write_slurm(args.out, args.out.name,
+                                          [["ablate", *grid, "--cell", c.key, "--fold", str(k)] for c, k in units],
+                                          ["ablate", *grid, "--collect"], args.slurm_options)
+            print(f"{len(units)} units: sbatch {script}\nthen: sbatch --dependency=afterok:<array job id> {collect}")
+            print(script.parent.resolve())
+            return 0
+        from .evaluation.ablation import cell_dir, run_cell_unit
+        from .evaluation.executors import run_ray
+
+        failures = run_ray([(c.config, cell_dir(args.out, c), k, f"{c.key} fold {k}") for c, k in units], args.ray_address,
+                           args.unit_cpus, args.unit_gpus, run_unit=run_cell_unit)
+        if failures:
+            raise EmoregError("unit(s) failed twice (the others finished; run the same command again to "
+                              "redo only these):\n  " + "\n  ".join(failures))
+    run_grid(cells, args.out, command=command, collect_only=args.collect or args.executor == "ray")
     print(write_ablation_report(args.out).resolve())
     return 0
 
@@ -302,6 +347,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
           file=sys.stderr)
     uvicorn.run(create_app(args.model_dir, args.db, token), host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def executor_arguments(p: argparse.ArgumentParser, unit: str) -> None:
+    p.add_argument("--executor", choices=["local", "ray", "slurm"], default="local",
+                   help=f"local: run here (default); ray: one Ray task per {unit}; "
+                        f"slurm: write a job-array script with one task per {unit} and a collect script")
+    p.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local one)")
+    p.add_argument("--unit-cpus", type=float, default=1, help="CPUs per Ray task (default 1)")
+    p.add_argument("--unit-gpus", type=float, default=0, help="GPUs per Ray task (default 0)")
+    p.add_argument("--slurm-option", dest="slurm_options", action="append", default=[], metavar="OPTION",
+                   help="an #SBATCH line for the scripts, e.g. --slurm-option=--gres=gpu:1")
 
 
 PROCESSES_HELP = ("train data-parallel over N processes on this machine with Accelerate (one per GPU, or "

@@ -145,8 +145,7 @@ def _heatmap(runs, subsets, models, path: Path) -> Path:
                 grid[i, j] = runs[(m, s)].metrics["pooled"]["macro_f1"]["value"]
     longest = max(len(subset_name(s)) for s in subsets)
     fig, ax = plt.subplots(figsize=(2.5 + 0.06 * longest + 1.3 * len(models), 1.2 + 0.32 * len(subsets)))
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("lightgrey")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="lightgrey")
     image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, aspect="auto")
     for i in range(len(subsets)):
         for j in range(len(models)):

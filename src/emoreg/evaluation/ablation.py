@@ -126,23 +126,80 @@ def load_grid(path: str | Path, sources: str | None, subsets: str, overrides: li
     return cells
 
 
-def run_grid(cells: list[Cell], out: str | Path, command: str = "") -> dict[str, Any]:
-    """Run every cell (skipping finished ones); write and return ``DIR/grid.json``."""
+SKIPPED = "skipped.json"
+
+
+def cell_dir(out: str | Path, cell: Cell) -> Path:
+    return Path(out) / "runs" / cell.key
+
+
+def cell_status(out: str | Path, cell: Cell) -> dict[str, Any]:
+    """``done`` (metrics written), ``skipped`` (the model cannot read the subset; with the reason) or
+    ``todo``, read from the cell's run folder, so that units finished anywhere count."""
+    run_dir = cell_dir(out, cell)
+    if (run_dir / "metrics.json").is_file():
+        return {"status": "done"}
+    if (run_dir / SKIPPED).is_file():
+        return {"status": "skipped", "reason": read_json(run_dir / SKIPPED)["reason"]}
+    return {"status": "todo"}
+
+
+def run_cell(cell: Cell, out: str | Path, folds: list[int] | None = None, command: str = "",
+             collect_only: bool = False) -> dict[str, Any]:
+    """Run one cell (all its folds, or only ``folds``: units of work) and return its status. A model
+    that cannot read the cell's subset leaves ``skipped.json`` in the cell's folder."""
+    status = cell_status(out, cell)
+    if status["status"] == "todo":
+        run_cell_unit(cell.config, cell_dir(out, cell), folds, command=command, collect_only=collect_only)
+    return cell_status(out, cell)
+
+
+def run_cell_unit(config: EvalConfig, run_dir: Path, folds: int | list[int] | None, command: str = "",
+                  collect_only: bool = False) -> None:
+    """Evaluate ``folds`` of one cell into ``run_dir``; a model that cannot read the cell's
+    subset leaves ``skipped.json`` there instead."""
+    try:
+        evaluate(config, run_dir, command=command, units=[folds] if isinstance(folds, int) else folds,
+                 collect_only=collect_only)
+    except NothingToReadError as exc:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / SKIPPED, {"reason": str(exc)})
+
+
+def grid_units(cells: list[Cell], out: str | Path, command: str = "") -> list[tuple[Cell, int]]:
+    """Every unfinished (cell, fold) of the grid, each cell's run folder written here once (so
+    that units started together never race to create it)."""
+    units = []
+    for cell in cells:
+        if cell_status(out, cell)["status"] != "todo":
+            continue
+        run_dir = cell_dir(out, cell)
+        evaluate(cell.config, run_dir, command=command, units=[])  # the run folder and its folds
+        units += [(cell, f["fold"]) for f in read_json(run_dir / "folds.json")
+                  if f["run"] and not (run_dir / "folds" / f"fold-{f['fold']:02d}.jsonl").is_file()]
+    return units
+
+
+def run_grid(cells: list[Cell], out: str | Path, command: str = "", collect_only: bool = False) -> dict[str, Any]:
+    """Run every cell (skipping finished ones) and write ``DIR/grid.json``. ``collect_only``: fit
+    nothing; compute the metrics of cells whose folds were run as units, and say what is missing."""
     out = Path(out)
     state_path = out / "grid.json"
-    state = read_json(state_path) if state_path.is_file() else {"cells": {}}
+    state = {"cells": {}}
+    missing = []
     for cell in cells:
-        run_dir = out / "runs" / cell.key
-        entry = state["cells"].get(cell.key, {})
-        if entry.get("status") == "done" and (run_dir / "metrics.json").is_file():
-            continue
         try:
-            evaluate(cell.config, run_dir, command=command)
-            entry = {"status": "done"}
-        except NothingToReadError as exc:
-            entry = {"status": "skipped", "reason": str(exc)}
-        state["cells"][cell.key] = entry | {"model": cell.model, "subset": list(cell.subset), "run": str(run_dir)}
+            entry = run_cell(cell, out, command=command, collect_only=collect_only)
+        except EmoregError as exc:
+            if not collect_only:
+                raise
+            missing.append(f"{cell.key}: {str(exc).split(';')[0]}")
+            continue
+        state["cells"][cell.key] = entry | {"model": cell.model, "subset": list(cell.subset), "run": str(cell_dir(out, cell))}
         write_json(state_path, state)
+    if missing:
+        raise EmoregError(f"{len(missing)} cell(s) of {out} are not finished:\n  " + "\n  ".join(missing) +
+                          "\nrun their units (the same command without --collect runs them here)")
     state["sources"] = list(max((c.subset for c in cells), key=len))
     state["models"] = list(dict.fromkeys(c.model for c in cells if c.subset))
     write_json(state_path, state)
