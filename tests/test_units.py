@@ -140,6 +140,18 @@ def test_ray_local_cluster_matches_local_and_retries_a_failed_unit(config, grid,
         evaluate(cfg, tmp_path / "ray", collect_only=True)
         assert read_jsonl(tmp_path / "ray" / "predictions.jsonl") == read_jsonl(local / "predictions.jsonl")
 
+        # a unit that fails twice is reported with its traceback; the others finish
+        def always_fail_fold_2(label):
+            if label == "fold 2":
+                raise RuntimeError("broken unit")
+
+        evaluate(cfg, tmp_path / "ray2", units=[])
+        failures = run_ray([(cfg, tmp_path / "ray2", k, f"fold {k}") for k in (0, 1, 2)], cpus=1,
+                           unit_hook=always_fail_fold_2)
+        assert len(failures) == 1 and failures[0].startswith("fold 2: ") and "broken unit" in failures[0]
+        assert "broken unit" in (tmp_path / "ray2" / "logs" / "ray-fold-2.log").read_text()
+        assert sorted(p.name for p in (tmp_path / "ray2" / "folds").glob("*.jsonl")) == ["fold-00.jsonl", "fold-01.jsonl"]
+
         # an ablation grid: one Ray task per (cell, fold), then collect and report
         small = ["--sources", "utterance", "--set", "split.folds=2"]  # 3 cells (one skipped) x 2 folds
         assert main(["ablate", str(grid), "--out", str(tmp_path / "grid-local"), *small]) == 0

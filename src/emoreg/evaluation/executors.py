@@ -81,13 +81,15 @@ def run_ray(units: list[tuple], address: str | None = None, cpus: float = 1, gpu
             settings = config.to_dict()
             if Path(settings["corpus"]).exists():  # workers may start in another folder
                 settings["corpus"] = str(Path(settings["corpus"]).resolve())
-            refs[label] = unit.remote(settings, str(Path(out).resolve()), fold, label)
+            refs[label] = (Path(out), unit.remote(settings, str(Path(out).resolve()), fold, label))
         failures = []
-        for label, ref in refs.items():
+        for label, (out, ref) in refs.items():
             try:
                 ray.get(ref)
-            except Exception as exc:  # reported with its cause; the other units still finish
-                failures.append(f"{label}: {type(exc).__name__}: {str(exc).splitlines()[-1] if str(exc) else ''}")
+            except Exception as exc:  # reported with its cause and log; the other units still finish
+                log = atomic_write_text(out / "logs" / f"ray-{label.replace(' ', '-')}.log", f"{exc}\n")
+                last = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+                failures.append(f"{label}: {type(exc).__name__}: {last} (traceback: {log})")
     finally:
         if started_here:
             ray.shutdown()
