@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=512,
                    help="token budget per prompt; the oldest turns go first (default 512)")
     p.add_argument("--subject", default=None, help="only segments of this subject")
+    p.add_argument("--template", default="emoreg-v1", help="prompt layout: emoreg-v1 (default) or emoreg-v1-compact")
 
     p = sub.add_parser("evaluate", help="cross-subject evaluation of one model")
     p.add_argument("config", type=Path, help="evaluation YAML (see configs/)")
@@ -139,7 +140,7 @@ def cmd_prompts(args: argparse.Namespace) -> int:
 
     if args.limit < 1:
         raise EmoregError(f"--limit must be at least 1, got {args.limit}")
-    config = PromptConfig(sources=args.sources, max_tokens=args.max_tokens)
+    config = PromptConfig(sources=args.sources, max_tokens=args.max_tokens, template=args.template)
     corpus = load_corpus(args.corpus, args.task)
     segments = corpus.segments
     if args.subject is not None:
