@@ -72,37 +72,11 @@ def ours_train(task, segments, model: str, steps: int, batch: int, max_tokens: i
 
 
 def plain_train(task, segments, model: str, steps: int, batch: int, max_tokens: int) -> dict:
-    """The recipe most users write: Trainer + PEFT, whole-sequence loss, fp32."""
-    import tempfile
-
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoTokenizer, DataCollatorForLanguageModeling, Trainer, TrainingArguments
-
-    from emoreg.models.llm_loading import load_base, resolve
-
-    helper = _llm(task, model, max_tokens)  # only its prompt building, for identical inputs
-    tokenizer = helper.tokenizer_ = AutoTokenizer.from_pretrained(resolve(model))
-    helper._prepare_labels()
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    rows = [{"input_ids": helper._prefix_ids(s) + helper.label_ids_[task.index(s.label)]}
-            for s in segments[: steps * batch]]
-    torch.manual_seed(0)
-    base, _ = load_base(model)
-    peft_model = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05,
-                                                 target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-                                                 task_type="CAUSAL_LM"))
-    with tempfile.TemporaryDirectory() as out:
-        args = TrainingArguments(output_dir=out, per_device_train_batch_size=batch, max_steps=steps,
-                                 learning_rate=1e-3, report_to=[], save_strategy="no", logging_strategy="no",
-                                 use_cpu=not torch.cuda.is_available(), disable_tqdm=True, dataloader_num_workers=0)
-        trainer = Trainer(model=peft_model, args=args, train_dataset=rows,
-                          data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False))
-        started = time.perf_counter()
-        trainer.train()
-        seconds = time.perf_counter() - started
-    tokens = sum(len(r["input_ids"]) for r in rows)
-    return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds}
+    """The recipe most users write: Trainer + PEFT, whole-sequence loss, fp32 (``trainer: hf``)."""
+    clf = _llm(task, model, max_tokens, epochs=1, batch_size=batch, max_train=steps * batch, trainer="hf")
+    clf.fit(segments[: steps * batch])
+    tokens = sum(len(clf._prefix_ids(s)) + len(clf.label_ids_[task.index(s.label)]) for s in segments[: steps * batch])
+    return {"tokens": tokens, "seconds": clf.hf_seconds_, "tokens_per_s": tokens / clf.hf_seconds_}
 
 
 def bench_train(args) -> dict:

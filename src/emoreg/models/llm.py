@@ -63,6 +63,9 @@ class LlmClassifier(SegmentClassifier):
     fold (stratified, seeded; null: all). dtype: auto, bf16 or fp32. quantize_4bit (CUDA only).
     decode: score or generate. score_batch: prompts per scoring pass. system: the system
     message of the chat template (null: the model's own default).
+    trainer: emoreg (default) or hf: the plain recipe most users write, Hugging Face ``Trainer``
+    + PEFT with the causal-LM loss over the whole sequence and vocabulary, padding to the longest
+    in the batch and fp32, for comparisons (benchmarks/llm_speed.py); it takes no class weights.
     """
 
     name = "llm"
@@ -71,6 +74,7 @@ class LlmClassifier(SegmentClassifier):
         "weight_decay": 0.0, "max_grad_norm": 1.0, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.05,
         "target_modules": "auto", "class_weight": None, "max_train": None, "dtype": "auto",
         "quantize_4bit": False, "decode": "score", "score_batch": 8, "system": DEFAULT_SYSTEM,
+        "trainer": "emoreg",
     }
 
     @classmethod
@@ -89,6 +93,8 @@ class LlmClassifier(SegmentClassifier):
         if choice not in ("auto", "bf16", "fp32"):
             raise EmoregError(f"llm: dtype must be auto, bf16 or fp32, got {choice!r}")
         self.bf16_ = choice == "bf16" or (choice == "auto" and bf16_fast(self.device_))
+        if self._param("trainer") not in ("emoreg", "hf"):
+            raise EmoregError(f"llm: trainer must be emoreg or hf, got {self._param('trainer')!r}")
         if self._param("decode") not in ("score", "generate"):
             raise EmoregError(f"llm: decode must be score or generate, got {self._param('decode')!r}")
 
@@ -167,6 +173,8 @@ class LlmClassifier(SegmentClassifier):
             return  # zero-shot
         prefixes = [self._prefix_ids(s) for s in progress(segments, desc="encode prompts", leave=False)]
         sequences = [p + self.label_ids_[c] for p, c in zip(prefixes, y)]
+        if self._param("trainer") == "hf":
+            return self._fit_hf(sequences)
         weights = self._class_weights(y)
         generator = torch.Generator().manual_seed(self.seed)
         batches_per_epoch = math.ceil(len(sequences) / self._param("batch_size"))
@@ -229,6 +237,34 @@ class LlmClassifier(SegmentClassifier):
             loss_value, n_tokens = record.tolist()
             self.history_.append({"step": n, "loss": loss_value, "lr": lr, "seconds": seconds, "tokens": int(n_tokens)})
         bar.close()
+        self.model_.eval()
+
+    def _fit_hf(self, sequences: list[list[int]]) -> None:
+        """The plain recipe: ``Trainer`` + PEFT, whole-sequence causal-LM loss, default collator."""
+        import tempfile
+
+        from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+
+        if self._param("class_weight") is not None:
+            raise EmoregError("llm: trainer hf (the plain Trainer recipe) takes no class weights; set class_weight to null")
+        tokenizer = self.tokenizer_
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory() as out:
+            args = TrainingArguments(
+                output_dir=out, per_device_train_batch_size=self._param("batch_size"),
+                num_train_epochs=self._param("epochs"), learning_rate=self._param("lr"),
+                warmup_steps=float(self._param("warmup")), weight_decay=self._param("weight_decay"),
+                max_grad_norm=self._param("max_grad_norm"), seed=self.seed, data_seed=self.seed, report_to=[],
+                save_strategy="no", logging_steps=1, use_cpu=self.device_.type == "cpu",
+                bf16=self.bf16_, disable_tqdm=True, dataloader_num_workers=0)
+            trainer = Trainer(model=self.model_, args=args, train_dataset=[{"input_ids": s} for s in sequences],
+                              data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False))
+            trainer.train()
+        logged = [h for h in trainer.state.log_history if "loss" in h]
+        self.history_ = [{"step": h["step"], "loss": h["loss"], "lr": h.get("learning_rate")} for h in logged]
+        self.hf_seconds_ = time.perf_counter() - started
         self.model_.eval()
 
     def _subsample(self, y: np.ndarray) -> np.ndarray:
