@@ -29,7 +29,7 @@ def test_two_processes_give_the_result_of_one(tiny_llama, toy_corpus, tmp_path):
     config.write_text(
         f"corpus: {toy_corpus}\ntask: deep-shame\nmodel: llm\n"
         f"params: {{model: {tiny_llama}, epochs: 3, batch_size: 5, lr: 1.0e-2, lora_dropout: 0.0, system: null,\n"
-        "         class_weight: balanced}\n"
+        "         class_weight: balanced, checkpoint_minutes: 0}\n"
         "prompt: {sources: [utterance], template: emoreg-v1-compact}\n"
         "split: {kind: group-kfold, folds: 2}\nsave_models: true\n")
     one, two = tmp_path / "one", tmp_path / "two"
@@ -54,3 +54,5 @@ def test_two_processes_give_the_result_of_one(tiny_llama, toy_corpus, tmp_path):
         # the adapter was written once, by the main process, and loads
         assert json.loads((two / "folds" / f"fold-{fold:02d}-model" / "model.json").read_text())["n_train"] == 36
     assert "--processes 2" in (two / "command.txt").read_text()
+    # checkpoints were written after every step (by the main process) and removed with each finished fold
+    assert list(one.glob("folds/*.checkpoint")) == [] == list(two.glob("folds/*.checkpoint"))

@@ -147,3 +147,43 @@ def test_plain_trainer_recipe_trains_and_scores_the_same_way(tiny_llama, toy_spl
     # the whole-sequence loss spends most of its signal on the prompt, so it learns the task
     # more slowly than the answer-only loss (1.0 above); well above chance (1/3) it must be
     assert np.mean([p == s.label for p, s in zip(model.predict(test), test)]) > 0.7
+
+
+def test_interrupted_training_resumes_from_its_checkpoint_with_the_same_result(tiny_llama, toy_split, tmp_path,
+                                                                               monkeypatch):
+    train, test = toy_split
+    settings = {"epochs": 2, "lora_dropout": 0.1, "checkpoint_minutes": 0}  # dropout: the random state matters
+    whole = tiny(tiny_llama, **settings).fit(train)  # no checkpoint folder: nothing saved
+
+    real_step, calls = torch.optim.AdamW.step, []
+
+    def step_then_stop(self, *args, **kwargs):
+        if len(calls) == 7:
+            raise KeyboardInterrupt  # stopped during the 8th step (of 12, in the second epoch)
+        calls.append(1)
+        return real_step(self, *args, **kwargs)
+
+    first = tiny(tiny_llama, **settings)
+    first.checkpoint_dir = tmp_path / "ckpt"
+    monkeypatch.setattr(torch.optim.AdamW, "step", step_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        first.fit(train)
+    assert torch.load(tmp_path / "ckpt" / "state.pt", weights_only=False)["step"] == 7
+
+    calls.clear()  # no stop this time; count the steps the resumed fit takes
+    monkeypatch.setattr(torch.optim.AdamW, "step", lambda self, *a, **k: (calls.append(1), real_step(self, *a, **k))[1])
+    resumed = tiny(tiny_llama, **settings)
+    resumed.checkpoint_dir = tmp_path / "ckpt"
+    resumed.fit(train)
+    assert len(calls) == 12 - 7  # only the missing steps were trained
+    monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
+    assert [h["loss"] for h in resumed.history_] == [h["loss"] for h in whole.history_]
+    assert [h["step"] for h in resumed.history_] == list(range(1, 13))
+    assert np.array_equal(resumed.predict_proba(test), whole.predict_proba(test))
+
+    # a checkpoint of another training set is not used
+    other = tiny(tiny_llama, **settings)
+    other.checkpoint_dir = tmp_path / "ckpt"
+    with pytest.warns(UserWarning, match="starting this fit afresh"):
+        other.fit(train[:30])
+    assert len(other.history_) == 2 * 4

@@ -8,6 +8,7 @@ gives the same predictions as an uninterrupted one.
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,9 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "", units: list
             continue
         train, test = fold.split(segments)
         model = make_model(config.model, corpus.task, prompt, config.seed, config.params)
+        checkpoint = out / "folds" / f"fold-{fold.index:02d}.checkpoint"
+        if hasattr(model, "checkpoint_dir"):  # long fits save their state there and resume from it
+            model.checkpoint_dir = checkpoint
         started = time.perf_counter()
         bar.set_postfix_str(f"fold {fold.index}: fit on {len(train)}")
         model.fit(train)
@@ -101,6 +105,7 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "", units: list
             "train_subjects": len({s.subject_id for s in train}),
             "model": model.describe() if hasattr(model, "describe") else {}})
         write_jsonl(done, rows)  # last: its presence marks the fold as finished
+        shutil.rmtree(checkpoint, ignore_errors=True)
     bar.close()
     if not distributed.is_main():
         return out

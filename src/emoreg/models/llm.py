@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -66,6 +67,9 @@ class LlmClassifier(SegmentClassifier):
     trainer: emoreg (default) or hf: the plain recipe most users write, Hugging Face ``Trainer``
     + PEFT with the causal-LM loss over the whole sequence and vocabulary, padding to the longest
     in the batch and fp32, for comparisons (benchmarks/llm_speed.py); it takes no class weights.
+    checkpoint_minutes: when ``checkpoint_dir`` is set (the runner sets it per fold), the training
+    state (adapter, optimizer, schedule, random state, losses) is saved this often, and a fit that
+    finds a checkpoint resumes from it with the same result as an uninterrupted one.
     """
 
     name = "llm"
@@ -74,8 +78,9 @@ class LlmClassifier(SegmentClassifier):
         "weight_decay": 0.0, "max_grad_norm": 1.0, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.05,
         "target_modules": "auto", "class_weight": None, "max_train": None, "dtype": "auto",
         "quantize_4bit": False, "decode": "score", "score_batch": 8, "system": DEFAULT_SYSTEM,
-        "trainer": "emoreg",
+        "trainer": "emoreg", "checkpoint_minutes": 10,
     }
+    checkpoint_dir: Path | None = None  # set by the runner: where an interrupted fit resumes from
 
     @classmethod
     def inputs(cls, params, sources):
@@ -192,15 +197,23 @@ class LlmClassifier(SegmentClassifier):
 
             accelerator = Accelerator(cpu=self.device_.type == "cpu")
             answer, optimizer = accelerator.prepare(answer, optimizer)
+        fingerprint = {"n": len(sequences), "total": total, "seed": self.seed, "world": world,
+                       "first": sequences[0][-8:], "last": sequences[-1][-8:]}
+        done_before, elapsed = self._resume(fingerprint, optimizer, scheduler)
         self.model_.train()
-        started = time.perf_counter()
-        bar = progress(total=total, desc=f"LoRA training ({len(sequences)} prompts)", unit="step", leave=False)
+        started = time.perf_counter() - elapsed
+        last_save = time.perf_counter()
+        bar = progress(total=total, initial=done_before, desc=f"LoRA training ({len(sequences)} prompts)",
+                       unit="step", leave=False)
         step = 0
         device = self.device_
         weights = weights.to(device)
         pending = []  # per-step loss and tokens, kept on the device: no host sync inside the loop
         for _ in range(epochs):
-            for batch in self._length_grouped(sequences, generator):
+            for batch in self._length_grouped(sequences, generator):  # replayed from the seed on resume
+                if step < done_before:
+                    step += 1
+                    continue
                 # each process takes every world-th prompt of the global batch; a process left
                 # without one repeats the first at weight 0, so that it still joins the all-reduce
                 mine = batch[rank::world]
@@ -233,11 +246,65 @@ class LlmClassifier(SegmentClassifier):
                 bar.update(1)
                 if step % 10 == 0 or step == total:  # one host sync every 10 steps, for the progress bar
                     bar.set_postfix(loss=f"{float(record[0]):.3f}")
-        for n, (record, lr, seconds) in enumerate(pending, start=1):
-            loss_value, n_tokens = record.tolist()
-            self.history_.append({"step": n, "loss": loss_value, "lr": lr, "seconds": seconds, "tokens": int(n_tokens)})
+                minutes = self._param("checkpoint_minutes")
+                if self.checkpoint_dir is not None and minutes is not None and step < total and \
+                        time.perf_counter() - last_save >= 60 * minutes:
+                    self._flush_history(pending, step)
+                    self._save_checkpoint(fingerprint, step, time.perf_counter() - started, optimizer, scheduler)
+                    last_save = time.perf_counter()
+        self._flush_history(pending, step)
         bar.close()
         self.model_.eval()
+
+    def _flush_history(self, pending: list, step: int) -> None:
+        """Move the device-side per-step records of the steps up to ``step`` into ``history_``."""
+        first = step - len(pending) + 1
+        for n, (record, lr, seconds) in enumerate(pending, start=first):
+            loss_value, n_tokens = record.tolist()
+            self.history_.append({"step": n, "loss": loss_value, "lr": lr, "seconds": seconds, "tokens": int(n_tokens)})
+        pending.clear()
+
+    def _save_checkpoint(self, fingerprint: dict, step: int, elapsed: float, optimizer, scheduler) -> None:
+        import os
+
+        import torch
+        from peft import get_peft_model_state_dict
+
+        if not distributed.is_main():
+            return
+        folder = Path(self.checkpoint_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {"fingerprint": fingerprint, "step": step, "elapsed": elapsed, "history": self.history_,
+                 "adapter": get_peft_model_state_dict(self.model_), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
+                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+        tmp = folder / "state.pt.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, folder / "state.pt")  # readers see the old checkpoint or the whole new one
+
+    def _resume(self, fingerprint: dict, optimizer, scheduler) -> tuple[int, float]:
+        """Load the checkpoint of this fit if there is one: (steps already done, seconds spent)."""
+        import torch
+        from peft import set_peft_model_state_dict
+
+        path = Path(self.checkpoint_dir) / "state.pt" if self.checkpoint_dir is not None else None
+        if path is None or not path.is_file():
+            return 0, 0.0
+        state = torch.load(path, map_location=self.device_, weights_only=False)
+        if state["fingerprint"] != fingerprint:
+            warnings.warn(f"{path} belongs to another training set or schedule; starting this fit afresh",
+                          stacklevel=2)
+            return 0, 0.0
+        set_peft_model_state_dict(self.model_, state["adapter"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"].cpu())
+        if state["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([r.cpu() for r in state["cuda_rng"]])
+        self.history_ = list(state["history"])
+        print(f"llm: resuming training at step {state['step'] + 1} of {fingerprint['total']} from {path}",
+              file=sys.stderr, flush=True)
+        return state["step"], state["elapsed"]
 
     def _fit_hf(self, sequences: list[list[int]]) -> None:
         """The plain recipe: ``Trainer`` + PEFT, whole-sequence causal-LM loss, default collator."""
