@@ -307,8 +307,13 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         if failures:
             raise EmoregError("unit(s) failed twice (the others finished; run the same command again to "
                               "redo only these):\n  " + "\n  ".join(failures))
-    run_grid(cells, args.out, command=command, collect_only=args.collect or args.executor == "ray")
-    print(write_ablation_report(args.out).resolve())
+    state = run_grid(cells, args.out, command=command, collect_only=args.collect or args.executor == "ray")
+    report = write_ablation_report(args.out).resolve() if state["cells"] else None
+    if state["missing"]:
+        raise EmoregError(f"{len(state['missing'])} cell(s) of {args.out} are not finished:\n  " +
+                          "\n  ".join(state["missing"]) + "\nrun their units (the same command without "
+                          "--collect runs them here)" + (f"; the report covers the finished ones: {report}" if report else ""))
+    print(report)
     return 0
 
 

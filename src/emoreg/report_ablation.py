@@ -128,6 +128,8 @@ def write_ablation_report(grid_dir: str | Path, out: str | Path | None = None) -
             lines.append(f"**{m}**: not every subset was run (use `--subsets all`), so no Shapley values.")
     if skipped:
         lines += ["", "## Skipped cells", ""] + [f"- {key}: {reason}" for key, reason in skipped]
+    if state.get("missing"):
+        lines += ["", "## Unfinished cells (n/a above)", ""] + [f"- {line}" for line in state["missing"]]
     lines.append("")
     return atomic_write_text(out / "report.md", "\n".join(lines))
 

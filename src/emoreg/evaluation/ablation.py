@@ -182,7 +182,8 @@ def grid_units(cells: list[Cell], out: str | Path, command: str = "") -> list[tu
 
 def run_grid(cells: list[Cell], out: str | Path, command: str = "", collect_only: bool = False) -> dict[str, Any]:
     """Run every cell (skipping finished ones) and write ``DIR/grid.json``. ``collect_only``: fit
-    nothing; compute the metrics of cells whose folds were run as units, and say what is missing."""
+    nothing; compute the metrics of cells whose folds were run as units; the cells still
+    unfinished are listed under ``missing``."""
     out = Path(out)
     state_path = out / "grid.json"
     state = {"cells": {}}
@@ -197,9 +198,7 @@ def run_grid(cells: list[Cell], out: str | Path, command: str = "", collect_only
             continue
         state["cells"][cell.key] = entry | {"model": cell.model, "subset": list(cell.subset), "run": str(cell_dir(out, cell))}
         write_json(state_path, state)
-    if missing:
-        raise EmoregError(f"{len(missing)} cell(s) of {out} are not finished:\n  " + "\n  ".join(missing) +
-                          "\nrun their units (the same command without --collect runs them here)")
+    state["missing"] = missing
     state["sources"] = list(max((c.subset for c in cells), key=len))
     state["models"] = list(dict.fromkeys(c.model for c in cells if c.subset))
     write_json(state_path, state)
