@@ -101,7 +101,7 @@ def bench_train(args) -> dict:
         "ratio_max": round(max(ratios), 2),
         "training_dtype": str(dtype), "matmul_peak_gflops": round(peak, 1),
         "non_embedding_params": params,
-        "mfu": round(4 * params * ours_tps / (peak * 1e9), 3),
+        "mfu": float(f"{4 * params * ours_tps / (peak * 1e9):.3g}"),  # 3 significant digits
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
