@@ -158,18 +158,26 @@ def cmd_prompts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_failures(failures: list[str]) -> None:
+    if failures:
+        raise EmoregError("unit(s) failed twice (the others finished; run the same command again to "
+                          "redo only these):\n  " + "\n  ".join(failures))
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate, load_config
+    from .evaluation.runner import finished_folds
     from .runs import read_json
 
     config = load_config(args.config, args.overrides)
     command = " ".join(["emoreg", *sys.argv[1:]])
+    if args.executor != "local":
+        evaluate(config, args.out, command=command, units=[])  # the run folder and its folds, written once
+        folds = [f["fold"] for f in read_json(args.out / "folds.json") if f["run"] and
+                 (args.folds is None or f["fold"] in args.folds)]
     if args.executor == "slurm":
         from .evaluation.executors import write_slurm
 
-        evaluate(config, args.out, command=command, units=[])  # the run folder and its folds, nothing fitted
-        folds = [f["fold"] for f in read_json(args.out / "folds.json") if f["run"] and
-                 (args.folds is None or f["fold"] in args.folds)]
         settings = [str(args.config.resolve()), "--out", str(args.out.resolve())]
         settings += [f"--set={o}" for o in args.overrides]
         units, collect = write_slurm(args.out, args.out.name, [["evaluate", *settings, "--fold", str(k)] for k in folds],
@@ -180,22 +188,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.executor == "ray":
         from .evaluation.executors import run_ray
 
-        evaluate(config, args.out, command=command, units=[])  # the run folder, written once
-        folds = [f["fold"] for f in read_json(args.out / "folds.json") if f["run"] and
-                 (args.folds is None or f["fold"] in args.folds)]
-        failures = run_ray([(config, args.out, k, f"fold {k}") for k in folds], args.ray_address,
-                           args.unit_cpus, args.unit_gpus)
-        if failures:
-            raise EmoregError("unit(s) failed twice (the others finished; run the same command again to "
-                              "redo only these):\n  " + "\n  ".join(failures))
+        _check_failures(run_ray([(config, args.out, k, f"fold {k}") for k in folds], args.ray_address,
+                                args.unit_cpus, args.unit_gpus))
         if args.folds is None:
             evaluate(config, args.out, collect_only=True)
     run = args.out if args.executor == "ray" else evaluate(config, args.out, command=command, units=args.folds)
     if not distributed.is_main():
         return 0  # the main process reports
     if not (run / "metrics.json").is_file():
-        done = sorted(int(p.name[5:7]) for p in (run / "folds").glob("fold-*.jsonl"))
-        print(f"fold(s) {done} finished; run the others, then `emoreg collect {run}`")
+        print(f"fold(s) {finished_folds(run)} finished; run the others, then `emoreg collect {run}`")
         print(run.resolve())
         return 0
     return _print_metrics(run)
@@ -302,11 +303,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         from .evaluation.ablation import cell_dir, run_cell_unit
         from .evaluation.executors import run_ray
 
-        failures = run_ray([(c.config, cell_dir(args.out, c), k, f"{c.key} fold {k}") for c, k in units], args.ray_address,
-                           args.unit_cpus, args.unit_gpus, run_unit=run_cell_unit)
-        if failures:
-            raise EmoregError("unit(s) failed twice (the others finished; run the same command again to "
-                              "redo only these):\n  " + "\n  ".join(failures))
+        _check_failures(run_ray([(c.config, cell_dir(args.out, c), k, f"{c.key} fold {k}") for c, k in units],
+                                args.ray_address, args.unit_cpus, args.unit_gpus, run_unit=run_cell_unit))
     state = run_grid(cells, args.out, command=command, collect_only=args.collect or args.executor == "ray")
     report = write_ablation_report(args.out).resolve() if state["cells"] else None
     if state["missing"]:

@@ -7,8 +7,10 @@ import os
 
 from tqdm.auto import tqdm
 
+from .distributed import rank
+
 
 def progress(iterable=None, **kwargs):
-    quiet = os.environ.get("CI", "").lower() == "true" or os.environ.get("RANK", "0") != "0"
+    quiet = os.environ.get("CI", "").lower() == "true" or rank() != 0
     disable = True if quiet else None
     return tqdm(iterable, disable=disable, **kwargs)

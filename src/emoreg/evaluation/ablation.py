@@ -31,7 +31,7 @@ from ..errors import EmoregError, NothingToReadError, Problem, ValidationError
 from ..prompts import PROMPT_SOURCES, parse_sources
 from ..runs import read_json, write_json
 from .config import EvalConfig, apply_overrides, config_from_dict
-from .runner import evaluate
+from .runner import evaluate, fold_path
 
 EMPTY = "none"
 
@@ -176,7 +176,7 @@ def grid_units(cells: list[Cell], out: str | Path, command: str = "") -> list[tu
         run_dir = cell_dir(out, cell)
         evaluate(cell.config, run_dir, command=command, units=[])  # the run folder and its folds
         units += [(cell, f["fold"]) for f in read_json(run_dir / "folds.json")
-                  if f["run"] and not (run_dir / "folds" / f"fold-{f['fold']:02d}.jsonl").is_file()]
+                  if f["run"] and not fold_path(run_dir, f["fold"]).is_file()]
     return units
 
 

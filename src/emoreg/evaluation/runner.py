@@ -32,6 +32,16 @@ from .stats import bootstrap_ci
 N_BOOT = 2000
 
 
+def fold_path(out: Path, index: int, suffix: str = ".jsonl") -> Path:
+    """A file of fold ``index`` in a run folder: ``.jsonl`` (its predictions; present once the
+    fold is finished), ``.meta.json``, ``-model``, ``.checkpoint``."""
+    return Path(out) / "folds" / f"fold-{index:02d}{suffix}"
+
+
+def finished_folds(out: Path) -> list[int]:
+    return sorted(int(p.name[5:7]) for p in (Path(out) / "folds").glob("fold-*.jsonl"))
+
+
 def evaluate(config: EvalConfig, out: str | Path, command: str = "", units: list[int] | None = None,
              collect_only: bool = False) -> Path:
     """Run (or resume) the evaluation of ``config`` into the run folder ``out``.
@@ -74,12 +84,12 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "", units: list
     prompt = config.prompt_config()
     bar = progress(todo, desc=f"{config.model} folds", unit="fold")
     for fold in bar:
-        done = out / "folds" / f"fold-{fold.index:02d}.jsonl"
+        done = fold_path(out, fold.index)
         if done.is_file():
             continue
         train, test = fold.split(segments)
         model = make_model(config.model, corpus.task, prompt, config.seed, config.params)
-        checkpoint = out / "folds" / f"fold-{fold.index:02d}.checkpoint"
+        checkpoint = fold_path(out, fold.index, ".checkpoint")
         if hasattr(model, "checkpoint_dir"):  # long fits save their state there and resume from it
             model.checkpoint_dir = checkpoint
         started = time.perf_counter()
@@ -92,14 +102,14 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "", units: list
         if not distributed.is_main():
             continue
         if config.save_models:
-            model.save(out / "folds" / f"fold-{fold.index:02d}-model")
+            model.save(fold_path(out, fold.index, "-model"))
         labels = corpus.task.labels
         rows = [{
             "segment_id": s.segment_id, "subject_id": s.subject_id, "session_id": s.session_id,
             "fold": fold.index, "gold": s.label, "predicted": labels[int(np.argmax(p))],
             "proba": {label: float(v) for label, v in zip(labels, p)},
         } for s, p in zip(test, proba)]
-        write_json(out / "folds" / f"fold-{fold.index:02d}.meta.json", {
+        write_json(fold_path(out, fold.index, ".meta.json"), {
             "n_train": len(train), "n_test": len(test), "fit_seconds": fitted - started,
             "predict_seconds": predicted - fitted,
             "train_subjects": len({s.subject_id for s in train}),
@@ -110,13 +120,13 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "", units: list
     if not distributed.is_main():
         return out
 
-    missing = [f.index for f in folds if not (out / "folds" / f"fold-{f.index:02d}.jsonl").is_file()]
+    missing = [f.index for f in folds if not fold_path(out, f.index).is_file()]
     if missing:
         if collect_only:
             raise EmoregError(f"{out}: fold(s) {missing} are not finished; run them with "
                               f"`emoreg evaluate CONFIG --out {out} --fold K` (or without --fold for all)")
         return out  # other units are still to come
-    rows = [r for fold in folds for r in read_jsonl(out / "folds" / f"fold-{fold.index:02d}.jsonl")]
+    rows = [r for fold in folds for r in read_jsonl(fold_path(out, fold.index))]
     write_jsonl(out / "predictions.jsonl", rows)
     metrics = compute_metrics(rows, list(corpus.task.labels), seed=config.seed)
     metrics["folds_run"] = [f.index for f in folds]

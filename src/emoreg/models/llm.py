@@ -203,6 +203,8 @@ class LlmClassifier(SegmentClassifier):
         self.model_.train()
         started = time.perf_counter() - elapsed
         last_save = time.perf_counter()
+        minutes = self._param("checkpoint_minutes")
+        save_every = 60 * minutes if self.checkpoint_dir is not None and minutes is not None else None  # seconds
         bar = progress(total=total, initial=done_before, desc=f"LoRA training ({len(sequences)} prompts)",
                        unit="step", leave=False)
         step = 0
@@ -246,12 +248,12 @@ class LlmClassifier(SegmentClassifier):
                 bar.update(1)
                 if step % 10 == 0 or step == total:  # one host sync every 10 steps, for the progress bar
                     bar.set_postfix(loss=f"{float(record[0]):.3f}")
-                minutes = self._param("checkpoint_minutes")
-                if self.checkpoint_dir is not None and minutes is not None and step < total and \
-                        time.perf_counter() - last_save >= 60 * minutes:
+                if save_every is not None and step < total and time.perf_counter() - last_save >= save_every:
                     self._flush_history(pending, step)
                     self._save_checkpoint(fingerprint, step, time.perf_counter() - started, optimizer, scheduler)
                     last_save = time.perf_counter()
+        minutes = self._param("checkpoint_minutes")
+        save_every = 60 * minutes if self.checkpoint_dir is not None and minutes is not None else None  # seconds
         self._flush_history(pending, step)
         bar.close()
         self.model_.eval()
