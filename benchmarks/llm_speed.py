@@ -2,6 +2,7 @@
 
     python benchmarks/llm_speed.py train [--model smollm2-135m] [--prompts 64] [--steps 6] [--repeats 3]
     python benchmarks/llm_speed.py score [--model smollm2-135m] [--prompts 24] [--max-tokens 256]
+    python benchmarks/llm_speed.py random [--shape 7b] [--plain]   (on a GPU: --steps 30 --max-tokens 512)
 
 train: emoreg's trainer (loss on the answer tokens from their hidden states only, length-grouped
 dynamic padding, bf16 autocast where the CPU runs bf16 fast) against what a user would write with
@@ -16,7 +17,15 @@ score: emoreg's scorer (KV-cached prompt pass, label continuations batched over 
 scoring every label as its own full sequence; prints p50/p95 latency per prompt, throughput when
 prompts are batched, and the ratio.
 
-Both print peak resident memory. AnnoMI client talk supplies the prompts ($EMOREG_DATA_DIR).
+random: emoreg's trainer on a Llama-shaped model with randomly initialised weights (``7b``: the
+Llama-2-7B shape; ``tiny`` for smoke runs), built here and saved to a temporary folder (no download),
+with a byte-level tokenizer built here; prompts from the shipped ``deep-example`` corpus, so it
+needs no data either: the check to run where a GPU is lent. Prints prompt tokens per second over
+the steps after the first 10 (warm-up), MFU against the bf16 (or fp32) matmul peak measured on the
+same device, and peak memory; ``--plain`` runs the plain Trainer recipe (fp32) beside it.
+
+All print peak resident memory. AnnoMI client talk supplies the prompts of train and score
+($EMOREG_DATA_DIR).
 """
 
 from __future__ import annotations
@@ -31,17 +40,27 @@ import numpy as np
 import torch
 
 
-def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5, trials: int = 3) -> float:
+def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5, trials: int = 3,
+                       device: str = "cpu") -> float:
     """The best of ``trials`` timings of ``repeats`` square matmuls: the machine's practical peak."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a, b = (torch.randn(size, size, dtype=dtype, device=device) for _ in range(2))
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     a @ b
+    sync()
     best = 0.0
     for _ in range(trials):
         started = time.perf_counter()
         for _ in range(repeats):
             a @ b
+        sync()
         best = max(best, 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9)
     return best
+
+
+def matmul_params(model) -> int:
+    """Parameters that cost matmul FLOPs per token in training: not the embedding lookups, and not
+    the output head (emoreg computes logits at the answer positions only)."""
+    return sum(p.numel() for n, p in model.named_parameters() if "embed" not in n and "lm_head" not in n)
 
 
 def _segments(n: int, seed: int = 0):
@@ -89,7 +108,7 @@ def bench_train(args) -> dict:
     from emoreg.models.llm_loading import load_base
 
     base, _ = load_base(args.model)
-    params = sum(p.numel() for n, p in base.named_parameters() if "embed" not in n)  # lookups cost no matmul
+    params = matmul_params(base)
     dtype = torch.bfloat16 if ours[0]["bf16"] else torch.float32
     peak = matmul_peak_gflops(dtype)
     ours_tps = statistics.median(o["tokens_per_s"] for o in ours)
@@ -145,9 +164,112 @@ def bench_score(args) -> dict:
     }
 
 
+SHAPES = {  # LlamaConfig fields; vocabulary size 32000 as in Llama-2
+    "7b": {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+           "num_attention_heads": 32, "num_key_value_heads": 32},
+    "tiny": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+             "num_attention_heads": 4, "num_key_value_heads": 2},
+}
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def random_llama(shape: str, folder, device: str) -> int:
+    """Save a Llama of ``shape`` with random weights (bf16 on CUDA, else fp32) and a byte-level
+    tokenizer (every byte a token) to ``folder``; returns its matmul parameter count."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<pad>", "<|im_end|>", "<|im_start|>"]
+    vocab = {t: i for i, t in enumerate(specials + sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    core.add_special_tokens(specials)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", pad_token="<pad>",
+                                        eos_token="<|im_end|>")
+    tokenizer.chat_template = CHATML
+    config = LlamaConfig(vocab_size=32000 if shape == "7b" else len(vocab), max_position_embeddings=4096,
+                         pad_token_id=1, eos_token_id=2, bos_token_id=3, tie_word_embeddings=False,
+                         **SHAPES[shape])
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        torch.manual_seed(0)
+        with torch.device(device):  # initialised where it will train: seconds for 7B on a GPU
+            model = LlamaForCausalLM(config)
+    finally:
+        torch.set_default_dtype(default)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    params = matmul_params(model)
+    del model
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return params
+
+
+def bench_random(args) -> dict:
+    import tempfile
+
+    from emoreg.corpora import load_corpus
+    from emoreg.models import make_model
+    from emoreg.prompts import PromptConfig
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    corpus = load_corpus("deep-example")
+    n = args.steps * args.batch
+    segments = [corpus.segments[i % len(corpus.segments)] for i in range(n)]
+    prompt = PromptConfig(sources=("context", "history", "utterance"), max_tokens=args.max_tokens,
+                          template="emoreg-v1-compact")
+    warm = min(10, args.steps - 1)  # the clock is exact at every 10th step (a host sync there)
+    with tempfile.TemporaryDirectory(prefix="emoreg-random-llama-") as folder:
+        params = random_llama(args.shape, folder, device)
+        runs = {}
+        for name in ["emoreg"] + (["plain"] if args.plain else []):
+            if device == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+            extra = {"trainer": "hf", "class_weight": None, "dtype": "fp32"} if name == "plain" else {}
+            clf = make_model("llm", corpus.task, prompt, seed=0, params={
+                "model": folder, "epochs": 1, "batch_size": args.batch, "system": None, **extra})
+            clf.fit(segments)
+            if name == "plain":
+                tokens = sum(len(clf._prefix_ids(s)) + len(clf.label_ids_[corpus.task.index(s.label)]) for s in segments)
+                tps, seconds = tokens / clf.hf_seconds_, clf.hf_seconds_
+            else:
+                history = clf.history_
+                tokens = sum(h["tokens"] for h in history[warm:])
+                seconds = history[-1]["seconds"] - (history[warm - 1]["seconds"] if warm else 0.0)
+                tps = tokens / seconds
+                all_steps = sum(h["tokens"] for h in history) / history[-1]["seconds"]
+            runs[name] = {"tokens_per_s": round(tps, 1), "timed_steps": args.steps - (warm if name == "emoreg" else 0),
+                          # the plain recipe's clock covers all its steps, warm-up included: compare like with like
+                          "tokens_per_s_all_steps": round(tps if name == "plain" else all_steps, 1),
+                          "seconds": round(seconds, 2), "bf16": bool(clf.bf16_),
+                          "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device == "cuda" else None}
+            del clf
+    dtype = torch.bfloat16 if runs["emoreg"]["bf16"] else torch.float32
+    peak = matmul_peak_gflops(dtype, size=8192 if device == "cuda" else 1024, repeats=10 if device == "cuda" else 3,
+                              device=device)
+    result = {
+        "shape": args.shape, "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "steps": args.steps, "batch": args.batch, "max_tokens": args.max_tokens, "matmul_params": params,
+        "runs": runs, "training_dtype": str(dtype), "matmul_peak_gflops": round(peak, 1),
+        "mfu": float(f"{4 * params * runs['emoreg']['tokens_per_s'] / (peak * 1e9):.3g}"),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    if "plain" in runs:
+        result["ratio_all_steps"] = round(runs["emoreg"]["tokens_per_s_all_steps"] / runs["plain"]["tokens_per_s"], 2)
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["train", "score"])
+    parser.add_argument("what", choices=["train", "score", "random"])
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="7b", help="random: the model's shape")
+    parser.add_argument("--plain", action="store_true", help="random: also run the plain Trainer recipe (fp32)")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batch", type=int, default=8)
@@ -155,7 +277,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--prompts", type=int, default=24)
     parser.add_argument("--max-tokens", type=int, default=256)
     args = parser.parse_args(argv)
-    result = bench_train(args) if args.what == "train" else bench_score(args)
+    result = {"train": bench_train, "score": bench_score, "random": bench_random}[args.what](args)
     print(json.dumps(result, indent=2))
     return result
 

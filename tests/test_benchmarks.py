@@ -14,3 +14,13 @@ def test_llm_speed_benchmarks_run(tiny_llama, annomi_data_dir):
     assert train["ours_tokens_per_s"][0] > 0 and train["plain_tokens_per_s"][0] > 0 and train["mfu"] > 0
     score = llm_speed.main(["score", "--model", tiny_llama, "--prompts", "3", "--max-tokens", "64"])
     assert score["prompts"] == 3 and score["speedup_p50"] > 0
+
+
+def test_random_llama_benchmark_runs():
+    """The GPU check (a random 7B Llama) on the tiny shape: needs no data and no model files."""
+    import llm_speed
+
+    result = llm_speed.main(["random", "--shape", "tiny", "--steps", "3", "--batch", "2", "--max-tokens", "48",
+                             "--plain"])
+    assert result["runs"]["emoreg"]["timed_steps"] == 1 and result["runs"]["plain"]["timed_steps"] == 3
+    assert result["mfu"] > 0 and result["ratio_all_steps"] > 0 and result["matmul_params"] > 0

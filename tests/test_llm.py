@@ -111,6 +111,22 @@ def test_4bit_needs_cuda(tiny_llama, toy_split):
         tiny(tiny_llama, quantize_4bit=True).fit(toy_split[0])
 
 
+def test_bf16_training_keeps_frozen_weights_in_bf16_and_lora_in_fp32(tiny_llama, toy_split, tmp_path):
+    """The path a GPU (or a CPU with fast bf16) takes, here on the CPU with a tiny model: the frozen
+    base is stored in bf16, the trained LoRA weights and the optimizer state stay fp32, and it learns."""
+    train, test = toy_split
+    model = tiny(tiny_llama, dtype="bf16").fit(train)
+    assert model.bf16_
+    frozen = {p.dtype for p in model.model_.parameters() if not p.requires_grad}
+    trained = {p.dtype for p in model.model_.parameters() if p.requires_grad}
+    assert frozen == {torch.bfloat16} and trained == {torch.float32}
+    proba = model.predict_proba(test)
+    assert np.allclose(proba.sum(axis=1), 1, atol=1e-5)
+    assert np.mean([p == s.label for p, s in zip(model.predict(test), test)]) == 1.0
+    model.save(tmp_path / "m")
+    assert np.allclose(load_model(tmp_path / "m").predict_proba(test), proba, atol=1e-6)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_gpu_bf16_and_4bit(tiny_llama, toy_split):

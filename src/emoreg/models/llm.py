@@ -110,7 +110,8 @@ class LlmClassifier(SegmentClassifier):
         quantize = bool(self._param("quantize_4bit"))
         if quantize and self.device_.type != "cuda":
             raise EmoregError("llm: quantize_4bit (QLoRA) needs a CUDA GPU and bitsandbytes; set it to false here")
-        base, tokenizer = load_base(self._param("model"), quantize_4bit=quantize)
+        # training in bf16, the frozen weights are stored in bf16 too (the LoRA weights stay fp32)
+        base, tokenizer = load_base(self._param("model"), quantize_4bit=quantize, bf16=self.bf16_)
         if quantize:
             from peft import prepare_model_for_kbit_training
 
@@ -244,16 +245,14 @@ class LlmClassifier(SegmentClassifier):
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
-                pending.append((record, scheduler.get_last_lr()[0], time.perf_counter() - started))
                 bar.update(1)
-                if step % 10 == 0 or step == total:  # one host sync every 10 steps, for the progress bar
-                    bar.set_postfix(loss=f"{float(record[0]):.3f}")
+                if step % 10 == 0 or step == total:  # one host sync every 10 steps, for the progress bar;
+                    bar.set_postfix(loss=f"{float(record[0]):.3f}")  # so the clock is exact at those steps
+                pending.append((record, scheduler.get_last_lr()[0], time.perf_counter() - started))
                 if save_every is not None and step < total and time.perf_counter() - last_save >= save_every:
                     self._flush_history(pending, step)
                     self._save_checkpoint(fingerprint, step, time.perf_counter() - started, optimizer, scheduler)
                     last_save = time.perf_counter()
-        minutes = self._param("checkpoint_minutes")
-        save_every = 60 * minutes if self.checkpoint_dir is not None and minutes is not None else None  # seconds
         self._flush_history(pending, step)
         bar.close()
         self.model_.eval()

@@ -76,13 +76,14 @@ def resolve(name: str) -> str:
     return str(target)
 
 
-def load_base(name: str, quantize_4bit: bool = False):
-    """(model, tokenizer), fp32 on the CPU (or 4-bit NF4 on CUDA for QLoRA), in eval mode."""
+def load_base(name: str, quantize_4bit: bool = False, bf16: bool = False):
+    """(model, tokenizer) on the CPU in eval mode: fp32, or bf16 (``bf16``: for frozen weights that
+    bf16 autocast would cast on every step anyway; half the memory), or 4-bit NF4 on CUDA (QLoRA)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve(name)
-    kwargs: dict = {"dtype": torch.float32}
+    kwargs: dict = {"dtype": torch.bfloat16 if bf16 else torch.float32}
     if quantize_4bit:
         try:
             import bitsandbytes  # noqa: F401
