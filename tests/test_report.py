@@ -34,6 +34,35 @@ def test_report_refuses_unfinished_runs(tmp_path):
         write_report([tmp_path], tmp_path / "r")
 
 
+def test_interim_report_compares_runs_on_the_folds_all_have_finished(toy_corpus, tmp_path):
+    def units(out, model, run, **split):
+        cfg = config_from_dict({"corpus": str(toy_corpus), "task": "deep-shame", "model": model,
+                                "params": {"min_df": 1, "text": "utterance"} if model == "tfidf" else {},
+                                "split": {"kind": "group-kfold", "folds": 3} | split}, "test")
+        return evaluate(cfg, out, units=run)
+
+    def cells(text, model):  # the metric cells of a run's row in the results table
+        row = next(line for line in text.splitlines() if line.startswith("| ") and f"| {model} |" in line)
+        return row.split("|")[3:]
+
+    a = units(tmp_path / "tfidf", "tfidf", [0, 1])
+    b = units(tmp_path / "majority", "majority", [1, 2])
+    with pytest.raises(EmoregError, match="is not a finished run.*--finished-folds"):
+        write_report([a, b], tmp_path / "r")
+    text = write_report([a, b], tmp_path / "r", finished_folds=True).read_text()
+    assert "**Interim report**" in text and "[1] of 3" in text and "test folds [1] of a 3-fold split" in text
+    assert "## Paired tests against the first run" in text
+    # the same numbers as finished runs of fold 1 alone
+    done = write_report([units(tmp_path / "t1", "tfidf", None, only=[1]), units(tmp_path / "m1", "majority", None, only=[1])],
+                        tmp_path / "r1").read_text()
+    assert "Interim" not in done
+    assert cells(text, "tfidf") == cells(done, "tfidf") and cells(text, "majority") == cells(done, "majority")
+    with pytest.raises(EmoregError, match="no fold is finished in every one"):
+        write_report([a, units(tmp_path / "m2", "majority", [2])], tmp_path / "r2", finished_folds=True)
+    with pytest.raises(EmoregError, match="use different splits"):
+        write_report([a, units(tmp_path / "two", "majority", None, folds=2)], tmp_path / "r3", finished_folds=True)
+
+
 def test_cli_evaluate_and_report(toy_corpus, tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text(f"corpus: {toy_corpus}\ntask: deep-shame\nmodel: tfidf\nparams: {{min_df: 1}}\n"

@@ -16,7 +16,7 @@ from .atomic import atomic_write_text, save_figure
 from .errors import EmoregError
 from .evaluation.metrics import METRICS
 from .evaluation.stats import holm, mcnemar, paired_permutation
-from .runs import Run, load_run
+from .runs import Run, load_partial_runs, load_run
 
 METRIC_NAMES = {"macro_f1": "macro-F1", "accuracy": "accuracy", "weighted_f1": "weighted-F1", "uar": "UAR"}
 N_PERM = 10000
@@ -175,8 +175,9 @@ def plot_losses(runs: Sequence[Run], path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
-def write_report(run_paths: Sequence[str | Path], out: str | Path) -> Path:
-    runs = [load_run(p) for p in run_paths]
+def write_report(run_paths: Sequence[str | Path], out: str | Path, finished_folds: bool = False) -> Path:
+    """``finished_folds``: an interim report of runs still in progress, on the folds all have finished."""
+    runs = load_partial_runs(list(run_paths)) if finished_folds else [load_run(p) for p in run_paths]
     if len({tuple(r.labels) for r in runs}) > 1:
         raise EmoregError("the runs use different label sets; report runs of one task together")
     out = Path(out)
@@ -189,6 +190,9 @@ def write_report(run_paths: Sequence[str | Path], out: str | Path) -> Path:
               f"test segments of {first.metrics['n_subjects']} subjects ({first.data['n_segments']:,} segments of "
               f"{first.data['n_subjects']} subjects in the corpus), evaluated across subjects "
               f"({folds}; no subject is in training and test of a fold).", ""]
+    if first.metrics.get("interim"):
+        lines += [f"**Interim report** (`--finished-folds`): the runs are not all finished; this compares them on "
+                  f"the folds every one has finished, {first.metrics['folds_run']} of {total}.", ""]
     lines += ["## Results", "",
               "Pooled over all test segments; 95% CIs by bootstrap over subjects "
               f"({first.metrics['bootstrap']['resamples']} resamples).", ""]

@@ -97,8 +97,42 @@ def load_run(path: str | Path) -> Run:
                if not (path / n).is_file()]
     if missing:
         raise EmoregError(f"{path} is not a finished run (missing {', '.join(missing)}); "
-                          "run `emoreg evaluate CONFIG --out RUN` to finish it")
+                          "run `emoreg evaluate CONFIG --out RUN` to finish it, or report the folds "
+                          "finished so far with `emoreg report ... --finished-folds`")
     metrics = read_json(path / "metrics.json")
     return Run(path=path, config=yaml.safe_load((path / "config.yaml").read_text()),
                labels=metrics["labels"], predictions=read_jsonl(path / "predictions.jsonl"),
                metrics=metrics, data=read_json(path / "data.json"))
+
+
+def load_partial_runs(paths: list[str | Path]) -> list[Run]:
+    """Runs still in progress (or finished), restricted to the folds that every one of them has
+    finished, with their metrics computed on those folds: an interim comparison. The runs must
+    share their split (the test subjects of every fold)."""
+    from .evaluation.runner import compute_metrics, finished_folds, fold_path
+
+    paths = [Path(p) for p in paths]
+    for path in paths:
+        missing = [n for n in ("config.yaml", "data.json", "folds.json") if not (path / n).is_file()]
+        if missing:
+            raise EmoregError(f"{path} is not a run folder (missing {', '.join(missing)}); "
+                              "start it with `emoreg evaluate CONFIG --out RUN`")
+    splits = [[f["test_subjects"] for f in read_json(p / "folds.json")] for p in paths]
+    for path, split in zip(paths[1:], splits[1:]):
+        if split != splits[0]:
+            raise EmoregError(f"{path} and {paths[0]} use different splits; an interim comparison needs the "
+                              "same folds (the same corpus, split kind, fold count and seed)")
+    common = sorted(set.intersection(*(set(finished_folds(p)) for p in paths)))
+    if not common:
+        raise EmoregError("no fold is finished in every one of " + ", ".join(map(str, paths))
+                          + "; finished: " + "; ".join(f"{p}: {finished_folds(p) or 'none'}" for p in paths))
+    runs = []
+    for path in paths:
+        config = yaml.safe_load((path / "config.yaml").read_text())
+        rows = [r for k in common for r in read_jsonl(fold_path(path, k))]
+        labels = list(rows[0]["proba"])
+        metrics = compute_metrics(rows, labels, seed=config.get("seed", 0))
+        metrics |= {"folds_run": common, "folds_in_split": len(splits[0]), "interim": True}
+        runs.append(Run(path=path, config=config, labels=labels, predictions=rows, metrics=metrics,
+                        data=read_json(path / "data.json")))
+    return runs
