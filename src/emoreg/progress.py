@@ -1,16 +1,41 @@
-"""Progress bars: shown on a terminal, silent in CI (CI=true), when output is not a terminal, and
-in all but the main process of a distributed run."""
+"""Progress bars: a live bar on a terminal; in a log (SLURM, nohup, a pipe) one plain line per
+minute (``EMOREG_PROGRESS_SECONDS``, default 60) so long runs show where they are; silent in CI
+(CI=true), with ``EMOREG_PROGRESS=off``, and in all but the main process of a distributed run."""
 
 from __future__ import annotations
 
 import os
+import sys
 
 from tqdm.auto import tqdm
 
 from .distributed import rank
 
 
+class _Lines:
+    """A file for tqdm that turns its carriage-return redraws into whole lines."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        text = text.strip("\r\n").strip()
+        if text:
+            self.stream.write(text + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def progress(iterable=None, **kwargs):
-    quiet = os.environ.get("CI", "").lower() == "true" or rank() != 0
-    disable = True if quiet else None
-    return tqdm(iterable, disable=disable, **kwargs)
+    quiet = (os.environ.get("CI", "").lower() == "true" or os.environ.get("EMOREG_PROGRESS", "").lower() == "off"
+             or rank() != 0)
+    if quiet:
+        return tqdm(iterable, disable=True, **kwargs)
+    stream = sys.stderr
+    if hasattr(stream, "isatty") and stream.isatty():
+        return tqdm(iterable, **kwargs)
+    seconds = float(os.environ.get("EMOREG_PROGRESS_SECONDS", "60"))
+    kwargs = kwargs | {"leave": True}  # in a log, the last line of a finished bar is worth keeping
+    return tqdm(iterable, file=_Lines(stream), mininterval=seconds, maxinterval=max(seconds, 10 * 60),
+                ascii=True, ncols=100, **kwargs)

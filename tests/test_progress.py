@@ -1,0 +1,30 @@
+"""Progress: whole lines in a log (not a terminal), nothing in CI or when switched off."""
+
+import pytest
+
+from emoreg.progress import progress
+
+
+@pytest.fixture
+def log(monkeypatch, capsys):
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("EMOREG_PROGRESS", raising=False)
+    monkeypatch.setenv("EMOREG_PROGRESS_SECONDS", "0")
+    return capsys
+
+
+def test_a_log_gets_whole_lines_and_keeps_the_finished_bar(log):
+    assert sum(progress(range(5), desc="work", unit="step", leave=False)) == 10
+    err = log.readouterr().err
+    assert "\r" not in err and err.endswith("\n")
+    lines = err.splitlines()
+    assert lines[0].startswith("work:   0%") and "5/5" in lines[-1] and len(lines) >= 2
+
+
+@pytest.mark.parametrize("variable, value", [("CI", "true"), ("EMOREG_PROGRESS", "off")])
+def test_silent_in_ci_or_when_switched_off(log, monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    bar = progress(total=3, desc="work")
+    bar.update(3)
+    bar.close()
+    assert log.readouterr().err == ""
