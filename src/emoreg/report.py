@@ -142,7 +142,12 @@ def plot_per_subject(runs: Sequence[Run], path: Path) -> Path:
 
 
 def _losses(run: Run) -> list[list[dict]]:
-    metas = [json.loads(p.read_text()) for p in sorted((run.path / "folds").glob("fold-*.meta.json"))]
+    from .evaluation.runner import fold_path
+
+    folds = run.metrics.get("folds_run")  # the folds the report covers (older runs: every fold found)
+    paths = ([fold_path(run.path, k, ".meta.json") for k in folds] if folds is not None
+             else sorted((run.path / "folds").glob("fold-*.meta.json")))
+    metas = [json.loads(p.read_text()) for p in paths if p.is_file()]
     return [m["model"]["loss"] for m in metas if (m.get("model") or {}).get("loss")]
 
 
