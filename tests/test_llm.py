@@ -197,6 +197,17 @@ def test_interrupted_training_resumes_from_its_checkpoint_with_the_same_result(t
     assert [h["step"] for h in resumed.history_] == list(range(1, 13))
     assert np.array_equal(resumed.predict_proba(test), whole.predict_proba(test))
 
+    # the finished training is checkpointed too: stopped while scoring, a fit trains nothing again
+    assert torch.load(tmp_path / "ckpt" / "state.pt", weights_only=False)["step"] == 12
+    calls.clear()
+    monkeypatch.setattr(torch.optim.AdamW, "step", lambda self, *a, **k: (calls.append(1), real_step(self, *a, **k))[1])
+    again = tiny(tiny_llama, **settings)
+    again.checkpoint_dir = tmp_path / "ckpt"
+    again.fit(train)
+    monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
+    assert calls == [] and [h["loss"] for h in again.history_] == [h["loss"] for h in whole.history_]
+    assert np.array_equal(again.predict_proba(test), whole.predict_proba(test))
+
     # a checkpoint of another training set is not used
     other = tiny(tiny_llama, **settings)
     other.checkpoint_dir = tmp_path / "ckpt"

@@ -249,7 +249,8 @@ class LlmClassifier(SegmentClassifier):
                 if step % 10 == 0 or step == total:  # one host sync every 10 steps, for the progress bar;
                     bar.set_postfix(loss=f"{float(record[0]):.3f}")  # so the clock is exact at those steps
                 pending.append((record, scheduler.get_last_lr()[0], time.perf_counter() - started))
-                if save_every is not None and step < total and time.perf_counter() - last_save >= save_every:
+                # the end of training too: a fit stopped while scoring resumes with no step to retrain
+                if save_every is not None and (step == total or time.perf_counter() - last_save >= save_every):
                     self._flush_history(pending, step)
                     self._save_checkpoint(fingerprint, step, time.perf_counter() - started, optimizer, scheduler)
                     last_save = time.perf_counter()
