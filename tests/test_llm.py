@@ -111,6 +111,18 @@ def test_4bit_needs_cuda(tiny_llama, toy_split):
         tiny(tiny_llama, quantize_4bit=True).fit(toy_split[0])
 
 
+def test_answer_loss_sum_adds_the_answer_tokens_losses(tiny_llama, toy_split):
+    """answer_loss sum: each prompt's loss is the sum over its answer tokens (the scorer's sequence
+    log-likelihood); with one-word labels (the word and the end-of-turn token) that is twice the mean."""
+    one_word = [s for s in toy_split[0] if " " not in s.label]
+    assert len({s.label for s in one_word}) >= 2
+    first = {how: tiny(tiny_llama, epochs=1, answer_loss=how).fit(one_word).history_[0]["loss"]
+             for how in ("mean", "sum")}
+    assert first["sum"] == pytest.approx(2 * first["mean"], rel=1e-5)
+    with pytest.raises(EmoregError, match="answer_loss must be mean or sum"):
+        tiny(tiny_llama, answer_loss="max").fit(one_word)
+
+
 def test_bf16_training_keeps_frozen_weights_in_bf16_and_lora_in_fp32(tiny_llama, toy_split, tmp_path):
     """The path a GPU (or a CPU with fast bf16) takes, here on the CPU with a tiny model: the frozen
     base is stored in bf16, the trained LoRA weights and the optimizer state stay fp32, and it learns."""

@@ -67,6 +67,10 @@ class LlmClassifier(SegmentClassifier):
     trainer: emoreg (default) or hf: the plain recipe most users write, Hugging Face ``Trainer``
     + PEFT with the causal-LM loss over the whole sequence and vocabulary, padding to the longest
     in the batch and fp32, for comparisons (benchmarks/llm_speed.py); it takes no class weights.
+    answer_loss: mean (default) or sum: a training prompt's loss is the mean or the sum of its
+    answer tokens' losses. The scorer ranks labels by their summed log-likelihood; with mean, a
+    label of more tokens (SmolLM2 spells AnnoMI's "sustain" in two, the others in one, each plus
+    the end-of-turn token) gets a smaller share of the gradient on its deciding first token.
     checkpoint_minutes: when ``checkpoint_dir`` is set (the runner sets it per fold), the training
     state (adapter, optimizer, schedule, random state, losses) is saved this often, and a fit that
     finds a checkpoint resumes from it with the same result as an uninterrupted one.
@@ -78,7 +82,7 @@ class LlmClassifier(SegmentClassifier):
         "weight_decay": 0.0, "max_grad_norm": 1.0, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.05,
         "target_modules": "auto", "class_weight": None, "max_train": None, "dtype": "auto",
         "quantize_4bit": False, "decode": "score", "score_batch": 8, "system": DEFAULT_SYSTEM,
-        "trainer": "emoreg", "checkpoint_minutes": 10,
+        "trainer": "emoreg", "checkpoint_minutes": 10, "answer_loss": "mean",
     }
     checkpoint_dir: Path | None = None  # set by the runner: where an interrupted fit resumes from
 
@@ -100,6 +104,8 @@ class LlmClassifier(SegmentClassifier):
         self.bf16_ = choice == "bf16" or (choice == "auto" and bf16_fast(self.device_))
         if self._param("trainer") not in ("emoreg", "hf"):
             raise EmoregError(f"llm: trainer must be emoreg or hf, got {self._param('trainer')!r}")
+        if self._param("answer_loss") not in ("mean", "sum"):
+            raise EmoregError(f"llm: answer_loss must be mean or sum, got {self._param('answer_loss')!r}")
         if self._param("decode") not in ("score", "generate"):
             raise EmoregError(f"llm: decode must be score or generate, got {self._param('decode')!r}")
 
@@ -211,6 +217,7 @@ class LlmClassifier(SegmentClassifier):
         step = 0
         device = self.device_
         weights = weights.to(device)
+        sum_loss = self._param("answer_loss") == "sum"
         pending = []  # per-step loss and tokens, kept on the device: no host sync inside the loop
         for _ in range(epochs):
             for batch in self._length_grouped(sequences, generator):  # replayed from the seed on resume
@@ -229,8 +236,9 @@ class LlmClassifier(SegmentClassifier):
                 with self._autocast():
                     logits = answer(ids, mask, rows.to(device), cols.to(device))
                 token_loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
-                per_sample = torch.zeros(len(mine), device=device).index_add_(0, owner, token_loss) / torch.bincount(
-                    owner, minlength=len(mine))
+                per_sample = torch.zeros(len(mine), device=device).index_add_(0, owner, token_loss)
+                if not sum_loss:
+                    per_sample = per_sample / torch.bincount(owner, minlength=len(mine))
                 # the weighted mean over the global batch; DDP averages over processes, hence x world
                 loss = (per_sample * w).sum() / weights[batch].sum() * world
                 record = torch.stack([loss.detach(), (mask.sum() * real).float()])
