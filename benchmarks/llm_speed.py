@@ -90,11 +90,16 @@ def ours_train(task, segments, model: str, steps: int, batch: int, max_tokens: i
     return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds, "bf16": clf.bf16_}
 
 
+def _prompt_tokens(clf, task, segments) -> int:
+    """Tokens the plain recipe trains on: every prompt with its answer."""
+    return sum(len(clf._prefix_ids(s)) + len(clf.label_ids_[task.index(s.label)]) for s in segments)
+
+
 def plain_train(task, segments, model: str, steps: int, batch: int, max_tokens: int) -> dict:
     """The recipe most users write: Trainer + PEFT, whole-sequence loss, fp32 (``trainer: hf``)."""
     clf = _llm(task, model, max_tokens, epochs=1, batch_size=batch, max_train=steps * batch, trainer="hf")
     clf.fit(segments[: steps * batch])
-    tokens = sum(len(clf._prefix_ids(s)) + len(clf.label_ids_[task.index(s.label)]) for s in segments[: steps * batch])
+    tokens = _prompt_tokens(clf, task, segments[: steps * batch])
     return {"tokens": tokens, "seconds": clf.hf_seconds_, "tokens_per_s": tokens / clf.hf_seconds_}
 
 
@@ -236,7 +241,7 @@ def bench_random(args) -> dict:
                 "model": folder, "epochs": 1, "batch_size": args.batch, "system": None, **extra})
             clf.fit(segments)
             if name == "plain":
-                tokens = sum(len(clf._prefix_ids(s)) + len(clf.label_ids_[corpus.task.index(s.label)]) for s in segments)
+                tokens = _prompt_tokens(clf, corpus.task, segments)
                 tps, seconds = tokens / clf.hf_seconds_, clf.hf_seconds_
             else:
                 history = clf.history_

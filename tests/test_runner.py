@@ -8,6 +8,7 @@ from emoreg.errors import EmoregError, ValidationError
 from emoreg.evaluation import evaluate, load_config
 from emoreg.evaluation.config import config_from_dict
 from emoreg.models import MODELS, SegmentClassifier
+from emoreg.report import write_report
 from emoreg.runs import load_run, read_jsonl
 
 
@@ -157,3 +158,31 @@ def test_split_only_runs_the_named_folds_and_save_models_keeps_them(toy_corpus, 
     assert (run / "folds" / "fold-01-model" / "model.json").is_file()
     with pytest.raises(EmoregError, match="split.only names fold\\(s\\) \\[5\\] but the split has folds 0-2"):
         evaluate(config(toy_corpus, "majority", split={"kind": "group-kfold", "folds": 3, "only": [5]}), tmp_path / "r2")
+
+
+def test_validation_split_within_a_fold_never_sees_its_test_subjects(toy_corpus, tmp_path, registered):
+    outer = evaluate(config(toy_corpus, "spy", split={"kind": "group-kfold", "folds": 3}), tmp_path / "outer")
+    held_out = set(json.loads((outer / "folds.json").read_text())[1]["test_subjects"])
+    Spy.log = []
+    run = evaluate(config(toy_corpus, "spy", split={"kind": "loso", "within_fold": 1}), tmp_path / "inner")
+    # loso's fold 1 is one subject; with that subject removed, the inner split has the other 5
+    loso_held = {sorted(f"S{p}" for p in range(6))[1]}
+    inner = json.loads((run / "folds.json").read_text())
+    inner_subjects = {s for f in inner for s in f["test_subjects"]}
+    assert len(inner) == 5 and not inner_subjects & loso_held
+    assert all(not subjects & loso_held for _, subjects in Spy.log) and len(Spy.log) == 10
+    data = json.loads((run / "data.json").read_text())
+    assert data["within_fold"] == {"fold": 1, "excluded_subjects": 1, "excluded_segments": 12}
+    assert data["n_subjects"] == 5 and data["n_segments"] == 60
+
+    Spy.log = []
+    run = evaluate(config(toy_corpus, "spy", split={"kind": "group-kfold", "folds": 3, "within_fold": 1}),
+                   tmp_path / "inner3")
+    assert Spy.log and all(not subjects & held_out for _, subjects in Spy.log)
+    inner = json.loads((run / "folds.json").read_text())
+    assert {s for f in inner for s in f["test_subjects"]} == {f"S{p}" for p in range(6)} - held_out
+    with pytest.raises(EmoregError, match="split.within_fold is 3 but the split has folds 0-2"):
+        evaluate(config(toy_corpus, "spy", split={"kind": "group-kfold", "folds": 3, "within_fold": 3}),
+                 tmp_path / "bad")
+    report = write_report([run], tmp_path / "report").read_text()
+    assert "**Validation split**: the 2 test subjects of fold 1 (24 segments) were removed" in report

@@ -16,7 +16,7 @@ from .atomic import atomic_write_text, save_figure
 from .errors import EmoregError
 from .evaluation.metrics import METRICS
 from .evaluation.stats import holm, mcnemar, paired_permutation
-from .runs import Run, load_partial_runs, load_run
+from .runs import Run, load_partial_runs, load_run, split_of
 
 METRIC_NAMES = {"macro_f1": "macro-F1", "accuracy": "accuracy", "weighted_f1": "weighted-F1", "uar": "UAR"}
 N_PERM = 10000
@@ -44,7 +44,7 @@ def compare(runs: Sequence[Run], seed: int = 0) -> list[dict]:
         perm = paired_permutation(cms, base_cms, n_perm=N_PERM, seed=seed)
         rows.append({
             "run": run.name, "against": base.name,
-            "same_folds": _folds(run) == _folds(base),
+            "same_folds": split_of(run.path) == split_of(base.path),
             "macro_f1": perm["macro_f1"], "accuracy": perm["accuracy"],
             "mcnemar": mcnemar(pred == gold, base_pred == base_gold),
         })
@@ -66,12 +66,6 @@ def _inputs(run: Run) -> str:
 
 def _p(value: float) -> str:
     return "<0.0001" if value < 0.0001 else f"{value:.4f}"
-
-
-def _folds(run: Run):
-    """The split (test subjects of every fold), whichever folds of it were run."""
-    path = run.path / "folds.json"
-    return [f["test_subjects"] for f in json.loads(path.read_text())] if path.is_file() else None
 
 
 def _model_notes(run: Run) -> list[str]:
@@ -195,6 +189,11 @@ def write_report(run_paths: Sequence[str | Path], out: str | Path, finished_fold
               f"test segments of {first.metrics['n_subjects']} subjects ({first.data['n_segments']:,} segments of "
               f"{first.data['n_subjects']} subjects in the corpus), evaluated across subjects "
               f"({folds}; no subject is in training and test of a fold).", ""]
+    if first.data.get("within_fold"):
+        w = first.data["within_fold"]
+        lines += [f"**Validation split**: the {w['excluded_subjects']} test subjects of fold {w['fold']} "
+                  f"({w['excluded_segments']:,} segments) were removed before splitting, so these numbers "
+                  "are for choosing settings; they never saw those subjects.", ""]
     if first.metrics.get("interim"):
         lines += [f"**Interim report** (`--finished-folds`): the runs are not all finished; this compares them on "
                   f"the folds every one has finished, {first.metrics['folds_run']} of {total}.", ""]

@@ -105,11 +105,18 @@ def load_run(path: str | Path) -> Run:
                metrics=metrics, data=read_json(path / "data.json"))
 
 
+def split_of(path: str | Path) -> list[list[str]] | None:
+    """The split of the run in ``path``: the test subjects of every fold, whichever folds were run
+    (None for a run folder without folds.json)."""
+    folds = Path(path) / "folds.json"
+    return [f["test_subjects"] for f in read_json(folds)] if folds.is_file() else None
+
+
 def load_partial_runs(paths: list[str | Path]) -> list[Run]:
     """Runs still in progress (or finished), restricted to the folds that every one of them has
     finished, with their metrics computed on those folds: an interim comparison. The runs must
     share their split (the test subjects of every fold)."""
-    from .evaluation.runner import compute_metrics, finished_folds, fold_path
+    from .evaluation.runner import finished_folds, fold_results
 
     paths = [Path(p) for p in paths]
     for path in paths:
@@ -117,7 +124,7 @@ def load_partial_runs(paths: list[str | Path]) -> list[Run]:
         if missing:
             raise EmoregError(f"{path} is not a run folder (missing {', '.join(missing)}); "
                               "start it with `emoreg evaluate CONFIG --out RUN`")
-    splits = [[f["test_subjects"] for f in read_json(p / "folds.json")] for p in paths]
+    splits = [split_of(p) for p in paths]
     for path, split in zip(paths[1:], splits[1:]):
         if split != splits[0]:
             raise EmoregError(f"{path} and {paths[0]} use different splits; an interim comparison needs the "
@@ -129,10 +136,8 @@ def load_partial_runs(paths: list[str | Path]) -> list[Run]:
     runs = []
     for path in paths:
         config = yaml.safe_load((path / "config.yaml").read_text())
-        rows = [r for k in common for r in read_jsonl(fold_path(path, k))]
-        labels = list(rows[0]["proba"])
-        metrics = compute_metrics(rows, labels, seed=config.get("seed", 0))
-        metrics |= {"folds_run": common, "folds_in_split": len(splits[0]), "interim": True}
-        runs.append(Run(path=path, config=config, labels=labels, predictions=rows, metrics=metrics,
+        rows, metrics = fold_results(path, common, None, config.get("seed", 0), len(splits[0]))
+        metrics["interim"] = True
+        runs.append(Run(path=path, config=config, labels=metrics["labels"], predictions=rows, metrics=metrics,
                         data=read_json(path / "data.json")))
     return runs

@@ -30,7 +30,7 @@ TOP_KEYS = {"corpus": str, "task": (str, type(None)), "model": str, "params": di
             "split": dict, "seed": int, "name": (str, type(None)), "save_models": bool}
 PROMPT_KEYS = {"sources": (list, str), "max_tokens": (int, type(None)), "template": str,
                "feature_thresholds": dict, "behaviour_phrases": dict}
-SPLIT_KEYS = {"kind": str, "folds": int, "only": list}
+SPLIT_KEYS = {"kind": str, "folds": int, "only": list, "within_fold": int}
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,9 @@ class EvalConfig:
             segments by subject, so no subject is ever in training and test at once.
             ``only: [0, 2]`` runs just those folds of the split (an evaluation on the subjects
             of those folds, for models too slow to run them all; reports say so).
+            ``within_fold: K`` makes a validation split for choosing settings: the subjects of
+            fold K's test part are removed from the corpus first, and the split is made anew on
+            the rest (same kind, fold count and seed), so nothing chosen on it has seen them.
         seed: seeds fold assignment and models.
         name: a label for reports (default: the run folder's name).
         save_models: also save every fold's fitted model (``folds/fold-NN-model/``; for the LLM a

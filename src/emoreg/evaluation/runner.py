@@ -57,6 +57,16 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "", units: list
         raise EmoregError(f"{corpus.name}: {unlabelled} segment(s) have no label; evaluation needs "
                           "labelled segments")
     split = config.split
+    within = None
+    if split.get("within_fold") is not None:  # a validation split: fold K's test subjects never enter
+        outer = make_folds(segments, split["kind"], split.get("folds"), config.seed)
+        k = split["within_fold"]
+        if k not in {f.index for f in outer}:
+            raise EmoregError(f"split.within_fold is {k} but the split has folds 0-{len(outer) - 1}")
+        held_out = set(outer[k].test_subjects)
+        kept = [s for s in segments if s.subject_id not in held_out]
+        within = {"fold": k, "excluded_subjects": len(held_out), "excluded_segments": len(segments) - len(kept)}
+        segments = kept
     all_folds = make_folds(segments, split["kind"], split.get("folds"), config.seed)
     folds = all_folds
     if split.get("only"):
@@ -69,6 +79,8 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "", units: list
             "notes": corpus.notes, "source_notes": corpus.source_notes,
             "n_segments": len(segments), "n_subjects": len({s.subject_id for s in segments}),
             "sources_present": source_counts(segments)}
+    if within is not None:
+        data["within_fold"] = within
     # in a distributed run (see emoreg.distributed) the main process writes, the others check
     if distributed.is_main():
         _start_or_resume(out, resolved, data, all_folds, {f.index for f in folds}, command)
@@ -126,13 +138,22 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "", units: list
             raise EmoregError(f"{out}: fold(s) {missing} are not finished; run them with "
                               f"`emoreg evaluate CONFIG --out {out} --fold K` (or without --fold for all)")
         return out  # other units are still to come
-    rows = [r for fold in folds for r in read_jsonl(fold_path(out, fold.index))]
+    rows, metrics = fold_results(out, [f.index for f in folds], list(corpus.task.labels), config.seed,
+                                 len(all_folds))
     write_jsonl(out / "predictions.jsonl", rows)
-    metrics = compute_metrics(rows, list(corpus.task.labels), seed=config.seed)
-    metrics["folds_run"] = [f.index for f in folds]
-    metrics["folds_in_split"] = len(all_folds)
     write_json(out / "metrics.json", metrics)
     return out
+
+
+def fold_results(out: Path, folds: list[int], labels: list[str] | None, seed: int,
+                 folds_in_split: int) -> tuple[list[dict], dict]:
+    """The predictions of the finished ``folds`` of the run in ``out``, and their metrics.
+    ``labels``: the task's label order (None: the order of the predictions' probabilities)."""
+    rows = [r for k in folds for r in read_jsonl(fold_path(out, k))]
+    metrics = compute_metrics(rows, labels or list(rows[0]["proba"]), seed=seed)
+    metrics["folds_run"] = list(folds)
+    metrics["folds_in_split"] = folds_in_split
+    return rows, metrics
 
 
 def _start_or_resume(out: Path, resolved: dict, data: dict, folds: list[Fold], run: set[int], command: str) -> None:
