@@ -159,6 +159,17 @@ def test_real_smollm2_scores_prompts_from_its_package(annomi_client):
     assert type(model.model_.get_base_model()).__name__ == "LlamaForCausalLM"
     assert model.tokenizer_.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False,
                                                 add_generation_prompt=True).endswith("<|im_start|>assistant\n")
+    # the answer's spelling: "sustain" starts with the letter token "s"; with answer_prefix " "
+    # every AnnoMI label is one token of its own (as the prompt's label list spells them)
+    assert model.describe()["answer_tokens"]["sustain"] == ["s", "ustain", "<|im_end|>"]
+    spaced = make_model("llm", annomi_client.task, PromptConfig(sources=("context", "utterance"), max_tokens=96),
+                        seed=0, params={"epochs": 0, "answer_prefix": " "}).fit(segments)
+    assert spaced.describe()["answer_tokens"] == {label: ["\u0120" + label, "<|im_end|>"]
+                                                  for label in annomi_client.task.labels}
+    assert np.allclose(spaced.predict_proba(segments).sum(axis=1), 1)
+    with pytest.raises(EmoregError, match="answer_prefix must be text"):
+        make_model("llm", annomi_client.task, PromptConfig(sources=("utterance",)), seed=0,
+                   params={"epochs": 0, "answer_prefix": 1}).fit(segments)
 
 
 def test_plain_trainer_recipe_trains_and_scores_the_same_way(tiny_llama, toy_split):

@@ -71,6 +71,11 @@ class LlmClassifier(SegmentClassifier):
     answer tokens' losses. The scorer ranks labels by their summed log-likelihood; with mean, a
     label of more tokens (SmolLM2 spells AnnoMI's "sustain" in two, the others in one, each plus
     the end-of-turn token) gets a smaller share of the gradient on its deciding first token.
+    answer_prefix: text before every label in the answer ("" by default). The answer's tokens
+    decide what the model must learn: SmolLM2 spells "sustain" as "s" + "ustain", so the
+    deciding first token is a letter that starts countless words, while " sustain", " change" and
+    " neutral" (with a leading space, as the prompt's label list spells them) are one token each;
+    ``describe()`` records each label's answer tokens.
     checkpoint_minutes: when ``checkpoint_dir`` is set (the runner sets it per fold), the training
     state (adapter, optimizer, schedule, random state, losses) is saved this often, and a fit that
     finds a checkpoint resumes from it with the same result as an uninterrupted one.
@@ -82,7 +87,7 @@ class LlmClassifier(SegmentClassifier):
         "weight_decay": 0.0, "max_grad_norm": 1.0, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.05,
         "target_modules": "auto", "class_weight": None, "max_train": None, "dtype": "auto",
         "quantize_4bit": False, "decode": "score", "score_batch": 8, "system": DEFAULT_SYSTEM,
-        "trainer": "emoreg", "checkpoint_minutes": 10, "answer_loss": "mean",
+        "trainer": "emoreg", "checkpoint_minutes": 10, "answer_loss": "mean", "answer_prefix": "",
     }
     checkpoint_dir: Path | None = None  # set by the runner: where an interrupted fit resumes from
 
@@ -106,6 +111,8 @@ class LlmClassifier(SegmentClassifier):
             raise EmoregError(f"llm: trainer must be emoreg or hf, got {self._param('trainer')!r}")
         if self._param("answer_loss") not in ("mean", "sum"):
             raise EmoregError(f"llm: answer_loss must be mean or sum, got {self._param('answer_loss')!r}")
+        if not isinstance(self._param("answer_prefix"), str):
+            raise EmoregError(f"llm: answer_prefix must be text (e.g. \" \"), got {self._param('answer_prefix')!r}")
         if self._param("decode") not in ("score", "generate"):
             raise EmoregError(f"llm: decode must be score or generate, got {self._param('decode')!r}")
 
@@ -145,7 +152,8 @@ class LlmClassifier(SegmentClassifier):
     def _prepare_labels(self) -> None:
         tok = self.tokenizer_
         end = [tok.eos_token_id] if tok.eos_token_id is not None else []
-        self.label_ids_ = [tok(label, add_special_tokens=False).input_ids + end for label in self.task.labels]
+        prefix = self._param("answer_prefix")
+        self.label_ids_ = [tok(prefix + label, add_special_tokens=False).input_ids + end for label in self.task.labels]
         self.pad_id_ = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
 
     def _prefix_ids(self, segment) -> list[int]:
@@ -516,7 +524,14 @@ class LlmClassifier(SegmentClassifier):
     def describe(self) -> dict[str, Any]:
         return {"loss": getattr(self, "history_", []), "n_train": getattr(self, "n_train_", None),
                 "processes": distributed.world_size(),
-                "bf16": getattr(self, "bf16_", None), "unmatched_answers": getattr(self, "unmatched_", None)}
+                "bf16": getattr(self, "bf16_", None), "unmatched_answers": getattr(self, "unmatched_", None),
+                "answer_tokens": self.answer_tokens()}
+
+    def answer_tokens(self) -> dict[str, list[str]] | None:
+        """Each label's answer as the model's tokens (end-of-turn included), e.g. sustain: [s, ustain, <|im_end|>]."""
+        if not hasattr(self, "label_ids_"):
+            return None
+        return {label: self.tokenizer_.convert_ids_to_tokens(ids) for label, ids in zip(self.task.labels, self.label_ids_)}
 
     def save(self, folder: str | Path) -> Path:
         if not hasattr(self, "labels_"):
