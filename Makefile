@@ -10,7 +10,7 @@ ifneq ($(wildcard ../shared/data/annomi/AnnoMI-simple.csv),)
 export EMOREG_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: setup run baselines llm-full ablation-llm browser test clean
+.PHONY: setup run baselines llm-full llm-full-e2 llm-tune ablation-llm browser test clean
 
 setup: $(STAMP)
 
@@ -50,6 +50,32 @@ llm-full: setup
 	$(EMOREG) evaluate configs/annomi-tfidf.yaml --out runs/annomi-tfidf
 	$(EMOREG) evaluate configs/annomi-llm-full.yaml --out runs/annomi-llm-full
 	$(EMOREG) report runs/annomi-tfidf runs/annomi-llm-full --out runs/llm-full-report
+
+# The settings chosen on the validation split (2 epochs, answer_loss sum), all 5 folds: about
+# 3 hours per fold on 2 CPU cores; resumable like llm-full.
+llm-full-e2: setup
+	$(EMOREG) data fetch annomi
+	$(EMOREG) evaluate configs/annomi-tfidf.yaml --out runs/annomi-tfidf
+	$(EMOREG) evaluate configs/annomi-llm-full-e2.yaml --out runs/annomi-llm-full-e2
+	$(EMOREG) report runs/annomi-tfidf runs/annomi-llm-full runs/annomi-llm-full-e2 --out runs/llm-full-e2-report
+
+# Choosing the LLM's settings on a validation split of fold 0's training subjects (README,
+# "Choosing the LLM's settings"): about 15-40 minutes a cell on 2 CPU cores.
+llm-tune: setup
+	$(EMOREG) data fetch annomi
+	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/tfidf --set model=tfidf \
+	  --set 'params={text: prompt, ngram_max: 2, C: 1.0}'
+	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/base
+	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/sum --set params.answer_loss=sum
+	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/space --set 'params.answer_prefix=" "'
+	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/lr2e-3 --set params.lr=2.0e-3
+	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/mlp --set params.target_modules=all-linear
+	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/epochs2 --set params.epochs=2
+	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/sum-epochs2 --set params.answer_loss=sum --set params.epochs=2
+	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/epochs3 --set params.epochs=3
+	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/sum-epochs3 --set params.answer_loss=sum --set params.epochs=3
+	$(EMOREG) report $(foreach r,base sum space lr2e-3 mlp epochs2 sum-epochs2 epochs3 sum-epochs3 tfidf,runs/tune/$(r)) \
+	  --out runs/tune-report
 
 # The LoRA LLM and TF-IDF with each AnnoMI source left out in turn (about 75 minutes).
 ablation-llm: setup
