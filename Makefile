@@ -52,7 +52,7 @@ llm-full: setup
 	$(EMOREG) report runs/annomi-tfidf runs/annomi-llm-full --out runs/llm-full-report
 
 # The settings chosen on the validation split (2 epochs, answer_loss sum), all 5 folds: about
-# 3 hours per fold on 2 CPU cores; resumable like llm-full.
+# 1.6 hours per fold on 2 CPU cores; resumable like llm-full.
 llm-full-e2: setup
 	$(EMOREG) data fetch annomi
 	$(EMOREG) evaluate configs/annomi-tfidf.yaml --out runs/annomi-tfidf
