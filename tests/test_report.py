@@ -24,8 +24,8 @@ def test_report_of_two_runs_has_table_tests_and_figures(toy_corpus, tmp_path):
     line = next(l for l in text.splitlines() if l.startswith("| majority | tfidf |"))
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert float(cells[2]) < -0.5 and float(cells[3]) < 0.05  # macro-F1 drop, significant
-    for figure in ("confusion.png", "per_subject.png"):
-        assert (tmp_path / "report" / figure).read_bytes()[:4] == b"\x89PNG"
+    for figure in ("scores.png", "confusion.png", "per_subject.png"):
+        assert (tmp_path / "report" / figure).read_bytes()[:4] == b"\x89PNG" and f"]({figure})" in text
     assert "| Withdrawal |" in text
 
 

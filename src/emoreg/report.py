@@ -110,6 +110,29 @@ def plot_confusions(runs: Sequence[Run], path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def plot_scores(runs: Sequence[Run], path: Path) -> Path:
+    """Macro-F1 and accuracy of every run with their 95% CIs (bootstrap over subjects), one row each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 0.9 + 0.38 * len(runs)), sharey=True, squeeze=False)
+    rows = np.arange(len(runs))[::-1]  # the first run on top, as in the table
+    for ax, metric in zip(axes[0], ("macro_f1", "accuracy")):
+        values = np.array([r.metrics["pooled"][metric]["value"] for r in runs])
+        ci = np.array([r.metrics["pooled"][metric]["ci95"] for r in runs])
+        ax.errorbar(values, rows, xerr=[values - ci[:, 0], ci[:, 1] - values], fmt="o", color="C0",
+                    ecolor="C0", capsize=3, markersize=4)
+        ax.axvline(values[0], color="grey", linewidth=0.8, linestyle=":")
+        ax.set_xlabel(f"{METRIC_NAMES[metric]} (95% CI over subjects)")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].set_yticks(rows, [r.name for r in runs], fontsize=8)
+    fig.suptitle("Pooled scores of each run (dotted: the first run)", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def plot_per_subject(runs: Sequence[Run], path: Path) -> Path:
     import matplotlib
 
@@ -224,11 +247,13 @@ def write_report(run_paths: Sequence[str | Path], out: str | Path, finished_fold
                          f"{_p(r['accuracy']['p_holm'])} | {r['mcnemar']['a_only']} / {r['mcnemar']['b_only']} | "
                          f"{_p(r['mcnemar']['p_holm'])} |")
         lines.append("")
-    lines += ["## Figures", "", "![confusion matrices](confusion.png)", "",
+    lines += ["## Figures", "", "![macro-F1 and accuracy with 95% CIs](scores.png)", "",
+              "![confusion matrices](confusion.png)", "",
               "![per-subject macro-F1](per_subject.png)", ""]
     if plot_losses(runs, out / "loss.png") is not None:
         at = lines.index("![per-subject macro-F1](per_subject.png)") + 1
         lines[at:at] = ["", "![training loss](loss.png)"]
+    plot_scores(runs, out / "scores.png")
     plot_confusions(runs, out / "confusion.png")
     plot_per_subject(runs, out / "per_subject.png")
     lines += ["## Per class", ""]
