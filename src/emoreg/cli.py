@@ -407,8 +407,11 @@ def main(argv: list[str] | None = None) -> int:
                      "(--unit-gpus, --slurm-option=--gres=gpu:N)")
     if processes > 1 and os.environ.get("WORLD_SIZE") is None:
         return relaunch(argv, processes)
+    finished = False
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        finished = True
+        return code
     except EmoregError as exc:
         if args.debug:
             raise
@@ -417,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("emoreg: interrupted", file=sys.stderr)
         return 130
+    finally:
+        distributed.shutdown(wait=finished)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,21 @@ def barrier() -> None:
         state().wait_for_everyone()
 
 
+def shutdown(wait: bool = True) -> None:
+    """End the process group at the end of a command. A process that exits with its gloo threads
+    still running can abort ("terminate called without an active exception") and fail a run whose
+    work was already written. ``wait``: meet the other processes first (not after an error, when
+    they may never arrive)."""
+    if world_size() == 1:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 def gather(obj: Any) -> list[Any]:
     """``obj`` of every process, in rank order (``[obj]`` when not distributed)."""
     if world_size() == 1:
