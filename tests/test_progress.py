@@ -21,6 +21,17 @@ def test_a_log_gets_whole_lines_and_keeps_the_finished_bar(log):
     assert lines[0].startswith("work:   0%") and "5/5" in lines[-1] and len(lines) >= 2
 
 
+def test_nested_bars_in_a_log_leave_no_cursor_moves_or_blank_lines(log):
+    for _ in progress(range(2), desc="folds", unit="fold"):
+        for _ in progress(range(3), desc="steps", unit="step", leave=False):
+            pass
+    err = log.readouterr().err
+    assert "\x1b" not in err and "\r" not in err
+    lines = err.splitlines()
+    assert all(line.strip() for line in lines)
+    assert any(line.startswith("steps:") and "3/3" in line for line in lines) and "2/2" in lines[-1]
+
+
 @pytest.mark.parametrize("variable, value", [("CI", "true"), ("EMOREG_PROGRESS", "off")])
 def test_silent_in_ci_or_when_switched_off(log, monkeypatch, variable, value):
     monkeypatch.setenv(variable, value)

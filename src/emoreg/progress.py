@@ -5,23 +5,27 @@ minute (``EMOREG_PROGRESS_SECONDS``, default 60) so long runs show where they ar
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from tqdm.auto import tqdm
 
 from .distributed import rank
 
+_CURSOR = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # a nested bar moves the cursor up and back
+
 
 class _Lines:
-    """A file for tqdm that turns its carriage-return redraws into whole lines."""
+    """A file for tqdm that turns its carriage-return redraws into whole lines (and drops the cursor
+    moves of nested bars, which mean nothing in a log)."""
 
     def __init__(self, stream):
         self.stream = stream
 
     def write(self, text: str) -> None:
-        text = text.strip("\r\n").strip()
-        if text:
-            self.stream.write(text + "\n")
+        for line in _CURSOR.sub("", text).replace("\r", "\n").split("\n"):
+            if line.strip():
+                self.stream.write(line.strip() + "\n")
 
     def flush(self) -> None:
         self.stream.flush()
