@@ -22,13 +22,22 @@ def test_processes_refuses_a_cluster_executor(tmp_path, capsys):
     assert "--processes runs here" in capsys.readouterr().err
 
 
-def test_two_processes_give_the_result_of_one(tiny_llama, toy_corpus, tmp_path):
+# per dtype: how close two runs that sum the same gradients in a different order stay. In bf16 a
+# probability near a tie can flip the predicted label, so labels are compared in fp32 only.
+# bf16 rounding compounds over the steps, so the bf16 run trains one epoch (8 steps) instead of 3.
+TOLERANCE = {"fp32": {"proba": 1e-4, "loss": 1e-4, "epochs": 3}, "bf16": {"proba": 6e-2, "loss": 5e-2, "epochs": 1}}
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_two_processes_give_the_result_of_one(tiny_llama, toy_corpus, tmp_path, dtype):
     # 36 training segments per fold in batches of 5: shards of 3 and 2 prompts, and a last batch
     # of one prompt, which leaves the second process without one (it joins at weight 0)
     config = tmp_path / "llm.yaml"
+    tol = TOLERANCE[dtype]
     config.write_text(
         f"corpus: {toy_corpus}\ntask: deep-shame\nmodel: llm\n"
-        f"params: {{model: {tiny_llama}, epochs: 3, batch_size: 5, lr: 1.0e-2, lora_dropout: 0.0, system: null,\n"
+        f"params: {{model: {tiny_llama}, epochs: {tol['epochs']}, batch_size: 5, lr: 1.0e-2, lora_dropout: 0.0, system: null,\n"
+        f"         dtype: {dtype},\n"
         "         class_weight: balanced, checkpoint_minutes: 0}\n"
         "prompt: {sources: [utterance], template: emoreg-v1-compact}\n"
         "split: {kind: group-kfold, folds: 2}\nsave_models: true\n")
@@ -38,19 +47,21 @@ def test_two_processes_give_the_result_of_one(tiny_llama, toy_corpus, tmp_path):
 
     a, b = read_jsonl(one / "predictions.jsonl"), read_jsonl(two / "predictions.jsonl")
     assert [r["segment_id"] for r in a] == [r["segment_id"] for r in b]
-    assert [r["predicted"] for r in a] == [r["predicted"] for r in b]
     pa = np.array([list(r["proba"].values()) for r in a])
     pb = np.array([list(r["proba"].values()) for r in b])
-    assert np.allclose(pa, pb, atol=1e-4)
-    assert read_json(one / "metrics.json")["pooled"] == read_json(two / "metrics.json")["pooled"]
+    assert np.allclose(pa, pb, atol=tol["proba"])
+    if dtype == "fp32":
+        assert [r["predicted"] for r in a] == [r["predicted"] for r in b]
+        assert read_json(one / "metrics.json")["pooled"] == read_json(two / "metrics.json")["pooled"]
     for fold in (0, 1):
         meta_a = read_json(one / "folds" / f"fold-{fold:02d}.meta.json")["model"]
         meta_b = read_json(two / "folds" / f"fold-{fold:02d}.meta.json")["model"]
         assert (meta_a["processes"], meta_b["processes"]) == (1, 2)
+        assert meta_a["dtype"] == meta_b["dtype"] == dtype
         la, lb = [h["loss"] for h in meta_a["loss"]], [h["loss"] for h in meta_b["loss"]]
         # every step saw the whole global batch: the token counts of both runs agree
         assert [h["tokens"] for h in meta_a["loss"]] == [h["tokens"] for h in meta_b["loss"]]
-        assert len(la) == len(lb) == 3 * 8 and np.allclose(la, lb, rtol=1e-4)
+        assert len(la) == len(lb) == tol["epochs"] * 8 and np.allclose(la, lb, rtol=tol["loss"])
         # the adapter was written once, by the main process, and loads
         assert json.loads((two / "folds" / f"fold-{fold:02d}-model" / "model.json").read_text())["n_train"] == 36
     assert "--processes 2" in (two / "command.txt").read_text()

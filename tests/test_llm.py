@@ -15,16 +15,19 @@ from emoreg.tasks import DEEP_SHAME
 
 
 def tiny(folder, **params):
+    """The tiny Llama as an LLM classifier, in fp32 unless ``dtype`` says otherwise: which numeric
+    path a test takes never depends on the CPU it runs on."""
     settings = {"model": folder, "epochs": 10, "batch_size": 8, "lr": 1e-2, "lora_r": 8, "lora_alpha": 16,
-                "lora_dropout": 0.0, "system": None} | params
+                "lora_dropout": 0.0, "system": None, "dtype": "fp32"} | params
     return make_model("llm", DEEP_SHAME, PromptConfig(sources=("utterance",), template="emoreg-v1-compact"),
                       seed=0, params=settings)
 
 
 def naive_probabilities(model, prefixes):
-    """Each label scored as its own full sequence: the reference the cached scorer must equal."""
+    """Each label scored as its own full sequence: the reference the cached scorer must equal
+    (in the model's own dtype)."""
     out = []
-    with torch.inference_mode():
+    with torch.inference_mode(), model._autocast():
         for prefix in prefixes:
             scores = []
             for label in model.label_ids_:
@@ -56,21 +59,49 @@ def test_tiny_llama_learns_the_separable_task(tiny_llama, toy_split, tmp_path):
     assert json.loads((tmp_path / "m" / "model.json").read_text())["labels"] == list(DEEP_SHAME.labels)
 
 
-def test_cached_batched_scoring_equals_naive(tiny_llama, toy_split):
+# bf16 keeps 8 bits of mantissa: probabilities of the same model agree to ~1e-2 between a batched
+# (padded, KV-cached) pass and a one-sequence pass, which sum in different orders
+SCORING_TOLERANCE = {"fp32": 1e-5, "bf16": 2e-2}
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_cached_batched_scoring_equals_naive(tiny_llama, toy_split, dtype):
+    """Both numeric paths on every CPU (bf16 is only slow where it is not fast): the reference is
+    computed in the same dtype, with a tolerance per dtype."""
     train, test = toy_split
-    model = tiny(tiny_llama, epochs=1).fit(train[:16])
+    model = tiny(tiny_llama, epochs=1, dtype=dtype).fit(train[:16])
+    assert model.bf16_ == (dtype == "bf16") and model.describe()["dtype"] == dtype
     prefixes = [model._prefix_ids(s) for s in test[:6]]
     prefixes[0] = prefixes[0] + prefixes[1][-5:]  # different lengths: left padding is exercised
     batched = model.score_prefixes(prefixes)
-    assert np.allclose(batched, naive_probabilities(model, prefixes), atol=1e-5)
+    tol = SCORING_TOLERANCE[dtype]
+    assert np.allclose(batched, naive_probabilities(model, prefixes), atol=tol)
     one_by_one = np.vstack([model.score_prefixes([p]) for p in prefixes])
-    assert np.allclose(batched, one_by_one, atol=1e-5)
+    assert np.allclose(batched, one_by_one, atol=tol)
 
 
-def test_same_seed_same_adapter_and_predictions(tiny_llama, toy_split):
+def test_bf16_fast_and_auto_follow_the_cpu_flags():
+    """What `dtype: auto` picks, against faked /proc/cpuinfo texts (a flag must be a whole word)."""
+    from emoreg.models.llm import bf16_fast, cpu_bf16_flags, resolve_dtype
+
+    cpu = torch.device("cpu")
+    with_avx = "processor : 0\nflags : fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"
+    with_amx = "flags : fpu avx2 amx_tile amx_bf16 amx_int8\n"
+    without = "flags : fpu sse2 avx2 avx512f avx512_vnni avx512_bf16x\n"
+    assert cpu_bf16_flags(with_avx) == ["avx512_bf16"] and cpu_bf16_flags(with_amx) == ["amx_bf16"]
+    assert cpu_bf16_flags(without) == [] and cpu_bf16_flags("") == []
+    assert bf16_fast(cpu, with_avx) and bf16_fast(cpu, with_amx) and not bf16_fast(cpu, without)
+    assert resolve_dtype("auto", cpu, with_avx) == "bf16" and resolve_dtype("auto", cpu, without) == "fp32"
+    assert resolve_dtype("fp32", cpu, with_avx) == "fp32" and resolve_dtype("bf16", cpu, without) == "bf16"
+    with pytest.raises(EmoregError, match="dtype must be auto, bf16 or fp32, got 'fp16'"):
+        resolve_dtype("fp16", cpu, with_avx)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_same_seed_same_adapter_and_predictions(tiny_llama, toy_split, dtype):
     train, test = toy_split
-    a = tiny(tiny_llama, epochs=1).fit(train)
-    b = tiny(tiny_llama, epochs=1).fit(train)
+    a = tiny(tiny_llama, epochs=1, dtype=dtype).fit(train)
+    b = tiny(tiny_llama, epochs=1, dtype=dtype).fit(train)
     assert [h["loss"] for h in a.history_] == [h["loss"] for h in b.history_]
     assert np.array_equal(a.predict_proba(test), b.predict_proba(test))
 

@@ -75,3 +75,30 @@ def test_cli_evaluate_and_report(toy_corpus, tmp_path, capsys):
                  "--set", "params={}"]) == 0
     assert main(["report", str(tmp_path / "r1"), str(tmp_path / "r2"), "--out", str(tmp_path / "rep")]) == 0
     assert capsys.readouterr().out.strip().endswith("report.md")
+
+
+def test_report_shows_each_runs_numeric_path_and_flags_mixed_dtypes(toy_corpus, tiny_llama, tmp_path):
+    """environment.json records what decided the dtype; the report names it per run and warns when
+    the runs compared used different dtypes."""
+    import json
+
+    from emoreg.models.llm import cpu_bf16_flags
+
+    common = {"epochs": 1, "batch_size": 8, "lr": 1e-2, "system": None,
+              "checkpoint_minutes": None}
+    tfidf = run(toy_corpus, tmp_path / "tfidf", "tfidf", min_df=1, text="utterance")
+    runs = {d: evaluate(config_from_dict({
+        "corpus": str(toy_corpus), "task": "deep-shame", "model": "llm", "name": d,
+        "params": common | {"model": tiny_llama, "dtype": d},
+        "split": {"kind": "group-kfold", "folds": 3}}, "test"), tmp_path / d) for d in ("fp32", "bf16")}
+    env = json.loads((runs["fp32"] / "environment.json").read_text())["numerics"]
+    assert env["cpu_bf16_flags"] == cpu_bf16_flags() and env["torch_threads"] >= 1
+    assert env["auto_dtype"] == ("bf16" if env["bf16_fast"] else "fp32")
+    flags = ", ".join(env["cpu_bf16_flags"]) or "CPU without fast bf16"
+    same = write_report([tfidf, runs["fp32"]], tmp_path / "same").read_text()
+    assert same.splitlines()[[l.startswith("| fp32 |") for l in same.splitlines()].index(True)].endswith(
+        f"| fp32 ({flags}) |")
+    assert "| tfidf | tfidf | utterance |" in same and "Numeric paths differ" not in same
+    mixed = write_report([runs["fp32"], runs["bf16"]], tmp_path / "mixed").read_text()
+    assert f"| bf16 ({flags}) |" in mixed
+    assert f"**Numeric paths differ**: fp32: fp32 ({flags}); bf16: bf16 ({flags})." in mixed

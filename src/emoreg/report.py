@@ -82,6 +82,25 @@ def _model_notes(run: Run) -> list[str]:
     return lines
 
 
+def numeric_path(run: Run) -> str | None:
+    """The dtype the run's models trained and scored in (None for models without one), with the
+    CPU flags that decided it: "bf16 (avx512_bf16)", "fp32 (CPU without fast bf16)", "mixed: ..."."""
+    metas = [json.loads(p.read_text()) for p in sorted((run.path / "folds").glob("fold-*.meta.json"))]
+    dtypes = sorted({(m.get("model") or {}).get("dtype") for m in metas} - {None})
+    if not dtypes:
+        return None
+    env_file = run.path / "environment.json"
+    numerics = (json.loads(env_file.read_text()).get("numerics") if env_file.is_file() else None) or {}
+    if len(dtypes) > 1:
+        return "mixed: " + " and ".join(dtypes)
+    if numerics.get("device") == "cuda":
+        return f"{dtypes[0]} (CUDA)"
+    flags = numerics.get("cpu_bf16_flags")
+    if flags is None:
+        return dtypes[0]
+    return f"{dtypes[0]} ({', '.join(flags) if flags else 'CPU without fast bf16'})"
+
+
 def plot_confusions(runs: Sequence[Run], path: Path) -> Path:
     import matplotlib
 
@@ -223,15 +242,22 @@ def write_report(run_paths: Sequence[str | Path], out: str | Path, finished_fold
     lines += ["## Results", "",
               "Pooled over all test segments; 95% CIs by bootstrap over subjects "
               f"({first.metrics['bootstrap']['resamples']} resamples).", ""]
-    lines.append("| run | model | reads | " + " | ".join(METRIC_NAMES[m] for m in METRICS) + " | fold-mean macro-F1 |")
-    lines.append("|---" * (4 + len(METRICS)) + "|")
+    lines.append("| run | model | reads | " + " | ".join(METRIC_NAMES[m] for m in METRICS)
+                 + " | fold-mean macro-F1 | numerics |")
+    lines.append("|---" * (5 + len(METRICS)) + "|")
+    paths = {run.name: numeric_path(run) for run in runs}
     for run in runs:
         sources = _inputs(run)
         fm = run.metrics["fold_mean"]["macro_f1"]
         lines.append(f"| {run.name} | {run.config['model']} | {sources} | "
                      + " | ".join(_fmt(run.metrics["pooled"][m]) for m in METRICS)
-                     + f" | {fm['mean']:.3f} ± {fm['std']:.3f} |")
+                     + f" | {fm['mean']:.3f} ± {fm['std']:.3f} | {paths[run.name] or '-'} |")
     lines.append("")
+    dtypes = {path.split(" ")[0] for path in paths.values() if path}
+    if len(dtypes) > 1 or any(path and path.startswith("mixed") for path in paths.values()):
+        lines += ["**Numeric paths differ**: " + "; ".join(f"{name}: {path}" for name, path in paths.items() if path)
+                  + ". bf16 and fp32 give different numbers (a few predictions flip), so part of a difference "
+                  "between these runs may be the dtype; pin `params.dtype` in the configs to compare like with like.", ""]
     if len(runs) > 1:
         rows = compare(runs)
         lines += ["## Paired tests against the first run", "",

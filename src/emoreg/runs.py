@@ -2,7 +2,8 @@
 
     RUN/config.yaml         the resolved configuration
     RUN/command.txt         the command line that made it
-    RUN/environment.json    python, platform and library versions
+    RUN/environment.json    python, platform and library versions; the numeric path (device, the CPU's
+                            bf16 flags, what dtype ``auto`` means here, torch threads)
     RUN/data.json           corpus files with sha256, loader notes, what each source holds
     RUN/folds.json          the test subjects of every fold of the split, and which folds were run
     RUN/folds/fold-NN.jsonl predictions of one finished fold (written atomically)
@@ -39,7 +40,10 @@ def environment() -> dict[str, Any]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "libraries": versions}
+    from .models.llm import numerics
+
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "libraries": versions,
+            "numerics": numerics()}
 
 
 def write_json(path: Path, data: Any) -> Path:

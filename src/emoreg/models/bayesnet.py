@@ -88,6 +88,22 @@ class _Variable:
         return str(value) if str(value) in self.levels else OTHER
 
 
+def _ordered_search(frame: pd.DataFrame, states: dict):
+    """pgmpy's hill climbing with its candidate moves in a fixed order. pgmpy builds the edges it
+    may add from a ``set``, whose order follows ``PYTHONHASHSEED``, and takes the first of the moves
+    that tie on score; ties are common (BIC scores X -> Y and Y -> X alike), so the learned
+    structure, and the predictions, differed between processes. Sorted, the first best move is
+    the same in every process."""
+    from pgmpy.estimators import HillClimbSearch
+
+    class OrderedHillClimb(HillClimbSearch):
+        def _legal_operations(self, *args, **kwargs):
+            moves = list(super()._legal_operations(*args, **kwargs))
+            return iter(sorted(moves, key=lambda m: (m[0][0], str(m[0][1][0]), str(m[0][1][1]))))
+
+    return OrderedHillClimb(frame, state_names=states)
+
+
 def _number(value):
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
@@ -110,7 +126,9 @@ class BayesNet(SegmentClassifier):
                 numeric = all(_number(s.person.get(key)) is not None for s in segments if s.person and key in s.person)
                 out.append(_Variable(f"person_{key}", "person", key, numeric))
         if "nonverbal" in sources:
-            counts = Counter(code for s in segments if s.nonverbal for code in {e.behaviour for e in s.nonverbal.events})
+            # each segment's codes in sorted order: the tie order of most_common may not follow set order
+            counts = Counter(code for s in segments if s.nonverbal
+                             for code in sorted({e.behaviour for e in s.nonverbal.events}))
             for code, _ in counts.most_common(self._param("top_behaviours")):
                 out.append(_Variable(f"nv_{code}", "event", code, numeric=False))
             names = sorted({k for s in segments if s.nonverbal for k in s.nonverbal.features})
@@ -132,7 +150,6 @@ class BayesNet(SegmentClassifier):
     def _fit(self, segments, y):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # pgmpy's own deprecation notices
-            from pgmpy.estimators import HillClimbSearch
             from pgmpy.models import DiscreteBayesianNetwork
             from pgmpy.parameter_estimator import DiscreteBayesianEstimator
 
@@ -157,7 +174,7 @@ class BayesNet(SegmentClassifier):
 
                 start = DAG(naive)
                 start.add_nodes_from(frame.columns)
-                search = HillClimbSearch(frame, state_names=states)
+                search = _ordered_search(frame, states)
                 dag = search.estimate(scoring_method="bic-d", start_dag=start,
                                       max_indegree=self._param("max_indegree"), show_progress=False)
                 edges = sorted(dag.edges())

@@ -41,17 +41,49 @@ from .llm_loading import load_base
 DEFAULT_SYSTEM = "You label moments of a conversation."
 
 
-def bf16_fast(device) -> bool:
-    """Whether bf16 matmuls are fast here (on CPUs without AVX-512 BF16 they are ~100x slower)."""
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # CPU flags that make bf16 matmuls fast
+
+
+def cpu_bf16_flags(cpuinfo: str | None = None) -> list[str]:
+    """The CPU flags of ``BF16_FLAGS`` this machine has (``cpuinfo``: the text of /proc/cpuinfo,
+    read when None; an unreadable file gives none)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return []
+    words = set(cpuinfo.split())
+    return [flag for flag in BF16_FLAGS if flag in words]
+
+
+def bf16_fast(device, cpuinfo: str | None = None) -> bool:
+    """Whether bf16 matmuls are fast here: CUDA with bf16 support, or a CPU with AVX-512 BF16 or
+    AMX (measured 2.6x fp32 on a 1024^3 matmul); on other CPUs they are ~100x slower than fp32."""
     import torch
 
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bool(cpu_bf16_flags(cpuinfo))
+
+
+def resolve_dtype(choice: str, device, cpuinfo: str | None = None) -> str:
+    """``bf16`` or ``fp32`` for a model's ``dtype`` parameter: ``auto`` takes bf16 where it is fast."""
+    if choice not in ("auto", "bf16", "fp32"):
+        raise EmoregError(f"llm: dtype must be auto, bf16 or fp32, got {choice!r}")
+    if choice == "auto":
+        return "bf16" if bf16_fast(device, cpuinfo) else "fp32"
+    return choice
+
+
+def numerics() -> dict[str, Any]:
+    """What decides a run's numeric path on this machine, for its environment.json."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    return {"device": device.type, "cpu_bf16_flags": cpu_bf16_flags(), "bf16_fast": bf16_fast(device),
+            "auto_dtype": resolve_dtype("auto", device), "torch_threads": torch.get_num_threads(),
+            "cuda_device": torch.cuda.get_device_name(0) if cuda else None}
 
 
 class LlmClassifier(SegmentClassifier):
@@ -76,6 +108,12 @@ class LlmClassifier(SegmentClassifier):
     deciding first token is a letter that starts countless words, while " sustain", " change" and
     " neutral" (with a leading space, as the prompt's label list spells them) are one token each;
     ``describe()`` records each label's answer tokens.
+    head: lm (default: the answer is scored label by label over the vocabulary) or classify (a
+    linear head over the labels on the prompt's last hidden state, cross-entropy; ``llm_head``).
+    tune_layers: train only the top K decoder layers (null: all). With head classify the states
+    entering them are computed once per prompt and cached; with head lm LoRA goes on those layers.
+    tune: lora (default) or full (every weight of the tuned layers; head classify only).
+    head_init: labels (the output rows of each label's first answer token) or zeros.
     checkpoint_minutes: when ``checkpoint_dir`` is set (the runner sets it per fold), the training
     state (adapter, optimizer, schedule, random state, losses) is saved this often, and a fit that
     finds a checkpoint resumes from it with the same result as an uninterrupted one.
@@ -88,6 +126,7 @@ class LlmClassifier(SegmentClassifier):
         "target_modules": "auto", "class_weight": None, "max_train": None, "dtype": "auto",
         "quantize_4bit": False, "decode": "score", "score_batch": 8, "system": DEFAULT_SYSTEM,
         "trainer": "emoreg", "checkpoint_minutes": 10, "answer_loss": "mean", "answer_prefix": "",
+        "head": "lm", "tune_layers": None, "tune": "lora", "head_init": "labels",
     }
     checkpoint_dir: Path | None = None  # set by the runner: where an interrupted fit resumes from
 
@@ -103,10 +142,7 @@ class LlmClassifier(SegmentClassifier):
             self.device_ = distributed.state().device  # this process's GPU, or the CPU
         else:
             self.device_ = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        choice = self._param("dtype")
-        if choice not in ("auto", "bf16", "fp32"):
-            raise EmoregError(f"llm: dtype must be auto, bf16 or fp32, got {choice!r}")
-        self.bf16_ = choice == "bf16" or (choice == "auto" and bf16_fast(self.device_))
+        self.bf16_ = resolve_dtype(self._param("dtype"), self.device_) == "bf16"
         if self._param("trainer") not in ("emoreg", "hf"):
             raise EmoregError(f"llm: trainer must be emoreg or hf, got {self._param('trainer')!r}")
         if self._param("answer_loss") not in ("mean", "sum"):
@@ -115,6 +151,22 @@ class LlmClassifier(SegmentClassifier):
             raise EmoregError(f"llm: answer_prefix must be text (e.g. \" \"), got {self._param('answer_prefix')!r}")
         if self._param("decode") not in ("score", "generate"):
             raise EmoregError(f"llm: decode must be score or generate, got {self._param('decode')!r}")
+        if self._param("head") not in ("lm", "classify"):
+            raise EmoregError(f"llm: head must be lm or classify, got {self._param('head')!r}")
+        if self._param("tune") not in ("lora", "full"):
+            raise EmoregError(f"llm: tune must be lora or full, got {self._param('tune')!r}")
+        if self._param("tune") == "full" and self._param("head") != "classify":
+            raise EmoregError("llm: tune full (every weight of the tuned layers) needs head: classify")
+        if self._param("head_init") not in ("labels", "zeros"):
+            raise EmoregError(f"llm: head_init must be labels or zeros, got {self._param('head_init')!r}")
+        k = self._param("tune_layers")
+        if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
+            raise EmoregError(f"llm: tune_layers must be a whole number of layers (1 or more) or null, got {k!r}")
+        if self._param("head") == "classify":
+            if distributed.world_size() > 1:
+                raise EmoregError("llm: head classify trains in one process; run it without --processes")
+            if self._param("trainer") != "emoreg":
+                raise EmoregError("llm: head classify has its own training loop; leave trainer at emoreg")
 
     def _load(self, adapter: Path | None = None):
         import torch
@@ -132,6 +184,12 @@ class LlmClassifier(SegmentClassifier):
         else:
             base.to(self.device_)
         self.tokenizer_ = tokenizer
+        classify = self._param("head") == "classify"
+        if classify and self._param("tune") == "full":
+            self.model_ = base  # no adapter: the tuned layers' own weights are trained
+            self.model_.eval()
+            self._prepare_labels()
+            return
         if adapter is not None:
             self.model_ = PeftModel.from_pretrained(base, str(adapter))
         else:
@@ -140,9 +198,16 @@ class LlmClassifier(SegmentClassifier):
             if targets == "auto":
                 names = {n.rsplit(".", 1)[-1] for n, _ in base.named_modules()}
                 targets = [t for t in ("q_proj", "k_proj", "v_proj", "o_proj") if t in names] or None
+            top = self._param("tune_layers")
+            layers = None
+            if top is not None:
+                from .llm_head import first_tuned
+
+                start = first_tuned(base, top)
+                layers = list(range(start, start + top))
             config = LoraConfig(r=self._param("lora_r"), lora_alpha=self._param("lora_alpha"),
                                 lora_dropout=self._param("lora_dropout"), target_modules=targets,
-                                task_type="CAUSAL_LM")
+                                layers_to_transform=layers, task_type="CAUSAL_LM")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # peft calls a renamed transformers API
                 self.model_ = get_peft_model(base, config)
@@ -189,9 +254,13 @@ class LlmClassifier(SegmentClassifier):
         self.n_train_ = len(segments)
         self.history_: list[dict[str, float]] = []
         epochs = self._param("epochs")
-        if epochs == 0:
+        if epochs == 0 and self._param("head") != "classify":
             return  # zero-shot
         prefixes = [self._prefix_ids(s) for s in progress(segments, desc="encode prompts", leave=False)]
+        if self._param("head") == "classify":
+            from .llm_head import fit_head
+
+            return fit_head(self, prefixes, y)
         sequences = [p + self.label_ids_[c] for p, c in zip(prefixes, y)]
         if self._param("trainer") == "hf":
             return self._fit_hf(sequences)
@@ -420,6 +489,10 @@ class LlmClassifier(SegmentClassifier):
         if not hasattr(self, "model_"):
             raise NotFittedError("llm: the model is not loaded; fit it or load it from a folder")
         prefixes = [self._prefix_ids(s) for s in segments]
+        if self._param("head") == "classify":
+            from .llm_head import predict_head
+
+            return predict_head(self, prefixes)
         if self._param("decode") == "generate":
             return self._generate(prefixes)
         return self.score_prefixes(prefixes)
@@ -524,8 +597,20 @@ class LlmClassifier(SegmentClassifier):
     def describe(self) -> dict[str, Any]:
         return {"loss": getattr(self, "history_", []), "n_train": getattr(self, "n_train_", None),
                 "processes": distributed.world_size(),
-                "bf16": getattr(self, "bf16_", None), "unmatched_answers": getattr(self, "unmatched_", None),
-                "answer_tokens": self.answer_tokens()}
+                "bf16": getattr(self, "bf16_", None),
+                "dtype": None if not hasattr(self, "bf16_") else ("bf16" if self.bf16_ else "fp32"),
+                "unmatched_answers": getattr(self, "unmatched_", None),
+                "answer_tokens": self.answer_tokens(), **self._head_facts()}
+
+    def _head_facts(self) -> dict[str, Any]:
+        """With head classify: where tuning starts, and what the state cache saved."""
+        if self._param("head") != "classify":
+            return {}
+        return {"head": "classify", "first_tuned_layer": getattr(self, "first_tuned_", None),
+                "states_computed": getattr(self, "states_computed_", 0),
+                "states_reused": getattr(self, "states_reused_", 0),
+                "states_seconds": getattr(self, "states_seconds_", None),
+                "train_seconds": getattr(self, "train_seconds_", None)}
 
     def answer_tokens(self) -> dict[str, list[str]] | None:
         """Each label's answer as the model's tokens (end-of-turn included), e.g. sustain: [s, ustain, <|im_end|>]."""
@@ -538,7 +623,12 @@ class LlmClassifier(SegmentClassifier):
             raise NotFittedError("llm: fit the model before saving it")
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.model_.save_pretrained(str(folder / "adapter"))  # standard PEFT format
+        if self._param("head") == "classify":
+            from .llm_head import save_head
+
+            save_head(self, folder)
+        if not (self._param("head") == "classify" and self._param("tune") == "full"):
+            self.model_.save_pretrained(str(folder / "adapter"))  # standard PEFT format
         state = self.__getstate__()  # task and prompt config as plain fields
         atomic_write_text(folder / "model.json", json.dumps({
             "model": self.name, "params": self.params, "seed": self.seed, "labels": list(self.labels_),
@@ -556,6 +646,10 @@ class LlmClassifier(SegmentClassifier):
         model = cls(task=task, prompt=PromptConfig(**spec["prompt"]), seed=spec["seed"], **spec["params"])
         model._setup()
         model._load(adapter=folder / "adapter")
+        if model._param("head") == "classify":
+            from .llm_head import load_head
+
+            load_head(model, folder)
         model.labels_ = tuple(spec["labels"])
         model.history_ = spec.get("history", [])
         model.n_train_ = spec.get("n_train")
@@ -563,7 +657,7 @@ class LlmClassifier(SegmentClassifier):
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        for key in ("model_", "tokenizer_"):
+        for key in ("model_", "tokenizer_", "head_"):
             state.pop(key, None)
         return state
 

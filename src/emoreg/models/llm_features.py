@@ -28,6 +28,7 @@ class LlmFeatures(SegmentClassifier):
         helper = LlmClassifier(self.task, self.prompt, self.seed, model=self._param("model"),
                                dtype=self._param("dtype"), system=self._param("system"))
         helper._setup()
+        self.dtype_ = "bf16" if helper.bf16_ else "fp32"
         shared = LlmFeatures._cache.setdefault(self._param("model"), {})
         if "model" not in shared:
             shared["model"], shared["tokenizer"] = load_base(self._param("model"))
@@ -52,6 +53,9 @@ class LlmFeatures(SegmentClassifier):
                 for b, k in enumerate(batch):
                     vectors[k] = pooled[b].numpy()
         return np.stack([vectors[k] for k in keys])
+
+    def describe(self) -> dict:
+        return {"dtype": getattr(self, "dtype_", None)}
 
     def _fit(self, segments, y):
         from sklearn.linear_model import LogisticRegression
