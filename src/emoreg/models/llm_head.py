@@ -1,0 +1,287 @@
+"""``head: classify``: the LLM as a classifier over the task's labels, trained only where it learns.
+
+* A linear head maps the hidden state of the prompt's last token (the position that would predict
+  the answer's first token) to one logit per label, trained with cross-entropy (class-weighted
+  with ``class_weight: balanced``). It starts as the language model's own output rows of each
+  label's first answer token (``head_init: labels``), i.e. as a softmax restricted to the labels,
+  so training starts from what the model already knows. No label is favoured for being spelt in
+  fewer tokens: each label is one logit, whatever its name.
+* Only the top ``tune_layers`` decoder layers are trained (LoRA, or all their weights with
+  ``tune: full``), with the head. The layers below are frozen, so the hidden states entering the
+  first tuned layer depend on the prompt's tokens alone: they are computed once per prompt, without
+  gradients, and cached (in memory, per process, keyed by the model, the layer and the dtype).
+  Every epoch after the first, every fold after the first in the same process, and the scoring of
+  the test prompts reuse them; an epoch runs only the tuned layers, forward and backward.
+  ``tune_layers: null`` tunes every layer (the cache then holds the token embeddings).
+  The cache holds a pure function of pretrained weights and a prompt's own tokens, never anything
+  fitted, so sharing it between folds cannot leak a test subject into training.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import EmoregError
+from ..progress import progress
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .llm import LlmClassifier
+
+_STATES: dict = {"key": None, "states": {}}  # per process: one model/layer/dtype at a time
+HEAD_FILE = "head.safetensors"
+
+
+class _Stop(Exception):
+    """Raised by a hook to end a forward pass once the states it needs are captured."""
+
+
+def decoder_of(model):
+    """The decoder stack (embeddings, ``layers``, final norm) of a causal LM, PEFT-wrapped or not."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder = getattr(base, "model", None)
+    if decoder is None or not hasattr(decoder, "layers"):
+        raise EmoregError(f"llm: head classify needs a decoder with a `layers` list; {type(base).__name__} has none")
+    return base, decoder
+
+
+def first_tuned(model, tune_layers: int | None) -> int:
+    """Index of the first tuned layer for ``tune_layers`` (None: every layer, index 0)."""
+    n = len(decoder_of(model)[1].layers)
+    if tune_layers is None:
+        return 0
+    if not 1 <= tune_layers <= n:
+        raise EmoregError(f"llm: tune_layers must be between 1 and {n} (this model's layers), got {tune_layers}")
+    return n - tune_layers
+
+
+@contextmanager
+def _only_layers(decoder, layers):
+    import torch
+
+    saved = decoder.layers
+    decoder.layers = torch.nn.ModuleList(layers)
+    try:
+        yield
+    finally:
+        decoder.layers = saved
+
+
+def _right_padded(rows: list, pad):
+    """(batch, width[, hidden]) right-padded tensor of a list of 1-D id lists or 2-D tensors, and its mask."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    if isinstance(rows[0], torch.Tensor):
+        out = torch.zeros((len(rows), width, rows[0].shape[-1]), dtype=rows[0].dtype)
+    else:
+        out = torch.full((len(rows), width), pad, dtype=torch.long)
+    for b, r in enumerate(rows):
+        out[b, :len(r)] = r if isinstance(r, torch.Tensor) else torch.tensor(r)
+        mask[b, :len(r)] = 1
+    return out, mask
+
+
+def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int) -> list:
+    """The hidden states entering layer ``start`` for every prompt, one (tokens, hidden) tensor
+    each, from the cache where a prompt was seen before, else computed without gradients."""
+    import torch
+
+    key = (str(clf._param("model")), start, clf.bf16_)
+    if _STATES["key"] != key:
+        _STATES.update(key=key, states={})
+    cache = _STATES["states"]
+    todo = sorted({tuple(p) for p in prefixes if tuple(p) not in cache}, key=len)
+    _, decoder = decoder_of(clf.model_)
+    captured = {}
+
+    def capture(module, args, kwargs):
+        captured["h"] = kwargs.get("hidden_states", args[0] if args else None)
+        raise _Stop
+
+    hook = decoder.layers[start].register_forward_pre_hook(capture, with_kwargs=True)
+    size = clf._param("score_batch")
+    stored = torch.bfloat16 if clf.bf16_ else torch.float32
+    try:
+        with torch.inference_mode():
+            for at in progress(range(0, len(todo), size), desc=f"states entering layer {start}", unit="batch",
+                               leave=False):
+                batch = todo[at:at + size]
+                ids, mask = _right_padded([list(b) for b in batch], clf.pad_id_)
+                with clf._autocast():
+                    try:
+                        decoder(input_ids=ids.to(clf.device_), attention_mask=mask.to(clf.device_), use_cache=False)
+                    except _Stop:
+                        pass
+                hidden = captured.pop("h")
+                for b, tokens in enumerate(batch):
+                    cache[tokens] = hidden[b, :len(tokens)].to("cpu", stored).clone()
+    finally:
+        hook.remove()
+    clf.states_computed_ = getattr(clf, "states_computed_", 0) + len(todo)
+    clf.states_reused_ = getattr(clf, "states_reused_", 0) + len(prefixes) - len(todo)
+    return [cache[tuple(p)] for p in prefixes]
+
+
+def _logits(clf: LlmClassifier, states: list, start: int):
+    """Label logits for a batch of cached states: the tuned layers, the final norm, the head."""
+    import torch
+
+    x, mask = _right_padded(states, 0)
+    x, mask = x.to(clf.device_), mask.to(clf.device_)
+    _, decoder = decoder_of(clf.model_)
+    with clf._autocast(), _only_layers(decoder, list(decoder.layers)[start:]):
+        hidden = decoder(inputs_embeds=x, attention_mask=mask, use_cache=False).last_hidden_state
+    last = hidden[torch.arange(len(states), device=clf.device_), mask.sum(-1) - 1]
+    return clf.head_(last.float())
+
+
+def make_head(clf: LlmClassifier):
+    """The label head, initialised from the output rows of each label's first answer token, or zeros."""
+    import torch
+
+    base, decoder = decoder_of(clf.model_)
+    hidden = decoder.norm.weight.shape[0]
+    head = torch.nn.Linear(hidden, len(clf.task.labels)).to(clf.device_)
+    with torch.no_grad():
+        head.bias.zero_()
+        if clf._param("head_init") == "labels":
+            rows = torch.tensor([ids[0] for ids in clf.label_ids_], device=clf.device_)
+            head.weight.copy_(base.get_output_embeddings().weight[rows].float())
+        else:
+            head.weight.zero_()
+    return head
+
+
+def _tuned_modules(clf: LlmClassifier, start: int) -> list:
+    """With ``tune: full``: the layers from ``start`` on and the final norm, their weights in fp32
+    (bf16 autocast still computes in bf16 where it is on; AdamW needs fp32 weights)."""
+    _, decoder = decoder_of(clf.model_)
+    modules = list(decoder.layers)[start:] + [decoder.norm]
+    for module in modules:
+        module.float()
+    return modules
+
+
+def trainable(clf: LlmClassifier, start: int) -> list:
+    """Freeze everything but the tuned part: LoRA weights (peft marks them), or with ``tune: full``
+    every weight of the layers from ``start`` on and the final norm; then the head."""
+    if clf._param("tune") == "full":
+        for p in clf.model_.parameters():
+            p.requires_grad_(False)
+        for module in _tuned_modules(clf, start):
+            for p in module.parameters():
+                p.requires_grad_(True)
+    return [p for p in clf.model_.parameters() if p.requires_grad] + list(clf.head_.parameters())
+
+
+def fit_head(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> None:
+    """Train the head (and the tuned layers) on the training prompts; fills ``clf.history_``."""
+    import torch
+
+    if clf._param("decode") != "score":
+        raise EmoregError("llm: head classify predicts from its label head; set decode to score (the default)")
+    start = first_tuned(clf.model_, clf._param("tune_layers"))
+    clf.first_tuned_ = start
+    clf.head_ = make_head(clf)
+    began = time.perf_counter()
+    states = entering_states(clf, prefixes, start)
+    clf.states_seconds_ = time.perf_counter() - began
+    epochs = clf._param("epochs")
+    if epochs == 0:
+        return
+    params = trainable(clf, start)
+    weights = clf._class_weights(y)  # per example
+    per_class = torch.zeros(len(clf.task.labels))
+    per_class[torch.as_tensor(y)] = weights  # balanced: n / (k * count); else ones
+    per_class = per_class.to(clf.device_)
+    optimizer = torch.optim.AdamW(params, lr=clf._param("lr"), weight_decay=clf._param("weight_decay"),
+                                  fused=clf.device_.type == "cuda")
+    size = clf._param("batch_size")
+    total = math.ceil(len(prefixes) / size) * epochs
+    warm = max(1, int(clf._param("warmup") * total))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min((step + 1) / warm, max(0.0, (total - step) / max(1, total - warm))))
+    generator = torch.Generator().manual_seed(clf.seed)
+    torch.manual_seed(clf.seed)  # dropout masks
+    target = torch.as_tensor(y, dtype=torch.long, device=clf.device_)
+    clf.model_.train()
+    tuned = len(decoder_of(clf.model_)[1].layers) - start
+    bar = progress(total=total, desc=f"head training ({len(prefixes)} prompts, {tuned} layers)", unit="step",
+                   leave=False)
+    step, trained_at = 0, time.perf_counter()
+    pending = []
+    for _ in range(epochs):
+        for batch in clf._length_grouped(prefixes, generator):
+            logits = _logits(clf, [states[i] for i in batch], start)
+            loss = torch.nn.functional.cross_entropy(logits, target[batch], weight=per_class)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, clf._param("max_grad_norm"))
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            bar.update(1)
+            tokens = sum(len(states[i]) for i in batch)
+            pending.append((loss.detach(), scheduler.get_last_lr()[0], tokens, time.perf_counter() - trained_at))
+            if step % 10 == 0 or step == total:
+                bar.set_postfix(loss=f"{float(loss):.3f}")
+    bar.close()
+    clf.model_.eval()
+    clf.train_seconds_ = time.perf_counter() - trained_at
+    clf.history_ = [{"step": i + 1, "loss": float(l), "lr": lr, "tokens": t, "seconds": s}
+                    for i, (l, lr, t, s) in enumerate(pending)]
+
+
+def predict_head(clf: LlmClassifier, prefixes: list[list[int]]) -> np.ndarray:
+    import torch
+
+    start = clf.first_tuned_
+    states = entering_states(clf, prefixes, start)
+    out = np.zeros((len(prefixes), len(clf.task.labels)))
+    order = sorted(range(len(prefixes)), key=lambda i: len(prefixes[i]))
+    size = clf._param("score_batch")
+    with torch.inference_mode():
+        for at in progress(range(0, len(order), size), desc="scoring (head)", unit="batch", leave=False):
+            idx = order[at:at + size]
+            out[idx] = torch.softmax(_logits(clf, [states[i] for i in idx], start), -1).cpu().numpy()
+    return out
+
+
+def save_head(clf: LlmClassifier, folder) -> None:
+    """The head, and with ``tune: full`` the tuned layers' weights, as safetensors beside the adapter."""
+    from safetensors.torch import save_file
+
+    tensors = {f"head.{k}": v.detach().cpu().contiguous() for k, v in clf.head_.state_dict().items()}
+    if clf._param("tune") == "full":
+        base, _ = decoder_of(clf.model_)
+        mine = {id(p) for m in _tuned_modules(clf, clf.first_tuned_) for p in m.parameters()}
+        tensors |= {f"tuned.{n}": p.detach().cpu().contiguous() for n, p in base.named_parameters() if id(p) in mine}
+    save_file(tensors, str(folder / HEAD_FILE))
+
+
+def load_head(clf: LlmClassifier, folder) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(folder / HEAD_FILE))
+    clf.first_tuned_ = first_tuned(clf.model_, clf._param("tune_layers"))
+    clf.head_ = make_head(clf)
+    clf.head_.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
+    tuned = {k[6:]: v for k, v in tensors.items() if k.startswith("tuned.")}
+    if tuned:
+        _tuned_modules(clf, clf.first_tuned_)
+        base, _ = decoder_of(clf.model_)
+        names = dict(base.named_parameters())
+        unknown = sorted(set(tuned) - set(names))
+        if unknown:
+            raise EmoregError(f"{folder / HEAD_FILE}: weights {unknown[:3]} do not belong to model "
+                              f"{clf._param('model')!r}; was it saved from another model?")
+        with torch.no_grad():
+            for n, v in tuned.items():
+                names[n].copy_(v.to(names[n].dtype))

@@ -1,0 +1,117 @@
+"""head: classify on the tiny Llama: a label head on the last prompt token, only the top layers
+tuned, the states entering them cached (and equal to a full forward pass)."""
+
+import numpy as np
+import pytest
+import torch
+
+from emoreg.errors import EmoregError
+from emoreg.models import load_model, make_model
+from emoreg.models import llm_head
+from emoreg.prompts import PromptConfig
+from emoreg.tasks import DEEP_SHAME
+
+
+def head_model(folder, **params):
+    settings = {"model": folder, "epochs": 10, "batch_size": 8, "lr": 1e-2, "lora_r": 8, "lora_alpha": 16,
+                "lora_dropout": 0.0, "system": None, "dtype": "fp32", "head": "classify",
+                "checkpoint_minutes": None} | params
+    return make_model("llm", DEEP_SHAME, PromptConfig(sources=("utterance",), template="emoreg-v1-compact"),
+                      seed=0, params=settings)
+
+
+@pytest.fixture(autouse=True)
+def empty_state_cache():
+    llm_head._STATES.update(key=None, states={})
+
+
+@pytest.mark.parametrize("tune", ["lora", "full"])
+def test_head_on_the_top_layer_learns_and_round_trips(tiny_llama, toy_split, tmp_path, tune):
+    train, test = toy_split
+    model = head_model(tiny_llama, tune_layers=1, tune=tune, lr=1e-2 if tune == "lora" else 3e-3).fit(train)
+    proba = model.predict_proba(test)
+    assert np.allclose(proba.sum(axis=1), 1)
+    assert np.mean([p == s.label for p, s in zip(model.predict(test), test)]) == 1.0
+    facts = model.describe()
+    assert facts["head"] == "classify" and facts["first_tuned_layer"] == 1
+    losses = [h["loss"] for h in facts["loss"]]
+    assert len(losses) == 10 * 6 and np.mean(losses[-6:]) < np.mean(losses[:6]) / 5
+    model.save(tmp_path / "m")
+    assert (tmp_path / "m" / llm_head.HEAD_FILE).is_file()
+    assert (tmp_path / "m" / "adapter").is_dir() == (tune == "lora")
+    again = load_model(tmp_path / "m")
+    assert np.allclose(again.predict_proba(test), proba, atol=1e-6)
+
+
+def test_only_the_top_layers_are_trained(tiny_llama, toy_split):
+    train, _ = toy_split
+    lora = head_model(tiny_llama, tune_layers=1, epochs=1).fit(train)
+    names = [n for n, p in lora.model_.named_parameters() if p.requires_grad]
+    assert names and all(".layers.1." in n and "lora_" in n for n in names)
+    full = head_model(tiny_llama, tune_layers=1, tune="full", epochs=1)
+    full.fit(train)
+    bottom = [p for n, p in full.model_.named_parameters() if ".layers.0." in n]
+    fresh = head_model(tiny_llama, tune_layers=1, tune="full", epochs=0).fit(train)
+    fresh_bottom = [p for n, p in fresh.model_.named_parameters() if ".layers.0." in n]
+    assert all(torch.equal(a, b) for a, b in zip(bottom, fresh_bottom))  # layer 0 untouched
+    top = [p for n, p in full.model_.named_parameters() if ".layers.1." in n]
+    fresh_top = [p for n, p in fresh.model_.named_parameters() if ".layers.1." in n]
+    assert not all(torch.equal(a, b) for a, b in zip(top, fresh_top))
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_cached_states_and_the_top_pass_equal_one_full_forward(tiny_llama, toy_split, dtype):
+    """The hook captures exactly the states entering the first tuned layer, and running only the
+    tuned layers on them gives the logits of the whole model's last hidden state."""
+    train, test = toy_split
+    model = head_model(tiny_llama, tune_layers=1, epochs=1, dtype=dtype).fit(train[:16])
+    prefixes = [model._prefix_ids(s) for s in test[:5]]
+    prefixes[0] = prefixes[0] + prefixes[1][-4:]  # different lengths: padding is exercised
+    states = llm_head.entering_states(model, prefixes, 1)
+    tol = {"fp32": 1e-5, "bf16": 3e-2}[dtype]
+    with torch.inference_mode(), model._autocast():
+        for p, s in zip(prefixes, states):
+            out = model.model_(input_ids=torch.tensor([p]), output_hidden_states=True)
+            assert torch.allclose(s.float(), out.hidden_states[1][0].float(), atol=tol)
+            base = model.model_.get_base_model().model
+            last = base(input_ids=torch.tensor([p])).last_hidden_state[0, -1]
+            expected = torch.softmax(model.head_(last.float()), -1)
+            got = torch.softmax(llm_head._logits(model, [s], 1), -1)[0]
+            assert torch.allclose(got, expected, atol=tol)
+
+
+def test_states_are_computed_once_and_fit_sees_only_training_prompts(tiny_llama, toy_split):
+    train, test = toy_split
+    train = [s for s in train if int(s.segment_id[-2:]) < 6]  # utterances "... number 0-5" only
+    model = head_model(tiny_llama, tune_layers=1, epochs=2).fit(train)
+    train_prompts = {tuple(model._prefix_ids(s)) for s in train}
+    test_prompts = {tuple(model._prefix_ids(s)) for s in test}
+    assert test_prompts - train_prompts  # some test prompts are new
+    assert model.states_computed_ == len(train_prompts) and set(llm_head._STATES["states"]) == train_prompts
+    model.predict_proba(test)  # test prompts enter the cache only when predicting
+    assert set(llm_head._STATES["states"]) == train_prompts | test_prompts
+    second = head_model(tiny_llama, tune_layers=1, epochs=2).fit(train)  # the next fold of a run
+    assert second.states_computed_ == 0 and second.states_reused_ == len(train)
+    assert np.array_equal(second.predict_proba(test), model.predict_proba(test))  # same seed, same result
+
+
+def test_head_init_labels_starts_as_the_label_token_softmax(tiny_llama, toy_split):
+    train, test = toy_split
+    model = head_model(tiny_llama, epochs=0).fit(train)  # untrained: the LM restricted to label tokens
+    prefix = model._prefix_ids(test[0])
+    with torch.inference_mode():
+        logits = model.model_(input_ids=torch.tensor([prefix])).logits[0, -1]
+    first = [ids[0] for ids in model.label_ids_]
+    assert np.allclose(model.predict_proba(test[:1])[0], torch.softmax(logits[first], -1).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"tune": "full", "head": "lm"}, "tune full (every weight of the tuned layers) needs head: classify"),
+    ({"tune_layers": 0}, "tune_layers must be a whole number of layers (1 or more) or null, got 0"),
+    ({"tune_layers": 5}, "tune_layers must be between 1 and 2 (this model's layers), got 5"),
+    ({"head": "mlp"}, "head must be lm or classify, got 'mlp'"),
+    ({"decode": "generate"}, "head classify predicts from its label head; set decode to score"),
+])
+def test_bad_head_settings_are_clear_errors(tiny_llama, toy_split, params, message):
+    with pytest.raises(EmoregError, match=message.replace("(", "\\(").replace(")", "\\)")):
+        head_model(tiny_llama, epochs=1, **params).fit(toy_split[0][:8])
