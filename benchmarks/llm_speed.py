@@ -3,6 +3,7 @@
     python benchmarks/llm_speed.py train [--model smollm2-135m] [--prompts 64] [--steps 6] [--repeats 3]
     python benchmarks/llm_speed.py score [--model smollm2-135m] [--prompts 24] [--max-tokens 256]
     python benchmarks/llm_speed.py random [--shape 7b] [--plain]   (on a GPU: --steps 30 --max-tokens 512)
+    python benchmarks/llm_speed.py head [--prompts 256] [--tune-layers 4] [--epochs 2] [--dtype auto]
 
 train: emoreg's trainer (loss on the answer tokens from their hidden states only, length-grouped
 dynamic padding, bf16 autocast where the CPU runs bf16 fast) against what a user would write with
@@ -23,6 +24,14 @@ with a byte-level tokenizer built here; prompts from the shipped ``deep-example`
 needs no data either: the check to run where a GPU is lent. Prints prompt tokens per second over
 the steps after the first 10 (warm-up), MFU against the bf16 (or fp32) matmul peak measured on the
 same device, and peak memory; ``--plain`` runs the plain Trainer recipe (fp32) beside it.
+
+head: the ``head: classify`` recipe against the floor of one epoch, in one run: the matmul peak
+in the training dtype; the floor (one forward pass of every prompt through the whole model at
+that peak: 2 x non-embedding parameters x prompt tokens); the measured time of one plain forward
+pass of every prompt (batched, no gradients); then the recipe's seconds for the cached states
+(once), for each epoch of the tuned layers, and for one epoch in all (states + one epoch), with
+its ratio to the floor; and the plain Trainer recipe's prompt tokens per second on the same
+prompts (fp32, whole-sequence loss) against the recipe's epoch.
 
 All print peak resident memory. AnnoMI client talk supplies the prompts of train and score
 ($EMOREG_DATA_DIR).
@@ -270,9 +279,57 @@ def bench_random(args) -> dict:
     return result
 
 
+def _sig(x: float) -> float:
+    return float(f"{x:.3g}")  # 3 significant digits
+
+
+def bench_head(args) -> dict:
+    from emoreg.models import llm_head
+    from emoreg.models.llm_loading import load_base
+
+    task, segments = _segments(args.prompts, seed=2)
+    clf = _llm(task, args.model, args.max_tokens, head="classify", tune_layers=args.tune_layers,
+               epochs=args.epochs, batch_size=16, score_batch=16, lr=1e-3, lora_r=16, lora_alpha=32,
+               class_weight="balanced", dtype=args.dtype, state_cache=False)
+    llm_head._STATES.update(key=None, states={}, folder=None)
+    clf.fit(segments)
+    dtype = torch.bfloat16 if clf.bf16_ else torch.float32
+    tokens = sum(len(clf._prefix_ids(s)) for s in segments)
+    base, _ = load_base(args.model, bf16=clf.bf16_)
+    params = matmul_params(base)
+    peak = matmul_peak_gflops(dtype)
+    floor = 2 * params * tokens / (peak * 1e9)
+    prefixes = [clf._prefix_ids(s) for s in segments]
+    started = time.perf_counter()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=clf.bf16_):
+        for at in range(0, len(prefixes), 16):
+            ids, mask = llm_head._right_padded(prefixes[at:at + 16], clf.pad_id_)
+            base.model(input_ids=ids, attention_mask=mask)
+    forward = time.perf_counter() - started
+    epoch = clf.train_seconds_ / args.epochs
+    one_epoch = clf.states_seconds_ + epoch
+    steps = len(segments) // args.batch
+    plain = plain_train(task, segments, args.model, steps, args.batch, args.max_tokens)
+    plain_epoch = plain["seconds"] * len(segments) / (steps * args.batch)  # its epoch over every prompt
+    return {
+        "model": args.model, "prompts": len(segments), "prompt_tokens": tokens, "dtype": str(dtype),
+        "tune_layers": args.tune_layers, "epochs": args.epochs, "matmul_peak_gflops": _sig(peak),
+        "floor_s": _sig(floor), "plain_forward_s": _sig(forward),
+        "forward_mfu": _sig(floor / forward),
+        "states_s": _sig(clf.states_seconds_), "epoch_of_tuned_layers_s": _sig(epoch),
+        "one_epoch_s": _sig(one_epoch), "one_epoch_over_floor": _sig(one_epoch / floor),
+        "each_later_epoch_over_floor": _sig(epoch / floor),
+        "plain_recipe_epoch_s": _sig(plain_epoch), "speedup_over_plain_one_epoch": _sig(plain_epoch / one_epoch),
+        "peak_rss_mb": _sig(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["train", "score", "random"])
+    parser.add_argument("what", choices=["train", "score", "random", "head"])
+    parser.add_argument("--tune-layers", type=int, default=4, help="head: tuned top layers")
+    parser.add_argument("--epochs", type=int, default=2, help="head: epochs")
+    parser.add_argument("--dtype", default="auto", help="head: auto, bf16 or fp32")
     parser.add_argument("--shape", choices=sorted(SHAPES), default="7b", help="random: the model's shape")
     parser.add_argument("--plain", action="store_true", help="random: also run the plain Trainer recipe (fp32)")
     parser.add_argument("--model", default="smollm2-135m")
@@ -282,7 +339,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--prompts", type=int, default=24)
     parser.add_argument("--max-tokens", type=int, default=256)
     args = parser.parse_args(argv)
-    result = {"train": bench_train, "score": bench_score, "random": bench_random}[args.what](args)
+    result = {"train": bench_train, "score": bench_score, "random": bench_random, "head": bench_head}[args.what](args)
     print(json.dumps(result, indent=2))
     return result
 

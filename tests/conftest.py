@@ -134,3 +134,9 @@ def tiny_llama(tmp_path_factory):
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _state_cache(tmp_path_factory):
+    """The LLM head's on-disk state cache goes to a folder of the test session, never ~/.cache."""
+    os.environ["EMOREG_STATE_CACHE"] = str(tmp_path_factory.mktemp("states"))

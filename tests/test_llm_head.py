@@ -21,8 +21,10 @@ def head_model(folder, **params):
 
 
 @pytest.fixture(autouse=True)
-def empty_state_cache():
-    llm_head._STATES.update(key=None, states={})
+def empty_state_cache(tmp_path, monkeypatch):
+    """Each test starts as a new process would, with its own on-disk cache."""
+    monkeypatch.setenv("EMOREG_STATE_CACHE", str(tmp_path / "states"))
+    llm_head._STATES.update(key=None, states={}, folder=None)
 
 
 @pytest.mark.parametrize("tune", ["lora", "full"])
@@ -115,3 +117,22 @@ def test_head_init_labels_starts_as_the_label_token_softmax(tiny_llama, toy_spli
 def test_bad_head_settings_are_clear_errors(tiny_llama, toy_split, params, message):
     with pytest.raises(EmoregError, match=message.replace("(", "\\(").replace(")", "\\)")):
         head_model(tiny_llama, epochs=1, **params).fit(toy_split[0][:8])
+
+
+def test_states_persist_on_disk_for_the_next_process(tiny_llama, toy_split, tmp_path):
+    train, test = toy_split
+    first = head_model(tiny_llama, tune_layers=1, epochs=1).fit(train)
+    proba = first.predict_proba(test)
+    shards = list((tmp_path / "states").glob("*/shard-*.pt"))
+    assert shards and not list((tmp_path / "states").glob("*/.shard-*"))
+    llm_head._STATES.update(key=None, states={}, folder=None)  # a new process
+    (shards[0].parent / "shard-cut.pt").write_bytes(b"PK\x03 cut short")  # as a kill mid-write would leave
+    again = head_model(tiny_llama, tune_layers=1, epochs=1).fit(train)
+    assert again.states_computed_ == 0 and again.states_reused_ == len(train)
+    assert np.array_equal(again.predict_proba(test), proba)
+    assert not (shards[0].parent / "shard-cut.pt").exists()
+    llm_head._STATES.update(key=None, states={}, folder=None)
+    memory_only = head_model(tiny_llama, tune_layers=1, epochs=1, state_cache=False).fit(train)
+    assert memory_only.states_computed_ > 0  # state_cache false: nothing read from disk
+    other_layer = head_model(tiny_llama, tune_layers=2, epochs=1).fit(train)  # another layer, another folder
+    assert other_layer.states_computed_ > 0 and len(list((tmp_path / "states").iterdir())) == 2

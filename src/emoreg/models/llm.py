@@ -114,6 +114,7 @@ class LlmClassifier(SegmentClassifier):
     entering them are computed once per prompt and cached; with head lm LoRA goes on those layers.
     tune: lora (default) or full (every weight of the tuned layers; head classify only).
     head_init: labels (the output rows of each label's first answer token) or zeros.
+    state_cache: keep the cached states of head classify on disk too (true) or in memory only.
     checkpoint_minutes: when ``checkpoint_dir`` is set (the runner sets it per fold), the training
     state (adapter, optimizer, schedule, random state, losses) is saved this often, and a fit that
     finds a checkpoint resumes from it with the same result as an uninterrupted one.
@@ -126,7 +127,7 @@ class LlmClassifier(SegmentClassifier):
         "target_modules": "auto", "class_weight": None, "max_train": None, "dtype": "auto",
         "quantize_4bit": False, "decode": "score", "score_batch": 8, "system": DEFAULT_SYSTEM,
         "trainer": "emoreg", "checkpoint_minutes": 10, "answer_loss": "mean", "answer_prefix": "",
-        "head": "lm", "tune_layers": None, "tune": "lora", "head_init": "labels",
+        "head": "lm", "tune_layers": None, "tune": "lora", "head_init": "labels", "state_cache": True,
     }
     checkpoint_dir: Path | None = None  # set by the runner: where an interrupted fit resumes from
 

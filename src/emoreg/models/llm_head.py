@@ -14,7 +14,10 @@
   the test prompts reuse them; an epoch runs only the tuned layers, forward and backward.
   ``tune_layers: null`` tunes every layer (the cache then holds the token embeddings).
   The cache holds a pure function of pretrained weights and a prompt's own tokens, never anything
-  fitted, so sharing it between folds cannot leak a test subject into training.
+  fitted, so sharing it between folds cannot leak a test subject into training. With
+  ``state_cache: true`` (the default) it also persists on disk (``$EMOREG_STATE_CACHE``, default
+  ~/.cache/emoreg/states; one folder per model, layer and dtype, shards written atomically), so
+  a second run, or a run resumed after a kill, skips the prompts whose states it already has.
 """
 
 from __future__ import annotations
@@ -32,8 +35,69 @@ from ..progress import progress
 if TYPE_CHECKING:  # pragma: no cover
     from .llm import LlmClassifier
 
-_STATES: dict = {"key": None, "states": {}}  # per process: one model/layer/dtype at a time
+_STATES: dict = {"key": None, "states": {}, "folder": None}  # per process: one model/layer/dtype at a time
 HEAD_FILE = "head.safetensors"
+
+
+def state_cache_dir():
+    """Where states persist between processes: ``$EMOREG_STATE_CACHE``, else ~/.cache/emoreg/states."""
+    import os
+    from pathlib import Path
+
+    if os.environ.get("EMOREG_STATE_CACHE"):
+        return Path(os.environ["EMOREG_STATE_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "emoreg" / "states"
+
+
+def _model_identity(name: str) -> str:
+    """The model's name and, for a folder, the size and time of its weight files: a changed model
+    never meets states computed by another."""
+    from pathlib import Path
+
+    from .llm_loading import resolve
+
+    folder = Path(resolve(name))
+    if not folder.is_dir():
+        return name
+    files = sorted(f for f in folder.iterdir() if f.suffix in (".safetensors", ".bin", ".json"))
+    return name + "|" + "|".join(f"{f.name}:{f.stat().st_size}:{int(f.stat().st_mtime)}" for f in files)
+
+
+def _disk_folder(clf: LlmClassifier, start: int):
+    import hashlib
+
+    if not clf._param("state_cache"):
+        return None
+    key = f"{_model_identity(str(clf._param('model')))}|layer {start}|{'bf16' if clf.bf16_ else 'fp32'}"
+    return state_cache_dir() / hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def _load_shards(folder) -> dict:
+    import torch
+
+    states = {}
+    for shard in sorted(folder.glob("shard-*.pt")) if folder is not None and folder.is_dir() else []:
+        try:
+            states.update(torch.load(shard, weights_only=True))
+        except Exception:  # a shard cut short by a kill: recomputed, and replaced below
+            shard.unlink(missing_ok=True)
+    return states
+
+
+def _save_shard(folder, new: dict) -> None:
+    import hashlib
+    import os
+
+    import torch
+
+    if folder is None or not new:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha256(repr(sorted(new)).encode()).hexdigest()[:16]
+    tmp = folder / f".shard-{name}.{os.getpid()}.tmp"
+    torch.save(new, tmp)
+    tmp.replace(folder / f"shard-{name}.pt")  # atomic: a shard is whole or absent
 
 
 class _Stop(Exception):
@@ -92,9 +156,10 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int) -
     each, from the cache where a prompt was seen before, else computed without gradients."""
     import torch
 
-    key = (str(clf._param("model")), start, clf.bf16_)
+    key = (str(clf._param("model")), start, clf.bf16_, clf._param("state_cache"))
     if _STATES["key"] != key:
-        _STATES.update(key=key, states={})
+        folder = _disk_folder(clf, start)
+        _STATES.update(key=key, states=_load_shards(folder), folder=folder)
     cache = _STATES["states"]
     todo = sorted({tuple(p) for p in prefixes if tuple(p) not in cache}, key=len)
     _, decoder = decoder_of(clf.model_)
@@ -107,6 +172,7 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int) -
     hook = decoder.layers[start].register_forward_pre_hook(capture, with_kwargs=True)
     size = clf._param("score_batch")
     stored = torch.bfloat16 if clf.bf16_ else torch.float32
+    new = {}
     try:
         with torch.inference_mode():
             for at in progress(range(0, len(todo), size), desc=f"states entering layer {start}", unit="batch",
@@ -120,9 +186,13 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int) -
                         pass
                 hidden = captured.pop("h")
                 for b, tokens in enumerate(batch):
-                    cache[tokens] = hidden[b, :len(tokens)].to("cpu", stored).clone()
+                    new[tokens] = cache[tokens] = hidden[b, :len(tokens)].to("cpu", stored).clone()
+                if len(new) >= 512:  # an interrupted pass keeps what it computed
+                    _save_shard(_STATES["folder"], new)
+                    new = {}
     finally:
         hook.remove()
+        _save_shard(_STATES["folder"], new)
     clf.states_computed_ = getattr(clf, "states_computed_", 0) + len(todo)
     clf.states_reused_ = getattr(clf, "states_reused_", 0) + len(prefixes) - len(todo)
     return [cache[tuple(p)] for p in prefixes]
