@@ -300,7 +300,7 @@ def fit_head(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
             tokens = sum(len(states[i]) for i in batch)
             pending.append((loss.detach(), scheduler.get_last_lr()[0], tokens, time.perf_counter() - trained_at))
             if step % 10 == 0 or step == total:
-                bar.set_postfix(loss=f"{float(loss):.3f}")
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
     bar.close()
     clf.model_.eval()
     clf.train_seconds_ = time.perf_counter() - trained_at
