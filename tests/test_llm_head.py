@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from emoreg.errors import EmoregError
-from emoreg.models import load_model, make_model
-from emoreg.models import llm_head
+from emoreg.models import llm_head, load_model, make_model
 from emoreg.prompts import PromptConfig
 from emoreg.tasks import DEEP_SHAME
 
@@ -136,3 +135,15 @@ def test_states_persist_on_disk_for_the_next_process(tiny_llama, toy_split, tmp_
     assert memory_only.states_computed_ > 0  # state_cache false: nothing read from disk
     other_layer = head_model(tiny_llama, tune_layers=2, epochs=1).fit(train)  # another layer, another folder
     assert other_layer.states_computed_ > 0 and len(list((tmp_path / "states").iterdir())) == 2
+
+
+def test_the_state_cache_stays_bounded(tiny_llama, toy_split, monkeypatch):
+    """A long-lived process (the live service) keeps at most MAX_CACHED prompts; the rest are
+    computed, used and dropped, with the same predictions."""
+    train, test = toy_split
+    model = head_model(tiny_llama, tune_layers=1, epochs=1, state_cache=False).fit(train)
+    reference = model.predict_proba(test)
+    monkeypatch.setattr(llm_head, "MAX_CACHED", 3)
+    llm_head._STATES["states"].clear()
+    assert np.allclose(model.predict_proba(test), reference, atol=1e-6)
+    assert len(llm_head._STATES["states"]) == 3 and model.states_computed_ > len(train)

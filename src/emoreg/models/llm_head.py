@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _STATES: dict = {"key": None, "states": {}, "folder": None}  # per process: one model/layer/dtype at a time
 HEAD_FILE = "head.safetensors"
+MAX_CACHED = 20_000  # prompts kept (~2.7 GB in bf16 at ~120 tokens); past it, states are computed and dropped
 
 
 def state_cache_dir():
@@ -172,7 +173,7 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int) -
     hook = decoder.layers[start].register_forward_pre_hook(capture, with_kwargs=True)
     size = clf._param("score_batch")
     stored = torch.bfloat16 if clf.bf16_ else torch.float32
-    new = {}
+    new, overflow = {}, {}
     try:
         with torch.inference_mode():
             for at in progress(range(0, len(todo), size), desc=f"states entering layer {start}", unit="batch",
@@ -186,7 +187,11 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int) -
                         pass
                 hidden = captured.pop("h")
                 for b, tokens in enumerate(batch):
-                    new[tokens] = cache[tokens] = hidden[b, :len(tokens)].to("cpu", stored).clone()
+                    state = hidden[b, :len(tokens)].to("cpu", stored).clone()
+                    if len(cache) < MAX_CACHED:  # a long-lived process (the service) stays bounded
+                        new[tokens] = cache[tokens] = state
+                    else:
+                        overflow[tokens] = state
                 if len(new) >= 512:  # an interrupted pass keeps what it computed
                     _save_shard(_STATES["folder"], new)
                     new = {}
@@ -195,7 +200,7 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int) -
         _save_shard(_STATES["folder"], new)
     clf.states_computed_ = getattr(clf, "states_computed_", 0) + len(todo)
     clf.states_reused_ = getattr(clf, "states_reused_", 0) + len(prefixes) - len(todo)
-    return [cache[tuple(p)] for p in prefixes]
+    return [cache[tuple(p)] if tuple(p) in cache else overflow[tuple(p)] for p in prefixes]
 
 
 def _logits(clf: LlmClassifier, states: list, start: int):
