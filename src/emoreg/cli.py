@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="folder for report.md and the figures")
     p.add_argument("--finished-folds", action="store_true",
                    help="interim report of runs still in progress: compare them on the folds all have finished")
+    p.add_argument("--members", action="store_true",
+                   help="also report each member of an ensemble run as a run of its own (the same fits)")
 
     p = sub.add_parser("import", help="segments from OpenFace/py-feat, Whisper/SRT/VTT/ELAN, NOVA, CSV tables")
     p.add_argument("--config", type=Path, required=True, help="import YAML (see examples/import/import.yaml)")
@@ -320,7 +322,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
-    path = write_report(args.runs, args.out, finished_folds=args.finished_folds)
+    path = write_report(args.runs, args.out, finished_folds=args.finished_folds, members=args.members)
     print(path.resolve())
     return 0
 

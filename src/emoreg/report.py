@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from .atomic import atomic_write_text, save_figure
 from .errors import EmoregError
@@ -216,8 +217,21 @@ def plot_losses(runs: Sequence[Run], path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
-def write_report(run_paths: Sequence[str | Path], out: str | Path, finished_folds: bool = False) -> Path:
-    """``finished_folds``: an interim report of runs still in progress, on the folds all have finished."""
+def write_report(run_paths: Sequence[str | Path], out: str | Path, finished_folds: bool = False,
+                 members: bool = False) -> Path:
+    """``finished_folds``: an interim report of runs still in progress, on the folds all have finished.
+    ``members``: each member of an ensemble run is reported too, right after it, as a run of its own
+    (written under ``out/members/``, from the member probabilities of the same fits)."""
+    if members:
+        from .evaluation.members import split_run
+
+        expanded: list[str | Path] = []
+        for path in run_paths:
+            expanded.append(path)
+            config_file = Path(path) / "config.yaml"
+            if config_file.is_file() and (yaml.safe_load(config_file.read_text()) or {}).get("model") == "ensemble":
+                expanded += split_run(Path(path), Path(out) / "members" / Path(path).name)
+        run_paths = expanded
     runs = load_partial_runs(list(run_paths)) if finished_folds else [load_run(p) for p in run_paths]
     if len({tuple(r.labels) for r in runs}) > 1:
         raise EmoregError("the runs use different label sets; report runs of one task together")

@@ -13,12 +13,14 @@ from .base import Classifier, NotFittedError, SegmentClassifier
 from .bayesnet import BayesNet
 from .chance import Majority, StratifiedRandom
 from .embedding import EmbeddingLogReg
+from .ensemble import Ensemble
 from .llm import LlmClassifier
 from .llm_features import LlmFeatures
 from .tfidf import TfidfLogReg
 
 MODELS: dict[str, type[SegmentClassifier]] = {
-    cls.name: cls for cls in (Majority, StratifiedRandom, TfidfLogReg, EmbeddingLogReg, BayesNet, LlmClassifier, LlmFeatures)
+    cls.name: cls for cls in (Majority, StratifiedRandom, TfidfLogReg, EmbeddingLogReg, BayesNet, LlmClassifier,
+                              LlmFeatures, Ensemble)
 }
 
 

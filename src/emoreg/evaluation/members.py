@@ -1,0 +1,56 @@
+"""The members of an ensemble run as runs of their own.
+
+``model: ensemble`` keeps each member's test probabilities in the fold metadata
+(``member_proba``); ``split_run`` turns them into one run folder per member, so reports compare
+the members with the ensemble, and with each other, on exactly the fits the ensemble averaged
+(``emoreg report RUN --members``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ..errors import EmoregError
+from ..runs import read_json, read_jsonl, write_json, write_jsonl
+from .runner import finished_folds, fold_path, fold_results
+
+
+def split_run(run: Path, out: Path) -> list[Path]:
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    if config.get("model") != "ensemble":
+        raise EmoregError(f"{run} is a run of {config.get('model')!r}, not of an ensemble")
+    folds = finished_folds(run)
+    metas = {k: read_json(fold_path(run, k, ".meta.json"))["model"] for k in folds}
+    names = list(metas[folds[0]]["member_proba"])
+    made = []
+    for i, name in enumerate(names):
+        spec = config["params"]["members"][i]
+        target = out / name
+        (target / "folds").mkdir(parents=True, exist_ok=True)
+        member_config = {k: v for k, v in config.items() if k not in ("model", "params", "name")}
+        member_config |= {"name": f"{config.get('name') or run.name}:{name}", "model": spec["model"],
+                          "params": spec.get("params") or {}}
+        (target / "config.yaml").write_text(yaml.safe_dump(member_config, sort_keys=False))
+        for file in ("data.json", "folds.json", "environment.json"):
+            if (run / file).is_file():
+                shutil.copy(run / file, target / file)
+        for k in folds:
+            rows = read_jsonl(fold_path(run, k))
+            proba = np.array(metas[k]["member_proba"][name])
+            labels = list(rows[0]["proba"])
+            write_jsonl(fold_path(target, k), [r | {"predicted": labels[int(np.argmax(p))],
+                                                     "proba": dict(zip(labels, map(float, p)))}
+                                                for r, p in zip(rows, proba)])
+            write_json(fold_path(target, k, ".meta.json"), {"model": metas[k]["members"][name]})
+        rows, metrics = fold_results(target, folds, None, config.get("seed", 0),
+                                     read_json(run / "metrics.json").get("folds_in_split", len(folds)))
+        write_jsonl(target / "predictions.jsonl", rows)
+        write_json(target / "metrics.json", metrics)
+        made.append(target)
+    return made
+
+
