@@ -147,3 +147,25 @@ def test_the_state_cache_stays_bounded(tiny_llama, toy_split, monkeypatch):
     llm_head._STATES["states"].clear()
     assert np.allclose(model.predict_proba(test), reference, atol=1e-6)
     assert len(llm_head._STATES["states"]) == 3 and model.states_computed_ > len(train)
+
+
+def test_labels_of_very_different_lengths_are_learned_alike(tiny_llama, toy_split):
+    """A task mixing a one-letter label with a seven-word one: one logit each, so the long label is
+    predicted as readily as the short (the label scorer sums one log-probability per token)."""
+    from dataclasses import replace
+
+    from emoreg.tasks import Task
+
+    names = {"Withdrawal": "Affirmation and Reassurance of the Other Person", "Rest": "Q",
+             "Attack Other": "Attack Other"}
+    task = Task(name="lengths", labels=tuple(names.values()),
+                definitions={v: f"{v}." for v in names.values()})
+    train, test = ([replace(s, label=names[s.label]) for s in part] for part in toy_split)
+    model = make_model("llm", task, PromptConfig(sources=("utterance",), template="emoreg-v1-compact"), seed=0,
+                       params={"model": tiny_llama, "head": "classify", "tune_layers": 1, "epochs": 10,
+                               "lr": 1e-2, "system": None, "dtype": "fp32", "state_cache": False})
+    model.fit(train)
+    assert [len(ids) for ids in model.label_ids_][:2] == [8, 2]  # 7 words + end of turn, 1 letter + end
+    predicted = model.predict(test)
+    assert set(predicted) == set(task.labels)
+    assert np.mean([p == s.label for p, s in zip(predicted, test)]) == 1.0
