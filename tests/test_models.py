@@ -16,6 +16,8 @@ CASES = {
     "llm": None,  # tests/test_llm.py (needs the tiny Llama fixture)
     "llm-features": None,  # tests/test_llm.py
     "bayesnet": {"structure": "naive"},
+    "ensemble": {"members": [{"model": "tfidf", "params": {"text": "prompt", "min_df": 1}}, {"model": "majority"}]},
+    "encoder-ft": {"epochs": 1, "max_length": 32},
 }
 
 

@@ -75,6 +75,7 @@ class FinetunedEncoder(SegmentClassifier):
             optimizer, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
         generator = torch.Generator().manual_seed(self.seed)
         target = torch.as_tensor(y, dtype=torch.long)
+        self.unseen_ = [k for k in range(len(self.task.labels)) if counts[k] == 0]  # get no probability
         self.history_ = []
         self.encoder_.train()
         bar = progress(total=total, desc=f"encoder fine-tuning ({len(texts)} texts)", unit="step", leave=False)
@@ -103,7 +104,9 @@ class FinetunedEncoder(SegmentClassifier):
         out = []
         with torch.inference_mode():
             for at in range(0, len(texts), 64):
-                out.append(torch.softmax(self.head_(self._pooled(texts[at:at + 64])), -1).numpy())
+                logits = self.head_(self._pooled(texts[at:at + 64]))
+                logits[:, self.unseen_] = -torch.inf
+                out.append(torch.softmax(logits, -1).numpy())
         return np.concatenate(out)
 
     def describe(self):

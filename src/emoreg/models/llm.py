@@ -636,6 +636,7 @@ class LlmClassifier(SegmentClassifier):
             "task": state["task"] | {"labels": list(self.task.labels)},
             "prompt": state["prompt"] | {"sources": list(self.prompt.sources)},
             "history": getattr(self, "history_", []), "n_train": getattr(self, "n_train_", None),
+            "unseen_labels": getattr(self, "unseen_", []),  # head classify: labels absent from training
         }, indent=2) + "\n")
         return folder
 
@@ -654,6 +655,7 @@ class LlmClassifier(SegmentClassifier):
         model.labels_ = tuple(spec["labels"])
         model.history_ = spec.get("history", [])
         model.n_train_ = spec.get("n_train")
+        model.unseen_ = spec.get("unseen_labels", [])
         return model
 
     def __getstate__(self) -> dict[str, Any]:

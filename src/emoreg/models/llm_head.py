@@ -263,6 +263,7 @@ def fit_head(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
         raise EmoregError("llm: head classify predicts from its label head; set decode to score (the default)")
     start = first_tuned(clf.model_, clf._param("tune_layers"))
     clf.first_tuned_ = start
+    clf.unseen_ = sorted(set(range(len(clf.task.labels))) - set(np.asarray(y).tolist()))  # get no probability
     clf.head_ = make_head(clf)
     began = time.perf_counter()
     states = entering_states(clf, prefixes, start)
@@ -324,7 +325,9 @@ def predict_head(clf: LlmClassifier, prefixes: list[list[int]]) -> np.ndarray:
     with torch.inference_mode():
         for at in progress(range(0, len(order), size), desc="scoring (head)", unit="batch", leave=False):
             idx = order[at:at + size]
-            out[idx] = torch.softmax(_logits(clf, [states[i] for i in idx], start), -1).cpu().numpy()
+            logits = _logits(clf, [states[i] for i in idx], start)
+            logits[:, getattr(clf, "unseen_", [])] = -torch.inf
+            out[idx] = torch.softmax(logits, -1).cpu().numpy()
     return out
 
 
