@@ -69,9 +69,14 @@ def _p(value: float) -> str:
     return "<0.0001" if value < 0.0001 else f"{value:.4f}"
 
 
+def _fold_metas(run: Run) -> list[dict]:
+    """Every fold's metadata in the run folder (what each fold's model described of itself)."""
+    return [json.loads(p.read_text()) for p in sorted((run.path / "folds").glob("fold-*.meta.json"))]
+
+
 def _model_notes(run: Run) -> list[str]:
     """What the fold models looked like (e.g. a Bayesian network's variables and edges)."""
-    metas = [json.loads(p.read_text()) for p in sorted((run.path / "folds").glob("fold-*.meta.json"))]
+    metas = _fold_metas(run)
     models = [m.get("model") or {} for m in metas]
     if not models or not any("edges" in m for m in models):
         return []
@@ -86,7 +91,7 @@ def _model_notes(run: Run) -> list[str]:
 def numeric_path(run: Run) -> str | None:
     """The dtype the run's models trained and scored in (None for models without one), with the
     CPU flags that decided it: "bf16 (avx512_bf16)", "fp32 (CPU without fast bf16)", "mixed: ..."."""
-    metas = [json.loads(p.read_text()) for p in sorted((run.path / "folds").glob("fold-*.meta.json"))]
+    metas = _fold_metas(run)
     dtypes = sorted({(m.get("model") or {}).get("dtype") for m in metas} - {None})
     if not dtypes:
         return None

@@ -106,6 +106,24 @@ class SegmentClassifier:
     def load(cls, folder: str | Path) -> SegmentClassifier:
         return joblib.load(Path(folder) / "model.joblib")
 
+    def _write_spec(self, folder: Path, **extra: Any) -> None:
+        """``model.json`` for models saved as files of their own (not one joblib): kind, parameters,
+        seed, label order, task and prompt config as plain fields, and ``extra``."""
+        state = SegmentClassifier.__getstate__(self)
+        atomic_write_text(folder / "model.json", json.dumps({
+            "model": self.name, "params": self.params, "seed": self.seed, "labels": list(self.labels_),
+            "task": state["task"] | {"labels": list(self.task.labels)},
+            "prompt": state["prompt"] | {"sources": list(self.prompt.sources)}, **extra,
+        }, indent=2) + "\n")
+
+    @classmethod
+    def _from_spec(cls, folder: Path) -> tuple[SegmentClassifier, dict[str, Any]]:
+        """A fresh model from the ``model.json`` that ``_write_spec`` wrote, and that spec."""
+        spec = json.loads((folder / "model.json").read_text())
+        task = Task(**{**spec["task"], "labels": tuple(spec["task"]["labels"])})
+        model = cls(task=task, prompt=PromptConfig(**spec["prompt"]), seed=spec["seed"], **spec["params"])
+        return model, spec
+
     def __getstate__(self) -> dict[str, Any]:
         """Pickle-friendly state: the task and prompt config as plain fields."""
         state = dict(self.__dict__)

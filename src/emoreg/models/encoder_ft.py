@@ -24,6 +24,7 @@ from ..errors import EmoregError
 from ..progress import progress
 from .base import NotFittedError, SegmentClassifier
 from .embedding import encoder_path
+from .llm import warmup_linear_schedule
 
 
 class FinetunedEncoder(SegmentClassifier):
@@ -70,9 +71,7 @@ class FinetunedEncoder(SegmentClassifier):
         optimizer = torch.optim.AdamW(params, lr=self._param("lr"), weight_decay=self._param("weight_decay"))
         size, epochs = self._param("batch_size"), self._param("epochs")
         total = math.ceil(len(texts) / size) * epochs
-        warm = max(1, int(self._param("warmup") * total))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
+        scheduler = warmup_linear_schedule(optimizer, total, self._param("warmup"))
         generator = torch.Generator().manual_seed(self.seed)
         target = torch.as_tensor(y, dtype=torch.long)
         self.unseen_ = [k for k in range(len(self.task.labels)) if counts[k] == 0]  # get no probability

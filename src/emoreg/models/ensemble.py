@@ -16,16 +16,12 @@ ensemble's (``benchmarks/ensemble_members.py``).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_write_text
 from ..errors import EmoregError
-from ..prompts import PromptConfig
-from ..tasks import Task
 from .base import NotFittedError, SegmentClassifier
 
 
@@ -120,12 +116,7 @@ class Ensemble(SegmentClassifier):
         folder = Path(folder)
         for spec, member in zip(self.specs_, self.members_):
             member.save(folder / "members" / spec["name"])
-        state = self.__getstate__()
-        atomic_write_text(folder / "model.json", json.dumps({
-            "model": self.name, "params": self.params, "seed": self.seed, "labels": list(self.labels_),
-            "task": state["task"] | {"labels": list(self.task.labels)},
-            "prompt": state["prompt"] | {"sources": list(self.prompt.sources)},
-        }, indent=2) + "\n")
+        self._write_spec(folder)
         return folder
 
     @classmethod
@@ -133,9 +124,7 @@ class Ensemble(SegmentClassifier):
         from . import load_model
 
         folder = Path(folder)
-        spec = json.loads((folder / "model.json").read_text())
-        task = Task(**{**spec["task"], "labels": tuple(spec["task"]["labels"])})
-        model = cls(task=task, prompt=PromptConfig(**spec["prompt"]), seed=spec["seed"], **spec["params"])
+        model, spec = cls._from_spec(folder)
         model.specs_ = _check_members(model._param("members"), model._param("weights"))
         model.members_ = [load_model(folder / "members" / s["name"]) for s in model.specs_]
         model.labels_ = tuple(spec["labels"])

@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -30,11 +29,9 @@ from typing import Any
 import numpy as np
 
 from .. import distributed
-from ..atomic import atomic_write_text
 from ..errors import EmoregError
 from ..progress import progress
-from ..prompts import PromptConfig, render_prompt
-from ..tasks import Task
+from ..prompts import render_prompt
 from .base import NotFittedError, SegmentClassifier
 from .llm_loading import load_base
 
@@ -84,6 +81,15 @@ def numerics() -> dict[str, Any]:
     return {"device": device.type, "cpu_bf16_flags": cpu_bf16_flags(), "bf16_fast": bf16_fast(device),
             "auto_dtype": resolve_dtype("auto", device), "torch_threads": torch.get_num_threads(),
             "cuda_device": torch.cuda.get_device_name(0) if cuda else None}
+
+
+def warmup_linear_schedule(optimizer, total: int, warmup: float):
+    """Linear warm-up over the first ``warmup`` share of ``total`` steps, then linear decay to zero."""
+    import torch
+
+    warm = max(1, int(warmup * total))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min((step + 1) / warm, max(0.0, (total - step) / max(1, total - warm))))
 
 
 class LlmClassifier(SegmentClassifier):
@@ -272,9 +278,7 @@ class LlmClassifier(SegmentClassifier):
         params = [p for p in self.model_.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self._param("lr"), weight_decay=self._param("weight_decay"),
                                       fused=self.device_.type == "cuda")
-        warm = max(1, int(self._param("warmup") * total))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: min((step + 1) / warm, max(0.0, (total - step) / max(1, total - warm))))
+        scheduler = warmup_linear_schedule(optimizer, total, self._param("warmup"))
         answer = _answer_logits_module(self.model_, self._logits)
         world, rank = distributed.world_size(), distributed.rank()
         if world > 1:  # DDP through Accelerate: gradients are averaged over the processes in backward
@@ -630,22 +634,14 @@ class LlmClassifier(SegmentClassifier):
             save_head(self, folder)
         if not (self._param("head") == "classify" and self._param("tune") == "full"):
             self.model_.save_pretrained(str(folder / "adapter"))  # standard PEFT format
-        state = self.__getstate__()  # task and prompt config as plain fields
-        atomic_write_text(folder / "model.json", json.dumps({
-            "model": self.name, "params": self.params, "seed": self.seed, "labels": list(self.labels_),
-            "task": state["task"] | {"labels": list(self.task.labels)},
-            "prompt": state["prompt"] | {"sources": list(self.prompt.sources)},
-            "history": getattr(self, "history_", []), "n_train": getattr(self, "n_train_", None),
-            "unseen_labels": getattr(self, "unseen_", []),  # head classify: labels absent from training
-        }, indent=2) + "\n")
+        self._write_spec(folder, history=getattr(self, "history_", []), n_train=getattr(self, "n_train_", None),
+                         unseen_labels=getattr(self, "unseen_", []))  # head classify: labels absent from training
         return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> LlmClassifier:
         folder = Path(folder)
-        spec = json.loads((folder / "model.json").read_text())
-        task = Task(**{**spec["task"], "labels": tuple(spec["task"]["labels"])})
-        model = cls(task=task, prompt=PromptConfig(**spec["prompt"]), seed=spec["seed"], **spec["params"])
+        model, spec = cls._from_spec(folder)
         model._setup()
         model._load(adapter=folder / "adapter")
         if model._param("head") == "classify":

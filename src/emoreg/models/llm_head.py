@@ -259,6 +259,8 @@ def fit_head(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
     """Train the head (and the tuned layers) on the training prompts; fills ``clf.history_``."""
     import torch
 
+    from .llm import warmup_linear_schedule
+
     if clf._param("decode") != "score":
         raise EmoregError("llm: head classify predicts from its label head; set decode to score (the default)")
     start = first_tuned(clf.model_, clf._param("tune_layers"))
@@ -280,9 +282,7 @@ def fit_head(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
                                   fused=clf.device_.type == "cuda")
     size = clf._param("batch_size")
     total = math.ceil(len(prefixes) / size) * epochs
-    warm = max(1, int(clf._param("warmup") * total))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min((step + 1) / warm, max(0.0, (total - step) / max(1, total - warm))))
+    scheduler = warmup_linear_schedule(optimizer, total, clf._param("warmup"))
     generator = torch.Generator().manual_seed(clf.seed)
     torch.manual_seed(clf.seed)  # dropout masks
     target = torch.as_tensor(y, dtype=torch.long, device=clf.device_)
