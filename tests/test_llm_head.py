@@ -109,12 +109,38 @@ def test_head_init_labels_starts_as_the_label_token_softmax(tiny_llama, toy_spli
     assert np.allclose(model.predict_proba(test[:1])[0], torch.softmax(restricted, -1).numpy(), atol=1e-5)
 
 
+def test_layers_truncates_the_decoder_and_the_head_reads_that_layer(tiny_llama, toy_split, tmp_path):
+    """layers: 1 of the tiny Llama's 2: the untrained head sees the final norm of the state after
+    layer 0, the same state the whole model computes there; the truncation survives a reload."""
+    train, test = toy_split
+    model = head_model(tiny_llama, layers=1, epochs=0).fit(train)
+    assert len(llm_head.decoder_of(model.model_)[1].layers) == 1 and model.describe()["layers"] == 1
+    whole = head_model(tiny_llama, epochs=0).fit(train)  # the untruncated model, same frozen weights
+    prefix = model._prefix_ids(test[0])
+    with torch.inference_mode():
+        after_first = whole.model_(input_ids=torch.tensor([prefix]), output_hidden_states=True).hidden_states[1]
+        decoder = llm_head.decoder_of(whole.model_)[1]
+        logits = model.head_(decoder.norm(after_first)[0, -1].float())
+        logits[model.unseen_] = -torch.inf
+    assert np.allclose(model.predict_proba(test[:1])[0], torch.softmax(logits, -1).numpy(), atol=1e-5)
+    assert not np.allclose(model.predict_proba(test[:1]), whole.predict_proba(test[:1]), atol=1e-3)
+    trained = head_model(tiny_llama, layers=1, tune_layers=1, tune="full", epochs=2, lr=3e-3).fit(train)
+    trained.save(tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    assert len(llm_head.decoder_of(again.model_)[1].layers) == 1
+    assert np.allclose(again.predict_proba(test), trained.predict_proba(test), atol=1e-6)
+
+
 @pytest.mark.parametrize("params, message", [
     ({"tune": "full", "head": "lm"}, "tune full (every weight of the tuned layers) needs head: classify"),
     ({"tune_layers": 0}, "tune_layers must be a whole number of layers (1 or more) or null, got 0"),
     ({"tune_layers": 5}, "tune_layers must be between 1 and 2 (this model's layers), got 5"),
     ({"head": "mlp"}, "head must be lm or classify, got 'mlp'"),
     ({"decode": "generate"}, "head classify predicts from its label head; set decode to score"),
+    ({"layers": 3}, "layers must be between 1 and 2 (this model's layers), got 3"),
+    ({"layers": 0}, "layers must be a whole number of layers (1 or more) or null, got 0"),
+    ({"layers": 1, "tune_layers": 2}, "tune_layers (2) cannot exceed layers (1)"),
+    ({"layers": 1, "head": "lm"}, "layers (a truncated decoder) needs head: classify"),
 ])
 def test_bad_head_settings_are_clear_errors(tiny_llama, toy_split, params, message):
     with pytest.raises(EmoregError, match=message.replace("(", "\\(").replace(")", "\\)")):

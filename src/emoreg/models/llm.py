@@ -119,6 +119,9 @@ class LlmClassifier(SegmentClassifier):
     tune_layers: train only the top K decoder layers (null: all). With head classify the states
     entering them are computed once per prompt and cached; with head lm LoRA goes on those layers.
     tune: lora (default) or full (every weight of the tuned layers; head classify only).
+    layers: use only the first N decoder layers (null: all); head classify only. The head then
+    reads the state after layer N (through the final norm), and every pass costs N/L of the
+    whole model's; the layers above N are dropped from memory.
     head_init: labels (the output rows of each label's first answer token) or zeros.
     state_cache: keep the cached states of head classify on disk too (true) or in memory only.
     checkpoint_minutes: when ``checkpoint_dir`` is set (the runner sets it per fold), the training
@@ -134,6 +137,7 @@ class LlmClassifier(SegmentClassifier):
         "quantize_4bit": False, "decode": "score", "score_batch": 8, "system": DEFAULT_SYSTEM,
         "trainer": "emoreg", "checkpoint_minutes": 10, "answer_loss": "mean", "answer_prefix": "",
         "head": "lm", "tune_layers": None, "tune": "lora", "head_init": "labels", "state_cache": True,
+        "layers": None,
     }
     checkpoint_dir: Path | None = None  # set by the runner: where an interrupted fit resumes from
 
@@ -169,6 +173,15 @@ class LlmClassifier(SegmentClassifier):
         k = self._param("tune_layers")
         if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
             raise EmoregError(f"llm: tune_layers must be a whole number of layers (1 or more) or null, got {k!r}")
+        n = self._param("layers")
+        if n is not None:
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise EmoregError(f"llm: layers must be a whole number of layers (1 or more) or null, got {n!r}")
+            if self._param("head") != "classify":
+                raise EmoregError("llm: layers (a truncated decoder) needs head: classify; the language-model "
+                                  "head reads the last layer")
+            if k is not None and k > n:
+                raise EmoregError(f"llm: tune_layers ({k}) cannot exceed layers ({n})")
         if self._param("head") == "classify":
             if distributed.world_size() > 1:
                 raise EmoregError("llm: head classify trains in one process; run it without --processes")
@@ -192,6 +205,10 @@ class LlmClassifier(SegmentClassifier):
             base.to(self.device_)
         self.tokenizer_ = tokenizer
         classify = self._param("head") == "classify"
+        if classify and self._param("layers") is not None:
+            from .llm_head import truncate
+
+            truncate(base, self._param("layers"))
         if classify and self._param("tune") == "full":
             self.model_ = base  # no adapter: the tuned layers' own weights are trained
             self.model_.eval()
@@ -611,7 +628,8 @@ class LlmClassifier(SegmentClassifier):
         """With head classify: where tuning starts, and what the state cache saved."""
         if self._param("head") != "classify":
             return {}
-        return {"head": "classify", "first_tuned_layer": getattr(self, "first_tuned_", None),
+        return {"head": "classify", "layers": self._param("layers"),
+                "first_tuned_layer": getattr(self, "first_tuned_", None),
                 "states_computed": getattr(self, "states_computed_", 0),
                 "states_reused": getattr(self, "states_reused_", 0),
                 "states_seconds": getattr(self, "states_seconds_", None),

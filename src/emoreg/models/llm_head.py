@@ -114,6 +114,20 @@ def decoder_of(model):
     return base, decoder
 
 
+def truncate(model, n: int) -> None:
+    """Keep only the first ``n`` decoder layers (``layers: n``); the final norm and the head follow
+    layer ``n``. The states entering any kept layer are those of the whole model, so the state
+    cache stays valid."""
+    _, decoder = decoder_of(model)
+    total = len(decoder.layers)
+    if not 1 <= n <= total:
+        raise EmoregError(f"llm: layers must be between 1 and {total} (this model's layers), got {n}")
+    decoder.layers = decoder.layers[:n]
+    model.config.num_hidden_layers = n
+    if isinstance(getattr(model.config, "layer_types", None), list):
+        model.config.layer_types = model.config.layer_types[:n]
+
+
 def first_tuned(model, tune_layers: int | None) -> int:
     """Index of the first tuned layer for ``tune_layers`` (None: every layer, index 0)."""
     n = len(decoder_of(model)[1].layers)
