@@ -98,3 +98,40 @@ def test_a_real_tokenizer_counter_can_be_passed():
     prompt = render_prompt(seg, DEEP_SHAME, PromptConfig(max_tokens=1600), count_tokens=count_chars)
     assert prompt.n_tokens == len(prompt.text) <= 1600 and prompt.dropped_turns > 0
     assert approx_token_count("Hello, world!") == 4
+
+
+@pytest.mark.parametrize("n_turns", [2, 3, 7, 30, 64])
+def test_the_budget_search_drops_exactly_the_fewest_turns(n_turns):
+    """Against a brute-force scan over every number of dropped turns, for budgets from 'nothing
+    fits' to 'everything fits'."""
+    seg = _segment(n_turns=n_turns)
+    unbounded = render_prompt(seg, DEEP_SHAME, PromptConfig(max_tokens=None)).n_tokens
+    for budget in range(16, unbounded + 5, max(1, unbounded // 25)):
+        config = PromptConfig(max_tokens=budget)
+        got = render_prompt(seg, DEEP_SHAME, config)
+        fits = [d for d in range(n_turns) if _tokens_with_dropped(seg, config, d) <= budget]
+        expected = min(fits) if fits else n_turns - 1
+        assert got.dropped_turns == expected, (budget, got.dropped_turns, expected)
+        assert got.over_budget == (not fits)
+
+
+def _tokens_with_dropped(seg, config, dropped):
+    from emoreg.prompts import _render
+
+    return approx_token_count(_render(seg, DEEP_SHAME, config, dropped)[0])
+
+
+def test_the_budget_search_reads_what_fits_not_the_whole_history():
+    """A live session's history grows without end; building its prompt must not count it all."""
+    counted = []
+
+    def count(text):
+        counted.append(len(text))
+        return approx_token_count(text)
+
+    short = render_prompt(_segment(n_turns=40), DEEP_SHAME, PromptConfig(max_tokens=400), count_tokens=count)
+    assert short.dropped_turns > 0 and not short.over_budget
+    short_cost, counted[:] = sum(counted), []
+    long = render_prompt(_segment(n_turns=4000), DEEP_SHAME, PromptConfig(max_tokens=400), count_tokens=count)
+    assert long.n_tokens <= 400 and not long.over_budget and long.dropped_turns > 3900
+    assert sum(counted) < 2 * short_cost  # 100x the history, under 2x the text counted

@@ -152,6 +152,48 @@ def test_bad_inputs_get_4xx_with_the_field(server):
         assert c.get("/sessions").status_code == 403  # no token: sessions are not listed
 
 
+def test_hostile_bodies_get_422_or_413_naming_the_place_and_store_nothing(server):
+    """Counted as they stream (chunked bodies too); non-finite numbers, lone surrogates, huge
+    integers and deep nesting are refused before any endpoint, and nothing reaches the store."""
+    with server.client() as c:
+        sid = c.post("/sessions", json={}).json()["session_id"]
+        url = f"/sessions/{sid}/segments"
+
+        def chunks(total, size=65_536):
+            yield b'{"turns": [{"speaker": "A", "text": "'
+            for _ in range(total // size):
+                yield b"x" * size
+            yield b'"}]}'
+
+        for total in (2_000_000, 20_000_000):
+            r = c.post(url, content=chunks(total), headers={"content-type": "application/json"})
+            assert r.status_code == 413 and "over 1000000 bytes" in r.json()["detail"], r.text
+        raw = [
+            (b'{"start_s": NaN}', ["body", "start_s"], "NaN is not a number"),
+            (b'{"start_s": 1e999}', ["body", "start_s"], "infinite number"),
+            (b'{"features": {"au12": Infinity}}', ["body", "features", "au12"], "infinite number"),
+            (b'{"events": [{"behaviour": "smile", "start_s": 0, "end_s": 1, "intensity": -Infinity}]}',
+             ["body", "events", 0, "intensity"], "infinite number"),
+            (b'{"turns": [{"speaker": "A", "text": "hi \ud800"}]}', ["body", "turns", 0, "text"], "lone UTF-16 surrogate"),
+            (b'{"start_s": ' + b"9" * 400 + b"}", ["body", "start_s"], "integer of 400 digits"),
+            (b'{"turns": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", ["body"], "nested more than 32 levels"),
+            (b'{"turns": [{"speaker": "A", "text": "caf\xe9"}]}', ["body"], "not UTF-8"),  # Latin-1, not UTF-8
+        ]
+        for body, loc, message in raw:
+            r = c.post(url, content=body, headers={"content-type": "application/json"})
+            assert r.status_code == 422, (body[:60], r.status_code, r.text[:300])
+            detail = r.json()["detail"][0]
+            assert detail["loc"] == loc and message in detail["msg"], (body[:60], detail)
+        person = c.post("/sessions", content=b'{"person": {"age": NaN}}', headers={"content-type": "application/json"})
+        assert person.status_code == 422 and person.json()["detail"][0]["loc"] == ["body", "person", "age"]
+        batch = c.post("/classify", content=b'{"segments": [{"segment_id": "\udc00", "subject_id": "s", '
+                                            b'"session_id": "s"}]}', headers={"content-type": "application/json"})
+        assert batch.status_code == 422 and batch.json()["detail"][0]["loc"] == ["body", "segments", 0, "segment_id"]
+        assert c.get("/sessions/%ff/timeline").status_code == 404
+        assert c.get(f"/sessions/{sid}/timeline").json()["segments"] == []  # nothing was stored
+        assert c.post(url, json={"turns": TURNS}).status_code == 200  # and the session still works
+
+
 def test_auth_on(model_dir, tmp_path):
     server = Server(model_dir, tmp_path / "s.sqlite", token="s3cret").start()
     try:
@@ -173,24 +215,88 @@ def chromium_available() -> bool:
     return bool(shutil.which("chromium") and shutil.which("chromedriver"))
 
 
-@pytest.mark.skipif(not chromium_available() and os.environ.get("CI", "").lower() != "true",
-                    reason="needs Debian's chromium and chromium-driver (make test installs them where it can)")
-def test_page_shows_the_band_updating_in_headless_chromium(server):
+needs_chromium = pytest.mark.skipif(not chromium_available() and os.environ.get("CI", "").lower() != "true",
+                                    reason="needs Debian's chromium and chromium-driver (make test installs them "
+                                           "where it can)")
+
+
+def headless_chromium():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    with server.client() as c:
-        sid = c.post("/sessions", json={"context": "A job interview."}).json()["session_id"]
-        c.post(f"/sessions/{sid}/segments", json={"turns": TURNS})
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--window-size=1000,500"):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+HOSTILE = ['<img src=x onerror="window.pwned=1">', 'Rest</span><script>window.pwned=2</script>']
+
+
+@pytest.fixture(scope="module")
+def hostile_model_dir(tmp_path_factory):
+    """A model whose label names are markup that would run script if the page wrote it as HTML."""
+    import json
+
+    import yaml
+
+    folder = tmp_path_factory.mktemp("hostile")
+    example = Path(__file__).resolve().parents[1] / "src" / "emoreg" / "data" / "deep_example.jsonl"
+    rows = [json.loads(line) for line in example.read_text().splitlines() if line.strip()]
+    for i, row in enumerate(rows):
+        row["label"] = HOSTILE[i % 2]
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "task.yaml").write_text(yaml.safe_dump({"name": "hostile", "labels": [
+        {"name": label, "definition": "A label whose name is markup."} for label in HOSTILE]}))
+    (folder / "config.yaml").write_text(yaml.safe_dump({
+        "corpus": str(folder / "corpus.jsonl"), "task": str(folder / "task.yaml"), "model": "tfidf",
+        "params": {"text": "prompt", "min_df": 1}, "split": {"kind": "loso"}, "seed": 0}))
+    assert main(["train", str(folder / "config.yaml"), "--out", str(folder / "model")]) == 0
+    return folder / "model"
+
+
+@needs_chromium
+def test_label_names_are_shown_as_text_never_run_as_markup(hostile_model_dir, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server = Server(hostile_model_dir, tmp_path / "s.sqlite").start()
+    try:
+        page = httpx.get(server.url + "/")
+        policy = page.headers["content-security-policy"]
+        assert "script-src 'sha256-" in policy and "unsafe-inline" not in policy and "default-src 'none'" in policy
+        with server.client() as c:
+            sid = c.post("/sessions", json={}).json()["session_id"]
+            for _ in range(3):
+                assert c.post(f"/sessions/{sid}/segments", json={"turns": TURNS}).status_code == 200
+        driver = headless_chromium()
+        try:
+            driver.get(f"{server.url}/?session={sid}")
+            WebDriverWait(driver, 20).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#band .segment")) == 3)
+            legend = driver.find_element(By.ID, "legend")
+            assert [s.text for s in legend.find_elements(By.TAG_NAME, "span")] == HOSTILE  # literal text
+            assert legend.find_elements(By.TAG_NAME, "img") == [] and legend.find_elements(By.TAG_NAME, "script") == []
+            assert driver.execute_script("return window.pwned === undefined")
+            labels = {s.get_attribute("data-label") for s in driver.find_elements(By.CSS_SELECTOR, "#band .segment")}
+            assert labels <= set(HOSTILE)
+        finally:
+            driver.quit()
+    finally:
+        server.stop()
+
+
+@needs_chromium
+def test_page_shows_the_band_updating_in_headless_chromium(server):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with server.client() as c:
+        sid = c.post("/sessions", json={"context": "A job interview."}).json()["session_id"]
+        c.post(f"/sessions/{sid}/segments", json={"turns": TURNS})
+    driver = headless_chromium()
     try:
         driver.get(f"{server.url}/?session={sid}")
         wait = WebDriverWait(driver, 20)

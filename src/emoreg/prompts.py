@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from .errors import EmoregError
@@ -233,27 +233,43 @@ def render_prompt(
     """Verbalise ``segment`` for ``task`` within the token budget of ``config``.
 
     When the prompt is too long the oldest history turns are dropped (the fewest that make it
-    fit, found by bisection with ``count_tokens``); the current utterance always stays. If even
+    fit, found with ``count_tokens`` by a doubling search from the newest turn, then bisection, so
+    the cost follows the budget, not the history's length); the current utterance always stays. If even
     that is too long, the prompt is returned with ``over_budget=True`` rather than cut mid-text.
     """
-    text, used = _render(segment, task, config, 0)
-    n = count_tokens(text)
-    if config.max_tokens is None or n <= config.max_tokens:
-        return Prompt(text, n, used)
     history = max(len(segment.transcript or ()) - 1, 0) if "history" in config.sources else 0
-    lo, hi = 1, history  # find the fewest dropped turns that fit; hi = drop everything
-    best = None
+    if config.max_tokens is None or history == 0:
+        text, used = _render(segment, task, config, 0)
+        n = count_tokens(text)
+        return Prompt(text, n, used, over_budget=config.max_tokens is not None and n > config.max_tokens)
+
+    def attempt(dropped: int):
+        text, used = _render(segment, task, config, dropped)
+        n = count_tokens(text)
+        return n <= config.max_tokens, Prompt(text, n, used, dropped_turns=dropped)
+
+    # Keep the most recent turns that fit. Search from the newest turn backwards, doubling the
+    # number kept until the prompt no longer fits, then bisect: the work grows with what fits in
+    # the budget, not with the length of the history (a live session's grows without end).
+    best, failed, kept = None, None, 1
+    while failed is None:
+        kept = min(kept, history)
+        ok, prompt = attempt(history - kept)
+        if not ok:
+            failed = kept
+        elif kept == history:
+            return prompt  # the whole history fits
+        else:
+            best, kept = (kept, prompt), kept * 2
+    if best is None:  # not even the latest turn fits beside the rest: drop the whole history
+        ok, prompt = attempt(history)
+        return prompt if ok else replace(prompt, over_budget=True)
+    lo, hi = best[0] + 1, failed - 1
     while lo <= hi:
         mid = (lo + hi) // 2
-        candidate, cand_used = _render(segment, task, config, mid)
-        cn = count_tokens(candidate)
-        if cn <= config.max_tokens:
-            best = (candidate, cand_used, cn, mid)
-            hi = mid - 1
+        ok, prompt = attempt(history - mid)
+        if ok:
+            best, lo = (mid, prompt), mid + 1
         else:
-            lo = mid + 1
-    if best is not None:
-        candidate, cand_used, cn, dropped = best
-        return Prompt(candidate, cn, cand_used, dropped_turns=dropped)
-    text, used = _render(segment, task, config, history)
-    return Prompt(text, count_tokens(text), used, dropped_turns=history, over_budget=True)
+            hi = mid - 1
+    return best[1]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import os
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import Problem
 from ..segments import Event, Nonverbal, Segment, Turn, segment_from_dict
+from .guard import BodyGuard
 from .store import Store
 
 MAX_BODY_BYTES = 1_000_000
@@ -38,6 +39,7 @@ MAX_TEXT = 5_000
 MAX_TURNS_PER_POST = 50
 MAX_SEGMENTS_PER_SESSION = 5_000
 MAX_BATCH = 256
+MAX_SESSIONS_IN_MEMORY = 256  # live histories kept in memory; an evicted one is read back from the store
 
 
 class Strict(BaseModel):
@@ -128,6 +130,19 @@ def create_app(model_dir: str | Path, db_path: str | Path, token: str | None = N
 
     state: dict[str, Any] = {}
     locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+    # each live session's turns so far, kept as they arrive: a post reads the store only for a
+    # session not seen since start-up (or evicted), so its cost does not grow with the session
+    histories: OrderedDict[str, list[Turn]] = OrderedDict()
+
+    def history_of(session_id: str) -> list[Turn]:
+        if session_id in histories:
+            histories.move_to_end(session_id)
+        else:
+            histories[session_id] = [Turn(t["speaker"], t["text"], t["start_s"])
+                                     for t in state["store"].turns(session_id)]
+            while len(histories) > MAX_SESSIONS_IN_MEMORY:
+                histories.popitem(last=False)
+        return histories[session_id]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -140,14 +155,7 @@ def create_app(model_dir: str | Path, db_path: str | Path, token: str | None = N
     app = FastAPI(title="emoreg", version="1", lifespan=lifespan,
                   description="Recognise emotion-regulation strategies in a live interaction.")
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and not length.isdigit():
-            return JSONResponse({"detail": "the Content-Length header is not a number"}, status_code=400)
-        if length is not None and int(length) > MAX_BODY_BYTES:
-            return JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(BodyGuard, limit=MAX_BODY_BYTES)  # bytes counted as they stream; no NaN, no surrogates
 
     def authorised(request: Request) -> None:
         if token is None:
@@ -159,6 +167,8 @@ def create_app(model_dir: str | Path, db_path: str | Path, token: str | None = N
     api = APIRouter(dependencies=[Depends(authorised)])  # every endpoint but /health and the page
 
     def session_or_404(session_id: str) -> dict[str, Any]:
+        if not session_id.isascii():  # ids are hex; a percent-encoded byte such as %ff never names one
+            raise HTTPException(404, detail=f"no session {session_id!r}")
         found = state["store"].session(session_id)
         if found is None:
             raise HTTPException(404, detail=f"no session {session_id!r}")
@@ -176,9 +186,13 @@ def create_app(model_dir: str | Path, db_path: str | Path, token: str | None = N
         return {"ready": True, "model": model.name, "task": model.task.name, "labels": list(model.labels_),
                 "sources": list(model.prompt.sources)}
 
+    page_html = (resources.files("emoreg.serve") / "page.html").read_text()
+    page_headers = {"Content-Security-Policy": content_security_policy(page_html),
+                    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+
     @app.get("/", response_class=HTMLResponse)
-    def page() -> str:
-        return (resources.files("emoreg.serve") / "page.html").read_text()
+    def page() -> HTMLResponse:
+        return HTMLResponse(page_html, headers=page_headers)
 
     @api.post("/sessions", status_code=201)
     def create_session(body: SessionIn) -> dict[str, Any]:
@@ -211,11 +225,11 @@ def create_app(model_dir: str | Path, db_path: str | Path, token: str | None = N
                 raise HTTPException(409, detail=f"session {session_id!r} reached {MAX_SEGMENTS_PER_SESSION} segments; "
                                                 "open a new session")
             post = body.model_dump()
-            history = store.turns(session_id) + post["turns"]
+            history = history_of(session_id) + [Turn(t["speaker"], t["text"], t["start_s"]) for t in post["turns"]]
             segment = Segment(
                 segment_id=f"{session_id}-{session['segments']}", subject_id=session_id, session_id=session_id,
                 start_s=body.start_s, end_s=body.end_s, context=session["context"],
-                transcript=tuple(Turn(t["speaker"], t["text"], t["start_s"]) for t in history) or None,
+                transcript=tuple(history) or None,
                 nonverbal=Nonverbal(tuple(Event(**e) for e in post["events"]), post["features"])
                 if post["events"] or post["features"] else None,
                 person=session["person"], introspection=body.introspection)
@@ -224,6 +238,7 @@ def create_app(model_dir: str | Path, db_path: str | Path, token: str | None = N
             answer = {label: float(p) for label, p in zip(labels, proba)}
             label = labels[int(proba.argmax())]
             store.add_segment(session_id, session["segments"], post, label, answer)
+            histories[session_id] = history  # only once stored: a failed post leaves no turn behind
         return {"session_id": session_id, "seq": session["segments"], "label": label, "proba": answer}
 
     @api.get("/sessions/{session_id}/timeline")
@@ -253,6 +268,21 @@ def create_app(model_dir: str | Path, db_path: str | Path, token: str | None = N
 
     app.include_router(api)
     return app
+
+
+def content_security_policy(html: str) -> str:
+    """The page may run its own inline script and style (by their sha256) and nothing else: no
+    other script, no inline event handler, no plug-in, no frame; it talks only to this service."""
+    import base64
+    import hashlib
+    import re
+
+    def hashes(tag: str) -> str:
+        blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", html, flags=re.S)
+        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'" for b in blocks)
+
+    return (f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; "
+            "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
 def read_token(token_file: str | Path | None) -> str | None:
