@@ -1,10 +1,14 @@
 """Load test of the live service on loopback: N concurrent clients, each streaming one session.
 
-    python benchmarks/load_service.py --model MODEL_DIR [--clients 16] [--posts 25]
+    python benchmarks/load_service.py --model MODEL_DIR [--clients 16] [--posts 25] [--session-posts 400]
 
 Starts `emoreg serve` on a free loopback port with a fresh SQLite file, runs the clients (bounded
 in count and time), and prints requests/s, latency percentiles, errors and the server's memory
 after the run. The baseline in the same run: the same posts sent by one client, one at a time.
+
+With ``--session-posts N`` it then streams one session of N posts and compares the median
+latency of its last 20 posts with that of its first 20 (the baseline): a post's cost must not grow
+with the session's length.
 """
 
 from __future__ import annotations
@@ -49,6 +53,16 @@ async def client(url: str, posts: int, latencies: list[float], errors: list[str]
                 errors.append(f"{r.status_code}: {r.text[:100]}")
 
 
+async def long_session(url: str, posts: int, limit_s: float) -> dict:
+    latencies: list[float] = []
+    errors: list[str] = []
+    await client(url, posts, latencies, errors, time.time() + limit_s)
+    ms = np.array(latencies) * 1000
+    first, last = float(np.median(ms[:20])), float(np.median(ms[-20:]))
+    return {"posts": len(latencies), "p50_first_20_ms": round(first, 1), "p50_last_20_ms": round(last, 1),
+            "last_over_first": round(last / first, 2), "errors": len(errors)}
+
+
 async def phase(url: str, clients: int, posts: int, limit_s: float) -> dict:
     latencies: list[float] = []
     errors: list[str] = []
@@ -75,6 +89,7 @@ def main() -> None:
     parser.add_argument("--model", required=True, type=Path)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--posts", type=int, default=25)
+    parser.add_argument("--session-posts", type=int, default=0, help="then one session of this many posts")
     parser.add_argument("--limit-s", type=float, default=300)
     args = parser.parse_args()
     port = free_port()
@@ -93,6 +108,8 @@ def main() -> None:
                 "baseline_one_client": asyncio.run(phase(url, 1, args.posts, args.limit_s)),
                 "concurrent": asyncio.run(phase(url, args.clients, args.posts, args.limit_s)),
             }
+            if args.session_posts:
+                results["long_session"] = asyncio.run(long_session(url, args.session_posts, args.limit_s))
             results["server_rss_mb_after"] = rss_mb(server.pid)
             results["throughput_ratio"] = round(results["concurrent"]["requests_per_s"]
                                                 / results["baseline_one_client"]["requests_per_s"], 2)

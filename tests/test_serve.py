@@ -24,8 +24,8 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, model_dir: Path, db: Path, token: str | None = None):
-        self.model_dir, self.db, self.token = model_dir, db, token
+    def __init__(self, model_dir: Path, db: Path, token: str | None = None, args: tuple = ()):
+        self.model_dir, self.db, self.token, self.args = model_dir, db, token, args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = None
@@ -36,7 +36,8 @@ class Server:
         if self.token:
             env["EMOREG_API_TOKEN"] = self.token
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "emoreg", "serve", str(self.model_dir), "--port", str(self.port), "--db", str(self.db)],
+            [sys.executable, "-m", "emoreg", "serve", str(self.model_dir), "--port", str(self.port), "--db", str(self.db),
+             *self.args],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -150,6 +151,7 @@ def test_bad_inputs_get_4xx_with_the_field(server):
                                                      "transcript": TURNS}]})
         assert ok.status_code == 200 and ok.json()["predictions"][0]["segment_id"] == "a"
         assert c.get("/sessions").status_code == 403  # no token: sessions are not listed
+        assert c.get("/docs").status_code == 200  # no token: the docs are as public as the API
 
 
 def test_hostile_bodies_get_422_or_413_naming_the_place_and_store_nothing(server):
@@ -207,8 +209,25 @@ def test_auth_on(model_dir, tmp_path):
         with server.client() as c:
             sid = c.post("/sessions", json={}).json()["session_id"]
             assert [s["session_id"] for s in c.get("/sessions").json()] == [sid]
+            assert c.get("/docs").status_code == 404 and c.get("/openapi.json").status_code == 404  # off with a token
     finally:
         server.stop()
+    public = Server(model_dir, tmp_path / "s.sqlite", token="s3cret", args=("--public-docs",)).start()
+    try:
+        with public.client(token=None) as anonymous:
+            assert anonymous.get("/docs").status_code == 200
+            assert "/sessions" in anonymous.get("/openapi.json").json()["paths"]
+            assert anonymous.post("/sessions", json={}).status_code == 401  # the API itself still needs it
+    finally:
+        public.stop()
+
+
+def test_serve_refuses_a_db_it_cannot_use(model_dir, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("not a database " * 100)
+    for db, message in [(tmp_path, "is a folder"), (tmp_path / "notes.txt", "is not an SQLite database")]:
+        assert main(["serve", str(model_dir), "--db", str(db)]) == 2
+        assert message in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text() == "not a database " * 100  # untouched
 
 
 def chromium_available() -> bool:

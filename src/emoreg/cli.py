@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SQLite file for sessions and predictions (default: ./emoreg-sessions.sqlite)")
     p.add_argument("--token-file", type=Path, default=None,
                    help="file holding the API token (default: $EMOREG_API_TOKEN; none: no auth)")
+    p.add_argument("--public-docs", action="store_true",
+                   help="serve /docs and /openapi.json without the token (with a token they are off by "
+                        "default; without one everything is public anyway)")
 
     p = sub.add_parser("data", help="download corpora")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -344,16 +347,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from .models import load_model
     from .serve.app import create_app, read_token
+    from .serve.store import Store
 
-    load_model(args.model_dir)  # fail early, with a readable error, on a folder that holds no model
+    model = load_model(args.model_dir)  # once; a folder that holds no model fails here, readably
     try:
         token = read_token(args.token_file)
     except (OSError, ValueError) as exc:
         raise EmoregError(f"cannot read the API token: {exc}") from None
+    Store.check(args.db)
     print(f"emoreg: serving {args.model_dir} on http://{args.host}:{args.port}/ "
           f"({'API token required' if token else 'no API token: anyone who reaches the port can use it'})",
           file=sys.stderr)
-    uvicorn.run(create_app(args.model_dir, args.db, token), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(create_app(model, args.db, token, public_docs=args.public_docs), host=args.host, port=args.port,
+                log_level="warning")
     return 0
 
 

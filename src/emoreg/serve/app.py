@@ -125,7 +125,10 @@ def _problem_response(problems: list[Problem]) -> HTTPException:
                                       for p in problems])
 
 
-def create_app(model_dir: str | Path, db_path: str | Path, token: str | None = None) -> FastAPI:
+def create_app(model: Any, db_path: str | Path, token: str | None = None, public_docs: bool = False) -> FastAPI:
+    """The service around ``model`` (a loaded model, or the folder of one, loaded at start-up).
+    With a token, /docs and /openapi.json are off unless ``public_docs``; without one, they are on
+    like every endpoint."""
     from ..models import load_model
 
     state: dict[str, Any] = {}
@@ -146,14 +149,16 @@ def create_app(model_dir: str | Path, db_path: str | Path, token: str | None = N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        model = await asyncio.to_thread(load_model, model_dir)  # once, at start-up
-        state.update(model=model, store=Store(db_path), batcher=Batcher(model))
+        loaded = model if hasattr(model, "predict_proba") else await asyncio.to_thread(load_model, model)
+        state.update(model=loaded, store=Store(db_path), batcher=Batcher(loaded))
         state["batcher"].start()
         yield
         await state["batcher"].stop()
 
+    docs = token is None or public_docs
     app = FastAPI(title="emoreg", version="1", lifespan=lifespan,
-                  description="Recognise emotion-regulation strategies in a live interaction.")
+                  description="Recognise emotion-regulation strategies in a live interaction.",
+                  docs_url="/docs" if docs else None, redoc_url=None, openapi_url="/openapi.json" if docs else None)
 
     app.add_middleware(BodyGuard, limit=MAX_BODY_BYTES)  # bytes counted as they stream; no NaN, no surrogates
 

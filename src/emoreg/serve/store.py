@@ -35,6 +35,26 @@ class Store:
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.executescript(SCHEMA)
 
+    @staticmethod
+    def check(path: str | Path) -> None:
+        """A clear error, before the service starts, for a path that cannot hold its database."""
+        from ..errors import EmoregError
+
+        path = Path(path)
+        if path.is_dir():
+            raise EmoregError(f"--db {path} is a folder; give the path of a database file (it is created if missing)")
+        try:
+            store = Store(path)
+        except sqlite3.OperationalError as exc:
+            raise EmoregError(f"--db {path}: cannot open it ({exc}); give a path in a folder you can write") from None
+        except sqlite3.DatabaseError as exc:
+            raise EmoregError(f"--db {path} is not an SQLite database the service can use ({exc}); give a new "
+                              "path, or the file an earlier `emoreg serve` wrote") from None
+        except OSError as exc:
+            raise EmoregError(f"--db {path}: cannot create or open it ({exc.strerror or exc}); give a path in a "
+                              "folder you can write") from None
+        store._conn.close()
+
     def _tx(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
