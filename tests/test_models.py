@@ -18,6 +18,8 @@ CASES = {
     "bayesnet": {"structure": "naive"},
     "ensemble": {"members": [{"model": "tfidf", "params": {"text": "prompt", "min_df": 1}}, {"model": "majority"}]},
     "encoder-ft": {"epochs": 1, "max_length": 32},
+    "calibrated": {"model": "tfidf", "params": {"text": "prompt", "min_df": 1}, "method": "vector",
+                   "decide": "macro-f1"},
 }
 
 
@@ -59,7 +61,7 @@ def test_learners_learn_the_toy_task(name, toy_split):
 
 
 def test_unknown_model_and_parameter_are_clear_errors():
-    with pytest.raises(EmoregError, match="unknown model 'bert'; choose from: bayesnet, embedding"):
+    with pytest.raises(EmoregError, match="unknown model 'bert'; choose from: bayesnet, calibrated, embedding"):
         make_model("bert", DEEP_SHAME, PromptConfig(), 0, {})
     with pytest.raises(EmoregError, match=r"model 'tfidf' has no parameter\(s\) alpha \(valid: C, class_weight"):
         make_model("tfidf", DEEP_SHAME, PromptConfig(), 0, {"alpha": 1})

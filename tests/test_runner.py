@@ -70,6 +70,19 @@ def test_no_test_subject_ever_reaches_fit(toy_corpus, tmp_path, registered):
         assert len(fitted) == 5
 
 
+def test_calibration_sees_only_training_subjects(toy_corpus, tmp_path, registered):
+    """calibrate holds out training subjects of the fold, never a test subject: per fold the spy is
+    fitted on the rest, asked about the held-out ones, refitted on all training subjects, and only
+    then asked about the test subject."""
+    evaluate(config(toy_corpus, "spy", calibrate={"method": "temperature", "decide": "macro-f1"}), tmp_path / "run")
+    assert len(Spy.log) == 6 * 4
+    for fold in range(6):
+        (k1, inner), (k2, held), (k3, train), (k4, test) = Spy.log[4 * fold:4 * fold + 4]
+        assert (k1, k2, k3, k4) == ("fit", "predict", "fit", "predict")
+        assert inner and held and not inner & held and inner | held == train
+        assert len(test) == 1 and not test & train
+
+
 def test_run_folder_contents(toy_corpus, tmp_path):
     run = evaluate(config(toy_corpus, params={"min_df": 1}), tmp_path / "run", command="emoreg evaluate x")
     for name in ("config.yaml", "command.txt", "environment.json", "data.json", "folds.json",
@@ -125,7 +138,7 @@ def test_config_errors_are_listed_together(tmp_path):
         load_config(path)
     fields = [p.field for p in info.value.problems]
     assert fields == ["modle", "seed", "prompt.budget", "split.kind"]
-    assert "unknown key (valid: corpus, task, model, params, prompt, split, seed, name, save_models)" in str(info.value)
+    assert "unknown key (valid: corpus, task, model, params, prompt, split, seed, name, save_models, calibrate)" in str(info.value)
 
 
 def test_bad_model_params_and_overrides(tmp_path, toy_corpus):

@@ -238,11 +238,10 @@ def cmd_collect(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .corpora import load_corpus
     from .evaluation import load_config
-    from .models import make_model
 
     config = load_config(args.config, args.overrides)
     corpus = load_corpus(config.corpus, config.task)
-    model = make_model(config.model, corpus.task, config.prompt_config(), config.seed, config.params)
+    model = config.build_model(corpus.task)
     model.fit(corpus.segments)
     if distributed.is_main():
         print(model.save(args.out).resolve())

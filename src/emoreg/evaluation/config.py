@@ -27,7 +27,8 @@ from ..prompts import PROMPT_SOURCES, TEMPLATES, PromptConfig
 
 SPLITS = ("group-kfold", "loso")
 TOP_KEYS = {"corpus": str, "task": (str, type(None)), "model": str, "params": dict, "prompt": dict,
-            "split": dict, "seed": int, "name": (str, type(None)), "save_models": bool}
+            "split": dict, "seed": int, "name": (str, type(None)), "save_models": bool,
+            "calibrate": (str, dict, type(None))}
 PROMPT_KEYS = {"sources": (list, str), "max_tokens": (int, type(None)), "template": str,
                "feature_thresholds": dict, "behaviour_phrases": dict}
 SPLIT_KEYS = {"kind": str, "folds": int, "only": list, "within_fold": int}
@@ -54,6 +55,10 @@ class EvalConfig:
         name: a label for reports (default: the run folder's name).
         save_models: also save every fold's fitted model (``folds/fold-NN-model/``; for the LLM a
             standard PEFT adapter).
+        calibrate: ``temperature``, ``vector``, ``none`` or a mapping {method, decide, inner_share,
+            refit}: the model's probabilities calibrated (and with ``decide: macro-f1`` its
+            decisions tuned) on an inner split of each fold's training subjects
+            (``emoreg.models.calibrated``).
     """
 
     corpus: str
@@ -65,9 +70,21 @@ class EvalConfig:
     seed: int = 0
     name: str | None = None
     save_models: bool = False
+    calibrate: Any = None
 
     def prompt_config(self) -> PromptConfig:
         return PromptConfig(**self.prompt)
+
+    def build_model(self, task):
+        """A fresh model of this config (wrapped in ``Calibrated`` when ``calibrate`` is on)."""
+        from ..models import make_model
+        from ..models.calibrated import normalise_spec
+
+        spec = normalise_spec(self.calibrate)
+        if spec is None:
+            return make_model(self.model, task, self.prompt_config(), self.seed, self.params)
+        return make_model("calibrated", task, self.prompt_config(), self.seed,
+                          {"model": self.model, "params": self.params, **spec})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,6 +152,12 @@ def config_from_dict(data: Any, where: str, base_dir: Path | None = None) -> Eva
         MODELS[config.model].check_params(config.params)
     except EmoregError as exc:
         raise ValidationError(where, [Problem(where, "params", str(exc))]) from None
+    from ..models.calibrated import normalise_spec
+
+    try:
+        normalise_spec(config.calibrate)
+    except EmoregError as exc:
+        raise ValidationError(where, [Problem(where, "calibrate", str(exc))]) from None
     return config
 
 

@@ -20,7 +20,6 @@ from .. import distributed
 from ..atomic import atomic_write_text
 from ..corpora import load_corpus
 from ..errors import EmoregError
-from ..models import make_model
 from ..progress import progress
 from ..runs import environment, read_json, read_jsonl, write_json, write_jsonl
 from ..segments import source_counts
@@ -93,14 +92,14 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "", units: list
             raise EmoregError(f"--fold {unknown}: this run has folds {[f.index for f in folds]}")
     todo = [] if collect_only else [f for f in folds if units is None or f.index in units]
 
-    prompt = config.prompt_config()
+    config.prompt_config()  # a bad prompt section fails before any fold
     bar = progress(todo, desc=f"{config.model} folds", unit="fold")
     for fold in bar:
         done = fold_path(out, fold.index)
         if done.is_file():
             continue
         train, test = fold.split(segments)
-        model = make_model(config.model, corpus.task, prompt, config.seed, config.params)
+        model = config.build_model(corpus.task)
         checkpoint = fold_path(out, fold.index, ".checkpoint")
         if hasattr(model, "checkpoint_dir"):  # long fits save their state there and resume from it
             model.checkpoint_dir = checkpoint

@@ -11,6 +11,7 @@ from ..prompts import PromptConfig
 from ..tasks import Task
 from .base import Classifier, NotFittedError, SegmentClassifier
 from .bayesnet import BayesNet
+from .calibrated import Calibrated
 from .chance import Majority, StratifiedRandom
 from .embedding import EmbeddingLogReg
 from .encoder_ft import FinetunedEncoder
@@ -21,7 +22,7 @@ from .tfidf import TfidfLogReg
 
 MODELS: dict[str, type[SegmentClassifier]] = {
     cls.name: cls for cls in (Majority, StratifiedRandom, TfidfLogReg, EmbeddingLogReg, BayesNet, LlmClassifier,
-                              LlmFeatures, Ensemble, FinetunedEncoder)
+                              LlmFeatures, Ensemble, FinetunedEncoder, Calibrated)
 }
 
 
