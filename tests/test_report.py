@@ -102,3 +102,20 @@ def test_report_shows_each_runs_numeric_path_and_flags_mixed_dtypes(toy_corpus, 
     mixed = write_report([runs["fp32"], runs["bf16"]], tmp_path / "mixed").read_text()
     assert f"| bf16 ({flags}) |" in mixed
     assert f"**Numeric paths differ**: fp32: fp32 ({flags}); bf16: bf16 ({flags})." in mixed
+
+
+def test_report_has_calibration_metrics_a_reliability_figure_and_what_calibrate_fitted(toy_corpus, tmp_path):
+    import json
+
+    plain = run(toy_corpus, tmp_path / "tfidf", "tfidf", min_df=1, text="prompt")
+    cfg = config_from_dict({"corpus": str(toy_corpus), "task": "deep-shame", "model": "tfidf",
+                            "params": {"min_df": 1, "text": "prompt"}, "split": {"kind": "group-kfold", "folds": 3},
+                            "calibrate": {"method": "temperature", "refit": False}}, "test")
+    calibrated = evaluate(cfg, tmp_path / "calibrated")
+    metrics = json.loads((calibrated / "metrics.json").read_text())["calibration"]
+    assert set(metrics) == {"ece", "brier", "log_loss", "reliability"}
+    assert metrics["ece"]["ci95"][0] <= metrics["ece"]["value"] <= metrics["ece"]["ci95"][1]
+    text = write_report([plain, calibrated], tmp_path / "report").read_text()
+    assert "| run | ECE | Brier | log-loss |" in text and "| calibrated | " in text
+    assert "calibrated: calibrate temperature, decide argmax, fitted on" in text and "held-out log-loss" in text
+    assert (tmp_path / "report" / "reliability.png").read_bytes()[:4] == b"\x89PNG"

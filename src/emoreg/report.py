@@ -222,6 +222,54 @@ def plot_losses(runs: Sequence[Run], path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
+def calibration_of(run: Run) -> dict:
+    """The run's probability metrics (ECE, Brier, log-loss, reliability bins): from metrics.json,
+    or computed from its predictions for runs written before they were part of it."""
+    if "calibration" in run.metrics:
+        return run.metrics["calibration"]
+    from .evaluation.runner import compute_metrics
+
+    return compute_metrics(run.predictions, list(run.labels), run.config.get("seed", 0))["calibration"]
+
+
+def plot_reliability(runs: Sequence[Run], path: Path) -> Path:
+    """One reliability diagram per run: accuracy against confidence in equal-mass bins."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(runs), figsize=(3.2 * len(runs), 3.3), squeeze=False)
+    for ax, run in zip(axes[0], runs):
+        cal = calibration_of(run)
+        bins = cal["reliability"]
+        kept = [i for i, n in enumerate(bins["count"]) if n]
+        ax.plot([0, 1], [0, 1], color="#999", lw=1, ls="--")
+        ax.plot([bins["confidence"][i] for i in kept], [bins["accuracy"][i] for i in kept], marker="o", ms=3)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top label)", ylabel="accuracy")
+        ax.set_title(f"{run.name}\nECE {cal['ece']['value']:.3f}", fontsize=9)
+    fig.suptitle("Reliability (equal-mass bins; on the diagonal: calibrated)", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _calibration_notes(run: Run) -> list[str]:
+    """What ``calibrate`` fitted in each fold (temperature, held-out log-loss and macro-F1)."""
+    fitted = [m.get("model", {}).get("calibration") for m in _fold_metas(run)]
+    fitted = [f for f in fitted if f]
+    if not fitted:
+        return []
+    nll = [f["held_out_nll"] for f in fitted]
+    f1 = [f["held_out_macro_f1"] for f in fitted]
+    what = f"calibrate {fitted[0]['method']}, decide {fitted[0]['decide']}"
+    temps = ", ".join(f"{f['temperature']:.2f}" for f in fitted)
+    return [f"{run.name}: {what}, fitted on {np.mean([f['held_out_subjects'] for f in fitted]):.0f} held-out training "
+            f"subjects per fold (temperature per fold: {temps}); held-out log-loss "
+            f"{np.mean([n['before'] for n in nll]):.3f} -> {np.mean([n['after'] for n in nll]):.3f}, held-out "
+            f"macro-F1 {np.mean([v['before'] for v in f1]):.3f} -> {np.mean([v['after'] for v in f1]):.3f} "
+            f"(means over {len(fitted)} folds)"]
+
+
 def write_report(run_paths: Sequence[str | Path], out: str | Path, finished_folds: bool = False,
                  members: bool = False) -> Path:
     """``finished_folds``: an interim report of runs still in progress, on the folds all have finished.
@@ -292,6 +340,19 @@ def write_report(run_paths: Sequence[str | Path], out: str | Path, finished_fold
                          f"{_p(r['accuracy']['p_holm'])} | {r['mcnemar']['a_only']} / {r['mcnemar']['b_only']} | "
                          f"{_p(r['mcnemar']['p_holm'])} |")
         lines.append("")
+    lines += ["## Calibration", "",
+              "How far the probabilities can be taken at their word: expected calibration error (ECE, 15 "
+              "equal-mass bins of the top label's confidence), Brier score (0-2) and log-loss; lower is "
+              "better; 95% CIs by the same bootstrap over subjects.", "",
+              "| run | ECE | Brier | log-loss |", "|---|---|---|---|"]
+    for run in runs:
+        cal = calibration_of(run)
+        lines.append(f"| {run.name} | " + " | ".join(_fmt(cal[m]) for m in ("ece", "brier", "log_loss")) + " |")
+    lines.append("")
+    for run in runs:
+        lines += [f"- {note}" for note in _calibration_notes(run)]
+    lines += ["", "![reliability diagrams](reliability.png)", ""]
+    plot_reliability(runs, out / "reliability.png")
     lines += ["## Figures", "", "![macro-F1 and accuracy with 95% CIs](scores.png)", "",
               "![confusion matrices](confusion.png)", "",
               "![per-subject macro-F1](per_subject.png)", ""]

@@ -57,3 +57,47 @@ def batched_scores(cms: np.ndarray) -> dict[str, np.ndarray]:
             "weighted_f1": (f1 * support).sum(axis=1) / total,
             "uar": (recall * gold_present).sum(axis=1) / gold_present.sum(axis=1),
         }
+
+
+# ---------------------------------------------------------------- probabilities
+PROBA_METRICS = ("ece", "brier", "log_loss")
+ECE_BINS = 15
+LOG_FLOOR = 1e-12  # log-loss of a gold label given probability 0 is capped at -log(1e-12) = 27.6
+
+
+def calibration_parts(proba: np.ndarray, gold: np.ndarray, subject_of: np.ndarray, n_subjects: int,
+                      n_bins: int = ECE_BINS) -> dict[str, np.ndarray]:
+    """Per-subject sums from which the probability metrics of any re-weighting of subjects follow
+    (so subject-bootstrap CIs cost a matrix product, as for the confusion-matrix metrics).
+
+    ECE uses ``n_bins`` equal-mass bins of the top-label confidence, their edges set once on all
+    segments: ECE = sum over bins |sum(confidence - correct)| / N. Brier is the squared error of
+    the whole probability vector against the one-hot gold label (0-2); log-loss the mean of
+    -log p(gold)."""
+    proba = np.asarray(proba, dtype=float)
+    n = len(gold)
+    confidence = proba.max(axis=1)
+    correct = (proba.argmax(axis=1) == gold).astype(float)
+    order = np.argsort(confidence, kind="stable")
+    bin_of = np.empty(n, dtype=int)
+    bin_of[order] = np.minimum(np.arange(n) * n_bins // max(n, 1), n_bins - 1)
+    gap = np.zeros((n_subjects, n_bins))
+    np.add.at(gap, (subject_of, bin_of), confidence - correct)
+    onehot = np.eye(proba.shape[1])[gold]
+    brier = ((proba - onehot) ** 2).sum(axis=1)
+    nll = -np.log(np.maximum(proba[np.arange(n), gold], LOG_FLOOR))
+    counts = np.bincount(subject_of, minlength=n_subjects).astype(float)
+    return {"gap": gap, "brier": np.bincount(subject_of, brier, n_subjects),
+            "log_loss": np.bincount(subject_of, nll, n_subjects), "count": counts,
+            "bin_confidence": np.bincount(bin_of, confidence, n_bins) / np.maximum(np.bincount(bin_of, None, n_bins), 1),
+            "bin_accuracy": np.bincount(bin_of, correct, n_bins) / np.maximum(np.bincount(bin_of, None, n_bins), 1),
+            "bin_count": np.bincount(bin_of, None, n_bins)}
+
+
+def batched_proba_scores(weights: np.ndarray, parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """ECE, Brier and log-loss for each row of subject ``weights`` (shape ``(B, n_subjects)``)."""
+    weights = np.asarray(weights, dtype=float)
+    total = weights @ parts["count"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {"ece": np.abs(weights @ parts["gap"]).sum(axis=1) / total,
+                "brier": weights @ parts["brier"] / total, "log_loss": weights @ parts["log_loss"] / total}

@@ -201,5 +201,25 @@ def compute_metrics(rows: list[dict[str, Any]], labels: list[str], seed: int = 0
                       for i, label in enumerate(labels)},
         "confusion": pooled_cm.tolist(),
         "per_subject": {s: {"n": int(cm.sum()), **scores(cm)} for s, cm in zip(subject_names, subject_cms)},
+        "calibration": _calibration(rows, labels, gold, subjects, subject_names, seed),
         "bootstrap": {"unit": "subject", "resamples": N_BOOT, "seed": seed, "interval": "percentile"},
     }
+
+
+def _calibration(rows, labels, gold, subjects, subject_names, seed) -> dict[str, Any]:
+    """ECE (15 equal-mass bins), Brier and log-loss of the predicted probabilities, with the
+    same subject-bootstrap CIs as the other metrics, and the reliability diagram's bins."""
+    from .metrics import PROBA_METRICS, batched_proba_scores, calibration_parts
+    from .stats import _resample_weights
+
+    proba = np.array([[r["proba"][label] for label in labels] for r in rows])
+    where = {s: i for i, s in enumerate(subject_names)}
+    parts = calibration_parts(proba, gold, np.array([where[s] for s in subjects.tolist()]), len(subject_names))
+    value = batched_proba_scores(np.ones((1, len(subject_names))), parts)
+    boot = batched_proba_scores(_resample_weights(len(subject_names), N_BOOT, seed), parts)
+    out: dict[str, Any] = {m: {"value": float(value[m][0]), "ci95": [float(np.nanquantile(boot[m], 0.025)),
+                                                                      float(np.nanquantile(boot[m], 0.975))]}
+                           for m in PROBA_METRICS}
+    out["reliability"] = {"confidence": parts["bin_confidence"].tolist(), "accuracy": parts["bin_accuracy"].tolist(),
+                          "count": parts["bin_count"].astype(int).tolist(), "bins": "equal-mass"}
+    return out
