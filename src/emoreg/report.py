@@ -262,9 +262,17 @@ def _calibration_notes(run: Run) -> list[str]:
     nll = [f["held_out_nll"] for f in fitted]
     f1 = [f["held_out_macro_f1"] for f in fitted]
     what = f"calibrate {fitted[0]['method']}, decide {fitted[0]['decide']}"
-    temps = ", ".join(f"{f['temperature']:.2f}" for f in fitted)
+    if fitted[0]["method"] == "temperature":
+        per_fold = "temperature per fold: " + ", ".join(f"{f['temperature']:.2f}" for f in fitted)
+    elif fitted[0]["method"] == "vector":
+        per_fold = "per-label scales per fold: " + "; ".join(", ".join(f"{v:.2f}" for v in f["scale"]) for f in fitted)
+    else:
+        per_fold = "no recalibration"
+    if fitted[0]["decide"] == "macro-f1":
+        per_fold += "; decision biases per fold: " + "; ".join(", ".join(f"{v:+.1f}" for v in f["biases"])
+                                                             for f in fitted)
     return [f"{run.name}: {what}, fitted on {np.mean([f['held_out_subjects'] for f in fitted]):.0f} held-out training "
-            f"subjects per fold (temperature per fold: {temps}); held-out log-loss "
+            f"subjects per fold ({per_fold}); held-out log-loss "
             f"{np.mean([n['before'] for n in nll]):.3f} -> {np.mean([n['after'] for n in nll]):.3f}, held-out "
             f"macro-F1 {np.mean([v['before'] for v in f1]):.3f} -> {np.mean([v['after'] for v in f1]):.3f} "
             f"(means over {len(fitted)} folds)"]
