@@ -222,7 +222,6 @@ def _print_metrics(run: Path) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    import yaml
 
     from .evaluation import evaluate
     from .evaluation.config import config_from_dict
@@ -230,7 +229,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
     path = args.run / "config.yaml"
     if not path.is_file():
         raise EmoregError(f"{args.run} is not a run folder (no config.yaml)")
-    config = config_from_dict(yaml.safe_load(path.read_text()), str(path))
+    from .yamlio import read_yaml
+
+    config = config_from_dict(read_yaml(path, "run config"), str(path))
     evaluate(config, args.run, collect_only=True)
     return _print_metrics(args.run)
 
@@ -402,6 +403,27 @@ COMMANDS = {"check": cmd_check, "prompts": cmd_prompts, "evaluate": cmd_evaluate
             "data": cmd_data}
 
 
+FOLDER_OUT = {"check", "evaluate", "train", "ablate", "report"}  # their --out is a folder; predict and import write a file
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    """An --out of the wrong kind is refused before any work: a file where a folder goes, a folder
+    where a file goes, or a place inside a file."""
+    out = getattr(args, "out", None)
+    if out is None:
+        return
+    out = Path(out)
+    if args.command in FOLDER_OUT and out.exists() and not out.is_dir():
+        raise EmoregError(f"--out {out} is a file; `emoreg {args.command}` writes a folder there: give a new path")
+    if args.command not in FOLDER_OUT and out.is_dir():
+        raise EmoregError(f"--out {out} is a folder; `emoreg {args.command}` writes a file: give a file path")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise EmoregError(f"--out {out}: {parent} is a file, so nothing can be written under it")
+            break
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -416,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         return relaunch(argv, processes)
     finished = False
     try:
+        _check_out(args)
         code = COMMANDS[args.command](args)
         finished = True
         return code
@@ -423,6 +446,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"emoreg: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path the command could not read or write: permissions, a full disk, ...
+        if args.debug:
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"emoreg: error: cannot use{where}: {exc.strerror or exc}; check the path, its permissions and the "
+              "free space (work finished so far is kept; rerun the same command to go on)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("emoreg: interrupted", file=sys.stderr)

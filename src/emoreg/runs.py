@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from .atomic import atomic_write_text
 from .errors import EmoregError
@@ -50,8 +49,22 @@ def write_json(path: Path, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise EmoregError(f"{path} is not UTF-8 text: the file was damaged; delete it (for a fold file, the fold "
+                          "runs again) or restore it") from None
+    except OSError as exc:
+        raise EmoregError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return json.loads(_text(path))
+    except json.JSONDecodeError as exc:
+        raise EmoregError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}): the file was damaged or cut short; "
+                          "delete it (for a fold file, the fold runs again) or restore it") from None
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -59,7 +72,26 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = []
+    for lineno, line in enumerate(_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise EmoregError(f"{path}:{lineno}: not valid JSON ({exc.msg}): the file was damaged or cut short; "
+                              "delete it (for a fold file, the fold runs again) or restore it") from None
+    return rows
+
+
+def read_config(run: Path) -> dict[str, Any]:
+    """A run folder's resolved ``config.yaml``."""
+    from .yamlio import read_yaml
+
+    config = read_yaml(Path(run) / "config.yaml", "run config")
+    if not isinstance(config, dict):
+        raise EmoregError(f"{run}/config.yaml is not a run's config (expected a mapping); was it edited?")
+    return config
 
 
 @dataclass
@@ -104,7 +136,7 @@ def load_run(path: str | Path) -> Run:
                           "run `emoreg evaluate CONFIG --out RUN` to finish it, or report the folds "
                           "finished so far with `emoreg report ... --finished-folds`")
     metrics = read_json(path / "metrics.json")
-    return Run(path=path, config=yaml.safe_load((path / "config.yaml").read_text()),
+    return Run(path=path, config=read_config(path),
                labels=metrics["labels"], predictions=read_jsonl(path / "predictions.jsonl"),
                metrics=metrics, data=read_json(path / "data.json"))
 
@@ -139,7 +171,7 @@ def load_partial_runs(paths: list[str | Path]) -> list[Run]:
                           + "; finished: " + "; ".join(f"{p}: {finished_folds(p) or 'none'}" for p in paths))
     runs = []
     for path in paths:
-        config = yaml.safe_load((path / "config.yaml").read_text())
+        config = read_config(path)
         rows, metrics = fold_results(path, common, None, config.get("seed", 0), len(splits[0]))
         metrics["interim"] = True
         runs.append(Run(path=path, config=config, labels=metrics["labels"], predictions=rows, metrics=metrics,

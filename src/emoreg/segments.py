@@ -186,6 +186,11 @@ class _Checker:
         if (required or nonempty) and not value.strip():
             self.bad(field, "is empty; expected a non-empty string")
             return None
+        bad_char = lone_surrogate(value)
+        if bad_char is not None:
+            self.bad(field, f"holds a lone UTF-16 surrogate ({value[bad_char]!r} at character {bad_char}), which is "
+                            "not a character and cannot be written; fix the text at its source")
+            return None
         return value
 
     def number(self, value: Any, field: str, required: bool = False):
@@ -196,10 +201,48 @@ class _Checker:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.bad(field, f"expected a number, found {_describe(value)}")
             return None
-        if not math.isfinite(value):
-            self.bad(field, f"expected a finite number, found {value}")
+        if not finite(value):
+            found = (f"an integer of {len(str(abs(value)))} digits, too large for a number" if isinstance(value, int)
+                     else _describe(value))
+            self.bad(field, f"expected a finite number, found {found}")
             return None
         return float(value)
+
+
+def finite(value: int | float) -> bool:
+    """A number that is a finite float: an integer too large for one (10**400) is not."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _unwritable(value: Any, place: str):
+    """(place, problem) for every value under ``value`` that no JSON file can hold: NaN,
+    infinities, integers too large for a float, lone surrogates (in keys too)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield place, f"expected a finite number, found {value}"
+    elif isinstance(value, int) and not isinstance(value, bool) and not finite(value):
+        yield place, "an integer too large for a number"
+    elif isinstance(value, str) and lone_surrogate(value) is not None:
+        yield place, "holds a lone UTF-16 surrogate, which is not a character"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if lone_surrogate(str(key)) is not None:
+                yield place, "a key holds a lone UTF-16 surrogate, which is not a character"
+            yield from _unwritable(item, f"{place}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _unwritable(item, f"{place}[{i}]")
+
+
+def lone_surrogate(text: str) -> int | None:
+    """Where ``text`` holds a lone UTF-16 surrogate (JSON's "\\ud800"), which no UTF-8 file can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
 
 
 def _describe(value: Any) -> str:
@@ -239,6 +282,9 @@ def segment_from_dict(
     meta = record.get("meta", {})
     if not isinstance(meta, dict):
         c.bad("meta", f"expected an object, found {_describe(meta)}")
+    else:
+        for place, problem in _unwritable(meta, "meta"):
+            c.bad(place, problem)
     if len(problems) > before:
         return None
     return Segment(
@@ -307,7 +353,9 @@ def _person(value: Any, c: _Checker) -> dict[str, Scalar] | None:
         return None
     out = {}
     for key, item in value.items():
-        if isinstance(item, (str, bool)) or (isinstance(item, (int, float)) and math.isfinite(item)):
+        if isinstance(item, str) and lone_surrogate(item) is not None:
+            c.bad(f"person.{key}", "holds a lone UTF-16 surrogate, which is not a character; fix the text")
+        elif isinstance(item, (str, bool)) or (isinstance(item, (int, float)) and finite(item)):
             out[key] = item
         else:
             c.bad(f"person.{key}", "expected a string, number or boolean "
@@ -327,18 +375,32 @@ def read_segments(path: str | Path, task: Task | None = None) -> list[Segment]:
     segments: list[Segment] = []
     first_line: dict[str, int] = {}
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open("rb")
     except OSError as exc:
         raise ValidationError(str(path), [Problem(str(path), None, f"cannot be read: {exc.strerror}")]) from None
     with handle:
-        for lineno, line in enumerate(handle, start=1):
+        for lineno, raw in enumerate(handle, start=1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                problems.append(Problem(where, None, f"not UTF-8 text (byte {exc.start + 1} of the line); save the "
+                                                     "file as UTF-8"))
+                continue
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 problems.append(Problem(where, None, f"malformed JSON ({exc.msg} at column {exc.colno})"))
+                continue
+            except RecursionError:
+                problems.append(Problem(where, None, "JSON nested too deeply to read; a segment is a few levels deep"))
+                continue
+            except ValueError as exc:  # Python refuses integers of more than 4,300 digits
+                what = ("an integer of more than 4,300 digits, which no field takes" if "digits" in str(exc)
+                        else str(exc))
+                problems.append(Problem(where, None, f"unreadable JSON: {what}"))
                 continue
             segment = segment_from_dict(record, where, problems, task)
             sid = record.get("segment_id") if isinstance(record, dict) else None

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-import yaml
-
 from .errors import EmoregError, Problem, ValidationError
 
 
@@ -143,10 +141,9 @@ def load_task(name_or_path: str | Path) -> Task:
         )
     if not path.is_file():
         raise EmoregError(f"task file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise EmoregError(f"{path}: not valid YAML: {exc}") from None
+    from .yamlio import read_yaml
+
+    data = read_yaml(path, "task")
     return task_from_dict(data, where=str(path))
 
 

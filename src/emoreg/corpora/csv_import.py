@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from ..errors import EmoregError, Problem, ValidationError
 from ..segments import Nonverbal, Segment, Turn, check_segments
@@ -53,10 +52,9 @@ def _parse_number(text: str) -> float | None:
 
 def load_csv_corpus(config_path: str | Path, task: Task) -> Corpus:
     config_path = Path(config_path)
-    try:
-        config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise EmoregError(f"{config_path}: cannot read the CSV mapping: {exc}") from None
+    from ..yamlio import read_yaml
+
+    config = read_yaml(config_path, "CSV mapping")
     where = str(config_path)
     problems: list[Problem] = []
     if not isinstance(config, dict):

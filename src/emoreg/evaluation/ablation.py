@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import EmoregError, NothingToReadError, Problem, ValidationError
 from ..prompts import PROMPT_SOURCES, parse_sources
 from ..runs import read_json, write_json
@@ -90,10 +88,9 @@ def make_subsets(units: tuple[str, ...], mode: str) -> list[tuple[str, ...]]:
 def load_grid(path: str | Path, sources: str | None, subsets: str, overrides: list[str] = ()) -> list[Cell]:
     """The cells of an ablation config, each a validated evaluation config."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise EmoregError(f"cannot read ablation config {path}: {exc}") from None
+    from ..yamlio import read_yaml
+
+    data = read_yaml(path, "ablation config")
     if not isinstance(data, dict):
         raise ValidationError(str(path), [Problem(str(path), None, "expected a mapping of settings")])
     data = apply_overrides(data, list(overrides)) if overrides else data

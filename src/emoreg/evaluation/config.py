@@ -20,8 +20,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import EmoregError, Problem, ValidationError
 from ..prompts import PROMPT_SOURCES, TEMPLATES, PromptConfig
 
@@ -168,10 +166,9 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         if "=" not in item:
             raise EmoregError(f"--set {item!r}: expected KEY=VALUE, e.g. --set params.C=0.5")
         key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            raise EmoregError(f"--set {item!r}: the value is not valid YAML") from None
+        from ..yamlio import parse_yaml
+
+        value = parse_yaml(raw, f"--set {item!r}")
         node = data
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -184,12 +181,9 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> EvalConfig:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise EmoregError(f"cannot read config {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise EmoregError(f"{path}: not valid YAML: {exc}") from None
+    from ..yamlio import read_yaml
+
+    data = read_yaml(path, "config")
     if isinstance(data, dict) and overrides:
         data = apply_overrides(data, list(overrides))
     return config_from_dict(data, str(path), base_dir=path.parent)

@@ -15,12 +15,12 @@ import numpy as np
 import yaml
 
 from ..errors import EmoregError
-from ..runs import read_json, read_jsonl, write_json, write_jsonl
+from ..runs import read_config, read_json, read_jsonl, write_json, write_jsonl
 from .runner import finished_folds, fold_path, fold_results
 
 
 def split_run(run: Path, out: Path) -> list[Path]:
-    config = yaml.safe_load((run / "config.yaml").read_text())
+    config = read_config(run)
     if config.get("model") != "ensemble":
         raise EmoregError(f"{run} is a run of {config.get('model')!r}, not of an ensemble")
     folds = finished_folds(run)

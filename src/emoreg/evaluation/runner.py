@@ -21,7 +21,7 @@ from ..atomic import atomic_write_text
 from ..corpora import load_corpus
 from ..errors import EmoregError
 from ..progress import progress
-from ..runs import environment, read_json, read_jsonl, write_json, write_jsonl
+from ..runs import environment, read_config, read_json, read_jsonl, write_json, write_jsonl
 from ..segments import source_counts
 from .config import EvalConfig
 from .metrics import METRICS, confusion, per_class, scores
@@ -158,7 +158,7 @@ def fold_results(out: Path, folds: list[int], labels: list[str] | None, seed: in
 def _start_or_resume(out: Path, resolved: dict, data: dict, folds: list[Fold], run: set[int], command: str) -> None:
     folds_json = [{"fold": f.index, "run": f.index in run, "test_subjects": list(f.test_subjects)} for f in folds]
     if (out / "config.yaml").is_file():
-        previous = yaml.safe_load((out / "config.yaml").read_text())
+        previous = read_config(out)
         if previous != resolved:
             changed = sorted(k for k in set(previous) | set(resolved) if previous.get(k) != resolved.get(k))
             raise EmoregError(f"{out} holds a run of a different configuration (differs in: "

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from ..errors import EmoregError
 from ..segments import Event, Nonverbal
@@ -26,10 +25,18 @@ OPENFACE_COLUMNS = ("frame", "timestamp", "confidence", "success")
 
 
 def load_rules(path: str | Path | None = None) -> dict[str, Any]:
-    text = (Path(path).read_text() if path is not None
-            else (resources.files("emoreg") / "data" / "openface_rules.yaml").read_text())
-    rules = yaml.safe_load(text)
-    for name, rule in rules.get("events", {}).items():
+    from ..yamlio import parse_yaml, read_yaml
+
+    rules = (read_yaml(path, "face rules") if path is not None
+             else parse_yaml((resources.files("emoreg") / "data" / "openface_rules.yaml").read_text(), "openface_rules.yaml"))
+    if not isinstance(rules, dict):
+        raise EmoregError(f"face rules {path}: expected a mapping (min_confidence, features, events, ...)")
+    events = rules.get("events", {})
+    if not isinstance(events, dict):
+        raise EmoregError(f"face rules {path}: events must be a mapping of event name to rule")
+    for name, rule in events.items():
+        if not isinstance(rule, dict):
+            raise EmoregError(f"face rule {name!r} must be a mapping with column, above or below, min_duration_s")
         if "column" not in rule or ("above" in rule) == ("below" in rule) or "min_duration_s" not in rule:
             raise EmoregError(f"face rule {name!r} needs column, one of above/below, and min_duration_s; got {rule}")
     return rules

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from ..corpora.base import Corpus, sha256_file
 from ..errors import EmoregError, Problem, ValidationError
@@ -99,10 +98,9 @@ def _speech_features(turns: list[Interval], start: float, end: float, speaker: s
 def import_segments(config_path: str | Path) -> Corpus:
     config_path = Path(config_path)
     base = config_path.parent
-    try:
-        config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise EmoregError(f"cannot read import config {config_path}: {exc}") from None
+    from ..yamlio import read_yaml
+
+    config = read_yaml(config_path, "import config")
     where = str(config_path)
     problems = [Problem(where, k, f"unknown key (valid: {', '.join(TOP_KEYS)})") for k in (config or {}) if k not in TOP_KEYS]
     sessions = (config or {}).get("sessions")

@@ -38,9 +38,17 @@ def load_model(folder: str | Path) -> SegmentClassifier:
         spec = json.loads((folder / "model.json").read_text())
     except (OSError, ValueError):
         raise EmoregError(f"{folder} holds no saved emoreg model (model.json is missing or unreadable)") from None
-    if spec.get("model") not in MODELS:
-        raise EmoregError(f"{folder}: unknown model kind {spec.get('model')!r}")
-    return MODELS[spec["model"]].load(folder)
+    if not isinstance(spec, dict) or spec.get("model") not in MODELS:
+        kind = spec.get("model") if isinstance(spec, dict) else None
+        raise EmoregError(f"{folder}: unknown model kind {kind!r} in model.json")
+    try:
+        return MODELS[spec["model"]].load(folder)
+    except EmoregError:
+        raise
+    except Exception as exc:  # a file of the folder is missing, cut short or not what its name says
+        raise EmoregError(f"{folder}: the saved {spec['model']} model cannot be loaded ({type(exc).__name__}: "
+                          f"{str(exc)[:200]}); the folder is damaged or incomplete: train it again with "
+                          "`emoreg train`") from None
 
 
 def make_model(name: str, task: Task, prompt: PromptConfig, seed: int, params: dict[str, Any]) -> SegmentClassifier:

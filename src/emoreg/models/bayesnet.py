@@ -29,12 +29,10 @@ import logging
 import math
 import warnings
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from ..errors import EmoregError, NothingToReadError
 from ..segments import Segment
@@ -192,10 +190,9 @@ class BayesNet(SegmentClassifier):
         self._cache = {}
 
     def _expert_edges(self, path: str) -> list[tuple[str, str]]:
-        try:
-            spec = yaml.safe_load(Path(path).read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise EmoregError(f"bayesnet: cannot read the structure file {path}: {exc}") from None
+        from ..yamlio import read_yaml
+
+        spec = read_yaml(path, "bayesnet structure file")
         edges = spec.get("edges") if isinstance(spec, dict) else None
         if not isinstance(edges, list) or not all(isinstance(e, list) and len(e) == 2 for e in edges):
             raise EmoregError(f"{path}: expected `edges: [[parent, child], ...]`")

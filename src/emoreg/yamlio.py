@@ -1,0 +1,68 @@
+"""Reading the YAML files a user writes (configs, tasks, import configs, rules, structures).
+
+One reader, one policy: a file that cannot be read, is not UTF-8, is not YAML, or repeats a key
+in one mapping is an ``EmoregError`` that names the file (and the line, where YAML knows it) and
+says what to do. A repeated key is refused rather than silently keeping the last value: in a
+config, the first ``lr:`` a reader sees would otherwise not be the one that runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import EmoregError
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key repeated in one mapping."""
+
+
+def _mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    loader.flatten_mapping(node)
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            continue  # SafeLoader reports unhashable keys itself
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice in one mapping (first on line {seen[key] + 1}); keep one",
+                key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """Parse YAML text (``where`` names it in errors), refusing repeated keys."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise EmoregError(f"{where}: nested too deeply to read") from None
+    except yaml.YAMLError as exc:
+        raise EmoregError(f"{where}: not valid YAML: {exc}") from None
+
+
+def read_yaml(path: str | Path, what: str = "file") -> Any:
+    """The parsed content of a user's YAML ``path``; ``what`` (config, task, ...) names it in errors."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise EmoregError(f"{what} {path} is a folder; give the path of a YAML file") from None
+    except OSError as exc:
+        raise EmoregError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise EmoregError(f"{path}:{line}: not UTF-8 text (byte {exc.start + 1} of the file); save the {what} as "
+                          "UTF-8") from None
+    return parse_yaml(text, str(path))
