@@ -199,3 +199,14 @@ def test_validation_split_within_a_fold_never_sees_its_test_subjects(toy_corpus,
                  tmp_path / "bad")
     report = write_report([run], tmp_path / "report").read_text()
     assert "**Validation split**: the 2 test subjects of fold 1 (24 segments) were removed" in report
+
+
+def test_finished_folds_reads_every_fold_number_whatever_its_width(tmp_path):
+    from emoreg.runs import finished_folds, fold_path
+
+    for index in (0, 7, 100):
+        fold_path(tmp_path, index).parent.mkdir(parents=True, exist_ok=True)
+        fold_path(tmp_path, index).write_text("{}\n")
+    for other in ("fold-00.meta.json", "fold-xx.jsonl", "fold-3.jsonl.tmp"):
+        (tmp_path / "folds" / other).write_text("{}")
+    assert finished_folds(tmp_path) == [0, 7, 100]  # fold-100 is not fold 10

@@ -173,8 +173,7 @@ def _check_failures(failures: list[str]) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate, load_config
-    from .evaluation.runner import finished_folds
-    from .runs import read_json
+    from .runs import finished_folds, read_json
 
     config = load_config(args.config, args.overrides)
     command = " ".join(["emoreg", *sys.argv[1:]])

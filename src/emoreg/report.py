@@ -184,7 +184,7 @@ def plot_per_subject(runs: Sequence[Run], path: Path) -> Path:
 
 
 def _losses(run: Run) -> list[list[dict]]:
-    from .evaluation.runner import fold_path
+    from .runs import fold_path
 
     folds = run.metrics.get("folds_run")  # the folds the report covers (older runs: every fold found)
     paths = ([fold_path(run.path, k, ".meta.json") for k in folds] if folds is not None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import sys
 from dataclasses import dataclass
 from importlib import metadata
@@ -82,6 +83,21 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
             raise EmoregError(f"{path}:{lineno}: not valid JSON ({exc.msg}): the file was damaged or cut short; "
                               "delete it (for a fold file, the fold runs again) or restore it") from None
     return rows
+
+
+FOLD_FILE = re.compile(r"fold-(\d+)\.jsonl")
+
+
+def fold_path(out: Path, index: int, suffix: str = ".jsonl") -> Path:
+    """A file of fold ``index`` in a run folder: ``.jsonl`` (its predictions; present once the
+    fold is finished), ``.meta.json``, ``-model``, ``.checkpoint``."""
+    return Path(out) / "folds" / f"fold-{index:02d}{suffix}"
+
+
+def finished_folds(out: Path) -> list[int]:
+    """The folds of a run folder whose predictions are written (``fold-NN.jsonl``, any width)."""
+    found = (FOLD_FILE.fullmatch(p.name) for p in (Path(out) / "folds").glob("fold-*.jsonl"))
+    return sorted(int(m.group(1)) for m in found if m)
 
 
 def read_config(run: Path) -> dict[str, Any]:
@@ -152,7 +168,7 @@ def load_partial_runs(paths: list[str | Path]) -> list[Run]:
     """Runs still in progress (or finished), restricted to the folds that every one of them has
     finished, with their metrics computed on those folds: an interim comparison. The runs must
     share their split (the test subjects of every fold)."""
-    from .evaluation.runner import finished_folds, fold_results
+    from .evaluation.runner import fold_results
 
     paths = [Path(p) for p in paths]
     for path in paths:

@@ -27,9 +27,9 @@ from typing import Any
 
 from ..errors import EmoregError, NothingToReadError, Problem, ValidationError
 from ..prompts import PROMPT_SOURCES, parse_sources
-from ..runs import read_json, write_json
+from ..runs import fold_path, read_json, write_json
 from .config import EvalConfig, apply_overrides, config_from_dict
-from .runner import evaluate, fold_path
+from .runner import evaluate
 
 EMPTY = "none"
 

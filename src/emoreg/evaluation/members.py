@@ -15,8 +15,8 @@ import numpy as np
 import yaml
 
 from ..errors import EmoregError
-from ..runs import read_config, read_json, read_jsonl, write_json, write_jsonl
-from .runner import finished_folds, fold_path, fold_results
+from ..runs import finished_folds, fold_path, read_config, read_json, read_jsonl, write_json, write_jsonl
+from .runner import fold_results
 
 
 def split_run(run: Path, out: Path) -> list[Path]:

@@ -21,7 +21,7 @@ from ..atomic import atomic_write_text
 from ..corpora import load_corpus
 from ..errors import EmoregError
 from ..progress import progress
-from ..runs import environment, read_config, read_json, read_jsonl, write_json, write_jsonl
+from ..runs import environment, fold_path, read_config, read_json, read_jsonl, write_json, write_jsonl
 from ..segments import source_counts
 from .config import EvalConfig
 from .metrics import METRICS, confusion, per_class, scores
@@ -29,16 +29,6 @@ from .splits import Fold, make_folds
 from .stats import bootstrap_ci
 
 N_BOOT = 2000
-
-
-def fold_path(out: Path, index: int, suffix: str = ".jsonl") -> Path:
-    """A file of fold ``index`` in a run folder: ``.jsonl`` (its predictions; present once the
-    fold is finished), ``.meta.json``, ``-model``, ``.checkpoint``."""
-    return Path(out) / "folds" / f"fold-{index:02d}{suffix}"
-
-
-def finished_folds(out: Path) -> list[int]:
-    return sorted(int(p.name[5:7]) for p in (Path(out) / "folds").glob("fold-*.jsonl"))
 
 
 def evaluate(config: EvalConfig, out: str | Path, command: str = "", units: list[int] | None = None,
