@@ -251,16 +251,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .corpora import load_corpus
     from .models import load_model
-    from .runs import write_jsonl
+    from .runs import prediction_row, write_jsonl
 
     model = load_model(args.model_dir)
     corpus = load_corpus(args.corpus, model.task)
     proba = model.predict_proba(corpus.segments)
-    rows = [{"segment_id": s.segment_id, "subject_id": s.subject_id, "session_id": s.session_id,
-             "predicted": model.labels_[int(p.argmax())],
-             "proba": {label: float(v) for label, v in zip(model.labels_, p)}}
-            | ({"gold": s.label} if s.label is not None else {})
-            for s, p in zip(corpus.segments, proba)]
+    rows = [prediction_row(s, p, model.labels_) for s, p in zip(corpus.segments, proba)]
     write_jsonl(args.out, rows)
     labelled = [r for r in rows if "gold" in r]
     if labelled:

@@ -85,6 +85,18 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def prediction_row(segment, proba, labels, **extra: Any) -> dict[str, Any]:
+    """One prediction as every writer stores it: ids, the predicted label (the most probable), the
+    probability of every label, the gold label when the segment has one, and ``extra`` (e.g. fold)."""
+    row = {"segment_id": segment.segment_id, "subject_id": segment.subject_id, "session_id": segment.session_id,
+           **extra}
+    if segment.label is not None:
+        row["gold"] = segment.label
+    row["predicted"] = labels[int(proba.argmax())]
+    row["proba"] = {label: float(v) for label, v in zip(labels, proba)}
+    return row
+
+
 FOLD_FILE = re.compile(r"fold-(\d+)\.jsonl")
 
 

@@ -21,7 +21,7 @@ from ..atomic import atomic_write_text
 from ..corpora import load_corpus
 from ..errors import EmoregError
 from ..progress import progress
-from ..runs import environment, fold_path, read_config, read_json, read_jsonl, write_json, write_jsonl
+from ..runs import environment, fold_path, prediction_row, read_config, read_json, read_jsonl, write_json, write_jsonl
 from ..segments import source_counts
 from .config import EvalConfig
 from .metrics import METRICS, confusion, per_class, scores
@@ -105,11 +105,7 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "", units: list
         if config.save_models:
             model.save(fold_path(out, fold.index, "-model"))
         labels = corpus.task.labels
-        rows = [{
-            "segment_id": s.segment_id, "subject_id": s.subject_id, "session_id": s.session_id,
-            "fold": fold.index, "gold": s.label, "predicted": labels[int(np.argmax(p))],
-            "proba": {label: float(v) for label, v in zip(labels, p)},
-        } for s, p in zip(test, proba)]
+        rows = [prediction_row(s, p, labels, fold=fold.index) for s, p in zip(test, proba)]
         write_json(fold_path(out, fold.index, ".meta.json"), {
             "n_train": len(train), "n_test": len(test), "fit_seconds": fitted - started,
             "predict_seconds": predicted - fitted,

@@ -30,6 +30,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import Problem
+from ..runs import prediction_row
 from ..segments import Event, Nonverbal, Segment, Turn, segment_from_dict
 from .guard import BodyGuard
 from .store import Store
@@ -239,9 +240,8 @@ def create_app(model: Any, db_path: str | Path, token: str | None = None, public
                 if post["events"] or post["features"] else None,
                 person=session["person"], introspection=body.introspection)
             proba = (await state["batcher"].predict([segment]))[0]
-            labels = state["model"].labels_
-            answer = {label: float(p) for label, p in zip(labels, proba)}
-            label = labels[int(proba.argmax())]
+            row = prediction_row(segment, proba, state["model"].labels_)
+            label, answer = row["predicted"], row["proba"]
             store.add_segment(session_id, session["segments"], post, label, answer)
             histories[session_id] = history  # only once stored: a failed post leaves no turn behind
         return {"session_id": session_id, "seq": session["segments"], "label": label, "proba": answer}
@@ -266,10 +266,9 @@ def create_app(model: Any, db_path: str | Path, token: str | None = None, public
         if problems:
             raise _problem_response(problems)
         proba = await state["batcher"].predict(segments)
-        labels = state["model"].labels_
-        return {"predictions": [{"segment_id": s.segment_id, "label": labels[int(p.argmax())],
-                                 "proba": {label: float(v) for label, v in zip(labels, p)}}
-                                for s, p in zip(segments, proba)]}
+        rows = [prediction_row(s, p, state["model"].labels_) for s, p in zip(segments, proba)]
+        return {"predictions": [{"segment_id": r["segment_id"], "label": r["predicted"], "proba": r["proba"]}
+                                for r in rows]}
 
     app.include_router(api)
     return app
