@@ -150,7 +150,7 @@ def test_answer_loss_sum_adds_the_answer_tokens_losses(tiny_llama, toy_split):
     first = {how: tiny(tiny_llama, epochs=1, answer_loss=how).fit(one_word).history_[0]["loss"]
              for how in ("mean", "sum")}
     assert first["sum"] == pytest.approx(2 * first["mean"], rel=1e-5)
-    with pytest.raises(EmoregError, match="answer_loss must be mean or sum"):
+    with pytest.raises(EmoregError, match="answer_loss must be one of mean, sum"):
         tiny(tiny_llama, answer_loss="max").fit(one_word)
 
 
@@ -224,7 +224,7 @@ def test_plain_trainer_recipe_trains_and_scores_the_same_way(tiny_llama, toy_spl
     train, test = toy_split
     with pytest.raises(EmoregError, match="takes no class weights"):
         tiny(tiny_llama, trainer="hf", class_weight="balanced").fit(train)
-    with pytest.raises(EmoregError, match="trainer must be emoreg or hf"):
+    with pytest.raises(EmoregError, match="trainer must be one of emoreg, hf"):
         tiny(tiny_llama, trainer="keras").fit(train)
     model = tiny(tiny_llama, trainer="hf", epochs=10).fit(train)
     losses = [h["loss"] for h in model.history_]

@@ -210,3 +210,18 @@ def test_finished_folds_reads_every_fold_number_whatever_its_width(tmp_path):
     for other in ("fold-00.meta.json", "fold-xx.jsonl", "fold-3.jsonl.tmp"):
         (tmp_path / "folds" / other).write_text("{}")
     assert finished_folds(tmp_path) == [0, 7, 100]  # fold-100 is not fold 10
+
+
+def test_parameter_values_are_checked_when_the_config_is_read_all_at_once(toy_corpus, tmp_path):
+    """A bad value fails before any run folder exists, with every problem of the params named."""
+    with pytest.raises(ValidationError) as info:
+        config(toy_corpus, params={"C": 0, "ngram_max": 0, "text": "speech"})
+    message = str(info.value)
+    for part in ("C must be a number above 0, found 0", "ngram_max must be a whole number of at least 1",
+                 "text must be one of prompt, utterance, found 'speech'"):
+        assert part in message
+    with pytest.raises(ValidationError, match="seed: expected a whole number from 0"):
+        config(toy_corpus, seed=-1)
+    with pytest.raises(ValidationError, match="lr must be a number above 0"):
+        config(toy_corpus, model="llm", params={"lr": -1})
+    assert not (tmp_path / "run").exists()

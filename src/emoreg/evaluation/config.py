@@ -115,6 +115,9 @@ def config_from_dict(data: Any, where: str, base_dir: Path | None = None) -> Eva
     if split.get("kind", "group-kfold") == "group-kfold" and isinstance(split.get("folds", 5), int) \
             and split.get("folds", 5) < 2:
         problems.append(Problem(where, "split.folds", "needs at least 2 folds"))
+    seed = data.get("seed", 0)
+    if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed < 2 ** 32:
+        problems.append(Problem(where, "seed", f"expected a whole number from 0 to 2**32 - 1, found {seed}"))
     only = split.get("only", [])
     if not isinstance(only, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in only):
         problems.append(Problem(where, "split.only", "expected a list of fold numbers, e.g. [0, 1]"))

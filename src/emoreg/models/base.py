@@ -51,6 +51,7 @@ class SegmentClassifier:
 
     name: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}  # every parameter the model takes, with its default
+    rules: ClassVar[dict[str, Any]] = {}  # what a parameter's value may be (models/rules.py), checked at config read
 
     def __init__(self, task: Task, prompt: PromptConfig = PromptConfig(), seed: int = 0, **params: Any):
         self.task = task
@@ -147,6 +148,11 @@ class SegmentClassifier:
         if unknown:
             valid = ", ".join(sorted(cls.defaults)) or "none"
             raise EmoregError(f"model {cls.name!r} has no parameter(s) {', '.join(unknown)} (valid: {valid})")
+        from .rules import broken
+
+        problems = broken(cls.rules, params)
+        if problems:
+            raise EmoregError(f"model {cls.name!r}: " + "; ".join(problems))
 
     @classmethod
     def inputs(cls, params: dict[str, Any], sources: Sequence[str]) -> str:

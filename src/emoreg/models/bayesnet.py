@@ -37,6 +37,7 @@ import pandas as pd
 from ..errors import EmoregError, NothingToReadError
 from ..segments import Segment
 from .base import SegmentClassifier
+from .rules import choice, positive, text, whole
 
 LABEL = "strategy"
 MISSING, OTHER = "(missing)", "(other)"  # parenthesised: never a real level
@@ -111,6 +112,11 @@ class BayesNet(SegmentClassifier):
     defaults = {"structure": "learned", "bins": 3, "max_levels": 8, "top_behaviours": 10,
                 "meta_variables": {}, "introspection_codes": {}, "equivalent_sample_size": 5.0,
                 "max_indegree": 3, "class_weight": "balanced"}
+    rules = {"structure": text(), "bins": whole(2), "max_levels": whole(2), "top_behaviours": whole(0),
+             "meta_variables": ("a mapping of variable name to meta key", lambda v: isinstance(v, dict)),
+             "introspection_codes": ("a mapping of code to a list of words", lambda v: isinstance(v, dict) and all(
+                 isinstance(w, list) and all(isinstance(x, str) for x in w) for w in v.values())),
+             "equivalent_sample_size": positive(), "max_indegree": whole(1), "class_weight": choice("balanced", None)}
 
     # -- variables
     def _candidates(self, segments: list[Segment]) -> list[_Variable]:

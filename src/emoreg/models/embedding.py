@@ -18,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 
 from ..errors import EmoregError
 from .base import SegmentClassifier
+from .rules import choice, positive, text
 
 _ENCODERS: dict[str, object] = {}
 _CACHE: dict[tuple[str, str], np.ndarray] = {}
@@ -61,6 +62,8 @@ class EmbeddingLogReg(SegmentClassifier):
 
     name = "embedding"
     defaults = {"encoder": "minilm", "text": "utterance", "C": 1.0, "class_weight": "balanced"}
+    rules = {"encoder": text(), "text": choice("prompt", "utterance"), "C": positive(),
+             "class_weight": choice("balanced", None)}
 
     def _features(self, segments):
         return embed(self._texts(segments, self._param("text")), self._param("encoder"))

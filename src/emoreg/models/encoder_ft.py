@@ -25,12 +25,16 @@ from ..progress import progress
 from .base import NotFittedError, SegmentClassifier
 from .embedding import encoder_path
 from .llm import warmup_linear_schedule
+from .rules import at_least, choice, positive, share, text, whole
 
 
 class FinetunedEncoder(SegmentClassifier):
     name = "encoder-ft"
     defaults = {"encoder": "minilm", "text": "utterance", "epochs": 3, "lr": 5e-5, "batch_size": 16,
                 "max_length": 128, "class_weight": "balanced", "warmup": 0.1, "weight_decay": 0.01}
+    rules = {"encoder": text(), "text": choice("prompt", "utterance"), "epochs": whole(1), "lr": positive(),
+             "batch_size": whole(1), "max_length": whole(8), "class_weight": choice("balanced", None),
+             "warmup": share(), "weight_decay": at_least(0)}
 
     def _load(self, folder: str | None = None) -> None:
         import torch

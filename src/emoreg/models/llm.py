@@ -34,6 +34,7 @@ from ..progress import progress
 from ..prompts import render_prompt
 from .base import NotFittedError, SegmentClassifier
 from .llm_loading import load_base
+from .rules import at_least, choice, or_null, positive, share, text, whole
 
 DEFAULT_SYSTEM = "You label moments of a conversation."
 
@@ -138,6 +139,16 @@ class LlmClassifier(SegmentClassifier):
         "trainer": "emoreg", "checkpoint_minutes": 10, "answer_loss": "mean", "answer_prefix": "",
         "head": "lm", "tune_layers": None, "tune": "lora", "head_init": "labels", "state_cache": True,
         "layers": None,
+    }
+    rules = {
+        "model": text(), "epochs": whole(0), "batch_size": whole(1), "lr": positive(), "warmup": share(),
+        "weight_decay": at_least(0), "max_grad_norm": positive(), "lora_r": whole(1), "lora_alpha": positive(),
+        "lora_dropout": share(), "class_weight": choice("balanced", None), "max_train": or_null(whole(1)),
+        "dtype": choice("auto", "bf16", "fp32"), "quantize_4bit": choice(True, False),
+        "decode": choice("score", "generate"), "score_batch": whole(1), "trainer": choice("emoreg", "hf"),
+        "checkpoint_minutes": or_null(at_least(0)), "answer_loss": choice("mean", "sum"),
+        "head": choice("lm", "classify"), "tune_layers": or_null(whole(1)), "tune": choice("lora", "full"),
+        "head_init": choice("labels", "zeros"), "state_cache": choice(True, False), "layers": or_null(whole(1)),
     }
     checkpoint_dir: Path | None = None  # set by the runner: where an interrupted fit resumes from
 

@@ -8,6 +8,7 @@ from ..progress import progress
 from .base import SegmentClassifier
 from .llm import DEFAULT_SYSTEM, LlmClassifier
 from .llm_loading import load_base
+from .rules import choice, positive, text, whole
 
 
 class LlmFeatures(SegmentClassifier):
@@ -18,6 +19,8 @@ class LlmFeatures(SegmentClassifier):
     name = "llm-features"
     defaults = {"model": "smollm2-135m", "C": 1.0, "class_weight": "balanced", "batch_size": 8,
                 "dtype": "auto", "system": DEFAULT_SYSTEM}
+    rules = {"model": text(), "C": positive(), "class_weight": choice("balanced", None), "batch_size": whole(1),
+             "dtype": choice("auto", "bf16", "fp32")}
     _cache: dict = {}  # per process: loaded frozen models and their features
 
     inputs = LlmClassifier.inputs

@@ -6,6 +6,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from .base import SegmentClassifier
+from .rules import choice, or_null, positive, whole
 
 
 class TfidfLogReg(SegmentClassifier):
@@ -15,6 +16,8 @@ class TfidfLogReg(SegmentClassifier):
     name = "tfidf"
     defaults = {"text": "prompt", "ngram_max": 2, "min_df": 2, "C": 1.0, "class_weight": "balanced",
                 "max_features": 50000}
+    rules = {"text": choice("prompt", "utterance"), "ngram_max": whole(1), "min_df": whole(1), "C": positive(),
+             "class_weight": choice("balanced", None), "max_features": or_null(whole(1))}
 
     def _fit(self, segments, y):
         self.vectorizer_ = TfidfVectorizer(

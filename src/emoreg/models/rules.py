@@ -1,0 +1,61 @@
+"""What each model parameter may be, checked when a config is read (before anything is written).
+
+A rule is ``(what, test)``: ``what`` says in words what the value must be, ``test`` says whether
+a value is one. Models list theirs in ``rules``; ``SegmentClassifier.check_params`` reports every
+value that breaks one, all at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+Rule = tuple[str, Callable[[Any], bool]]
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def positive() -> Rule:
+    return "a number above 0", lambda v: _number(v) and v > 0
+
+
+def at_least(low: float) -> Rule:
+    return f"a number of at least {low}", lambda v: _number(v) and v >= low
+
+
+def share() -> Rule:
+    return "a share from 0 up to (not including) 1", lambda v: _number(v) and 0 <= v < 1
+
+
+def whole(low: int = 1) -> Rule:
+    return f"a whole number of at least {low}", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def choice(*options: Any) -> Rule:
+    names = ", ".join("null" if o is None else str(o) for o in options)
+
+    def test(v: Any) -> bool:  # True is not 1 here, nor "1" the number 1
+        return any(v is o if isinstance(o, (bool, type(None))) else (type(v) is type(o) and v == o) for o in options)
+
+    return f"one of {names}", test
+
+
+def text() -> Rule:
+    return "a non-empty string", lambda v: isinstance(v, str) and bool(v.strip())
+
+
+def or_null(rule: Rule) -> Rule:
+    what, test = rule
+    return f"{what}, or null", lambda v: v is None or test(v)
+
+
+def broken(rules: dict[str, Rule], params: dict[str, Any]) -> list[str]:
+    """One message per parameter whose value breaks its rule."""
+    out = []
+    for key, value in params.items():
+        if key in rules and not rules[key][1](value):
+            out.append(f"{key} must be {rules[key][0]}, found {value!r}")
+    return out
