@@ -96,3 +96,43 @@ def test_train_then_predict(tmp_path, toy_corpus, capsys):
 def test_predict_needs_a_saved_model(tmp_path):
     result = run_cli("predict", str(tmp_path), "--corpus", "deep-example", "--out", str(tmp_path / "p.jsonl"))
     assert result.returncode == 2 and "holds no saved emoreg model" in result.stderr
+
+
+def test_train_writes_a_model_card_with_the_evaluated_metrics_and_serve_shows_it(toy_corpus, tmp_path, capsys):
+    import yaml
+    from fastapi.testclient import TestClient
+
+    from emoreg.models import load_model
+    from emoreg.serve.app import create_app
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"corpus": str(toy_corpus), "task": "deep-shame", "model": "tfidf",
+                                      "params": {"min_df": 1, "text": "utterance"}, "split": {"kind": "loso"}}))
+    assert main(["evaluate", str(config), "--out", str(tmp_path / "run")]) == 0
+    other = tmp_path / "other.yaml"
+    other.write_text(config.read_text().replace("min_df: 1", "min_df: 2"))
+    assert main(["train", str(other), "--out", str(tmp_path / "bad"), "--evaluated", str(tmp_path / "run")]) == 2
+    assert "run of another configuration (differs in: params)" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()  # refused before the fit
+    assert main(["train", str(config), "--out", str(tmp_path / "model"), "--evaluated", str(tmp_path / "run")]) == 0
+    card = (tmp_path / "model" / "MODEL_CARD.md").read_text()
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert f"| macro-F1 | {metrics['pooled']['macro_f1']['value']:.3f}" in card
+    assert "| Withdrawal |" in card and "**Not a diagnosis.**" in card and "What it reads of each segment: utterance" in card
+    assert "None: `tfidf` is trained from the corpus alone" in card
+    with TestClient(create_app(load_model(tmp_path / "model"), tmp_path / "s.sqlite")) as client:
+        served = client.get("/model")
+        assert served.status_code == 200 and served.text == card
+
+
+def test_the_model_card_names_each_base_model_and_its_licence():
+    from emoreg.model_card import _base_models, licence_of
+
+    ensemble = {"model": "ensemble", "params": {"members": [
+        {"model": "llm", "params": {"model": "gemma3-270m"}}, {"model": "embedding"}, {"model": "tfidf"}]}}
+    assert _base_models(ensemble) == ["gemma3-270m", "minilm"]
+    assert _base_models({"model": "llm", "params": {}}) == ["smollm2-135m"]
+    assert licence_of("smollm2-135m").startswith("Apache-2.0")
+    assert "Gemma Terms of Use" in licence_of("gemma3-270m")
+    assert "Llama 2 Community License" in licence_of("/models/Llama-2-7b-chat-hf")
+    assert licence_of("some/unknown-model").startswith("not known to emoreg")

@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="model folder")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--processes", type=int, default=1, metavar="N", help=PROCESSES_HELP)
+    p.add_argument("--evaluated", type=Path, default=None, metavar="RUN",
+                   help="a finished `emoreg evaluate` run of this config: its cross-subject metrics go into "
+                        "the model's MODEL_CARD.md")
 
     p = sub.add_parser("predict", help="label new segments with a saved model")
     p.add_argument("model_dir", type=Path, help="a folder written by `emoreg train`")
@@ -238,13 +241,21 @@ def cmd_collect(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .corpora import load_corpus
     from .evaluation import load_config
+    from .model_card import write_card
 
     config = load_config(args.config, args.overrides)
     corpus = load_corpus(config.corpus, config.task)
+    if args.evaluated is not None:  # a wrong run fails now, not after the fit
+        from .model_card import _check_same_config
+        from .runs import load_run
+
+        _check_same_config(config.to_dict(), load_run(args.evaluated).config, args.evaluated)
     model = config.build_model(corpus.task)
     model.fit(corpus.segments)
     if distributed.is_main():
-        print(model.save(args.out).resolve())
+        folder = model.save(args.out)
+        write_card(folder, config.to_dict(), corpus, args.evaluated)
+        print(folder.resolve())
     return 0
 
 

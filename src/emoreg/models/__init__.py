@@ -42,7 +42,9 @@ def load_model(folder: str | Path) -> SegmentClassifier:
         kind = spec.get("model") if isinstance(spec, dict) else None
         raise EmoregError(f"{folder}: unknown model kind {kind!r} in model.json")
     try:
-        return MODELS[spec["model"]].load(folder)
+        model = MODELS[spec["model"]].load(folder)
+        model.folder_ = folder  # where it came from (its MODEL_CARD.md lives there)
+        return model
     except EmoregError:
         raise
     except Exception as exc:  # a file of the folder is missing, cut short or not what its name says

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import Problem
@@ -199,6 +199,17 @@ def create_app(model: Any, db_path: str | Path, token: str | None = None, public
     @app.get("/", response_class=HTMLResponse)
     def page() -> HTMLResponse:
         return HTMLResponse(page_html, headers=page_headers)
+
+    @api.get("/model", response_class=PlainTextResponse)
+    def model_card() -> str:
+        """The model's MODEL_CARD.md (markdown): labels, data, cross-subject metrics, licence, limits."""
+        from ..model_card import CARD
+
+        folder = model if isinstance(model, (str, Path)) else getattr(state["model"], "folder_", None)
+        card = Path(folder) / CARD if folder is not None else None
+        if card is None or not card.is_file():
+            raise HTTPException(404, detail="this model has no MODEL_CARD.md; models saved by `emoreg train` have one")
+        return card.read_text(encoding="utf-8")
 
     @api.post("/sessions", status_code=201)
     def create_session(body: SessionIn) -> dict[str, Any]:
