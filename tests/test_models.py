@@ -18,6 +18,7 @@ CASES = {
     "bayesnet": {"structure": "naive"},
     "ensemble": {"members": [{"model": "tfidf", "params": {"text": "prompt", "min_df": 1}}, {"model": "majority"}]},
     "encoder-ft": {"epochs": 1, "max_length": 32},
+    "temporal": {"model": "tfidf", "params": {"text": "prompt", "min_df": 1}, "temporal": "smooth"},
     "calibrated": {"model": "tfidf", "params": {"text": "prompt", "min_df": 1}, "method": "vector",
                    "decide": "macro-f1"},
 }

@@ -138,7 +138,7 @@ def test_config_errors_are_listed_together(tmp_path):
         load_config(path)
     fields = [p.field for p in info.value.problems]
     assert fields == ["modle", "seed", "prompt.budget", "split.kind"]
-    assert "unknown key (valid: corpus, task, model, params, prompt, split, seed, name, save_models, calibrate)" in str(info.value)
+    assert "unknown key (valid: corpus, task, model, params, prompt, split, seed, name, save_models, calibrate, decode)" in str(info.value)
 
 
 def test_bad_model_params_and_overrides(tmp_path, toy_corpus):

@@ -26,7 +26,7 @@ from ..prompts import PROMPT_SOURCES, TEMPLATES, PromptConfig
 SPLITS = ("group-kfold", "loso")
 TOP_KEYS = {"corpus": str, "task": (str, type(None)), "model": str, "params": dict, "prompt": dict,
             "split": dict, "seed": int, "name": (str, type(None)), "save_models": bool,
-            "calibrate": (str, dict, type(None))}
+            "calibrate": (str, dict, type(None)), "decode": (dict, type(None))}
 PROMPT_KEYS = {"sources": (list, str), "max_tokens": (int, type(None)), "template": str,
                "feature_thresholds": dict, "behaviour_phrases": dict}
 SPLIT_KEYS = {"kind": str, "folds": int, "only": list, "within_fold": int}
@@ -57,6 +57,9 @@ class EvalConfig:
             refit}: the model's probabilities calibrated (and with ``decide: macro-f1`` its
             decisions tuned) on an inner split of each fold's training subjects
             (``emoreg.models.calibrated``).
+        decode: ``{temporal: filter|smooth|none, emission, alpha}``: the labels of a session decoded
+            together by a hidden Markov model fitted on the training subjects
+            (``emoreg.models.temporal``).
     """
 
     corpus: str
@@ -69,6 +72,7 @@ class EvalConfig:
     name: str | None = None
     save_models: bool = False
     calibrate: Any = None
+    decode: Any = None
 
     def prompt_config(self) -> PromptConfig:
         return PromptConfig(**self.prompt)
@@ -77,12 +81,16 @@ class EvalConfig:
         """A fresh model of this config (wrapped in ``Calibrated`` when ``calibrate`` is on)."""
         from ..models import make_model
         from ..models.calibrated import normalise_spec
+        from ..models.temporal import normalise_spec as temporal_spec
 
+        name, params = self.model, self.params
         spec = normalise_spec(self.calibrate)
-        if spec is None:
-            return make_model(self.model, task, self.prompt_config(), self.seed, self.params)
-        return make_model("calibrated", task, self.prompt_config(), self.seed,
-                          {"model": self.model, "params": self.params, **spec})
+        if spec is not None:
+            name, params = "calibrated", {"model": name, "params": params, **spec}
+        temporal = temporal_spec(self.decode)
+        if temporal is not None:
+            name, params = "temporal", {"model": name, "params": params, **temporal}
+        return make_model(name, task, self.prompt_config(), self.seed, params)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,11 +162,13 @@ def config_from_dict(data: Any, where: str, base_dir: Path | None = None) -> Eva
     except EmoregError as exc:
         raise ValidationError(where, [Problem(where, "params", str(exc))]) from None
     from ..models.calibrated import normalise_spec
+    from ..models.temporal import normalise_spec as temporal_spec
 
-    try:
-        normalise_spec(config.calibrate)
-    except EmoregError as exc:
-        raise ValidationError(where, [Problem(where, "calibrate", str(exc))]) from None
+    for key, check in (("calibrate", normalise_spec), ("decode", temporal_spec)):
+        try:
+            check(getattr(config, key))
+        except EmoregError as exc:
+            raise ValidationError(where, [Problem(where, key, str(exc))]) from None
     return config
 
 

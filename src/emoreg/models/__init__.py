@@ -18,11 +18,12 @@ from .encoder_ft import FinetunedEncoder
 from .ensemble import Ensemble
 from .llm import LlmClassifier
 from .llm_features import LlmFeatures
+from .temporal import Temporal
 from .tfidf import TfidfLogReg
 
 MODELS: dict[str, type[SegmentClassifier]] = {
     cls.name: cls for cls in (Majority, StratifiedRandom, TfidfLogReg, EmbeddingLogReg, BayesNet, LlmClassifier,
-                              LlmFeatures, Ensemble, FinetunedEncoder, Calibrated)
+                              LlmFeatures, Ensemble, FinetunedEncoder, Calibrated, Temporal)
 }
 
 
