@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model_dir", type=Path, help="a folder written by `emoreg train`")
     p.add_argument("--corpus", required=True, help="segments (.jsonl, a CSV mapping, annomi, ...); labels optional")
     p.add_argument("--out", type=Path, required=True, help="predictions JSONL to write")
+    p.add_argument("--explain", action="store_true",
+                   help="for each segment, how each information source moved each label's probability "
+                        "(occlusion: scored again without it); a summary and a figure beside --out")
 
     p = sub.add_parser("ablate", help="one evaluation per subset of information sources, and a report")
     p.add_argument("config", type=Path, help="evaluation YAML, optionally with `models: [{name, model, params}]`")
@@ -268,7 +271,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     corpus = load_corpus(args.corpus, model.task)
     proba = model.predict_proba(corpus.segments)
     rows = [prediction_row(s, p, model.labels_) for s, p in zip(corpus.segments, proba)]
+    if args.explain:
+        from .explain import occlusion, plot_summary, summarise
+
+        for row, explained in zip(rows, occlusion(model, corpus.segments, proba)):
+            row["explain"] = explained
     write_jsonl(args.out, rows)
+    if args.explain:
+        summary = summarise(rows, "predicted")
+        for by in ("predicted", "gold"):
+            for cls, per in summarise(rows, by).items():
+                parts = ", ".join(f"{source} {share:.0%}" for source, share in sorted(per.items(), key=lambda x: -x[1]))
+                print(f"{by} {cls}: share of p({cls}) lost without each source: {parts}")
+        figure = plot_summary(summary, args.out.with_suffix(".explain.png"),
+                              "Which source carried each predicted class (occlusion)")
+        print(figure.resolve())
     labelled = [r for r in rows if "gold" in r]
     if labelled:
         accuracy = sum(r["gold"] == r["predicted"] for r in labelled) / len(labelled)

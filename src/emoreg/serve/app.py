@@ -227,7 +227,7 @@ def create_app(model: Any, db_path: str | Path, token: str | None = None, public
         return session_or_404(session_id)
 
     @api.post("/sessions/{session_id}/segments")
-    async def add_segment(session_id: str, body: SegmentIn) -> dict[str, Any]:
+    async def add_segment(session_id: str, body: SegmentIn, explain: bool = False) -> dict[str, Any]:
         if body.start_s is not None and body.end_s is not None and body.end_s < body.start_s:
             raise HTTPException(422, detail=[{"loc": ["body", "end_s"], "msg": "end_s is before start_s"}])
         for i, ev in enumerate(body.events):
@@ -255,7 +255,10 @@ def create_app(model: Any, db_path: str | Path, token: str | None = None, public
             label, answer = row["predicted"], row["proba"]
             store.add_segment(session_id, session["segments"], post, label, answer)
             histories[session_id] = history  # only once stored: a failed post leaves no turn behind
-        return {"session_id": session_id, "seq": session["segments"], "label": label, "proba": answer}
+        out = {"session_id": session_id, "seq": session["segments"], "label": label, "proba": answer}
+        if explain:
+            out["explain"] = (await explained([segment], proba[None]))[0]
+        return out
 
     @api.get("/sessions/{session_id}/timeline")
     def timeline(session_id: str) -> dict[str, Any]:
@@ -270,7 +273,7 @@ def create_app(model: Any, db_path: str | Path, token: str | None = None, public
         return session_or_404(session_id)
 
     @api.post("/classify")
-    async def classify(body: ClassifyIn) -> dict[str, Any]:
+    async def classify(body: ClassifyIn, explain: bool = False) -> dict[str, Any]:
         problems: list[Problem] = []
         segments = [segment_from_dict(record, f"segments[{i}]", problems, state["model"].task)
                     for i, record in enumerate(body.segments)]
@@ -278,8 +281,18 @@ def create_app(model: Any, db_path: str | Path, token: str | None = None, public
             raise _problem_response(problems)
         proba = await state["batcher"].predict(segments)
         rows = [prediction_row(s, p, state["model"].labels_) for s, p in zip(segments, proba)]
-        return {"predictions": [{"segment_id": r["segment_id"], "label": r["predicted"], "proba": r["proba"]}
-                                for r in rows]}
+        answers = [{"segment_id": r["segment_id"], "label": r["predicted"], "proba": r["proba"]} for r in rows]
+        if explain:
+            for answer, why in zip(answers, await explained(segments, proba)):
+                answer["explain"] = why
+        return {"predictions": answers}
+
+    async def explained(segments: list[Segment], proba) -> list[dict[str, dict[str, float]]]:
+        """Occlusion per source (``emoreg.explain``), in the model's worker thread."""
+        from ..explain import occlusion
+
+        return await asyncio.get_running_loop().run_in_executor(
+            state["batcher"].executor, occlusion, state["model"], segments, proba)
 
     app.include_router(api)
     return app
