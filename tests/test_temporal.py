@@ -82,3 +82,35 @@ def test_smooth_uses_the_future_and_keeps_unseen_labels_at_zero(toy_split):
 def test_bad_decode_settings_fail_when_the_config_is_read(decode, message):
     with pytest.raises(ValidationError, match=message):
         config_from_dict({"corpus": "deep-example", "model": "tfidf", "decode": decode}, "c.yaml")
+
+
+def test_the_service_filters_live_from_the_stored_answers_and_says_so(toy_corpus, tmp_path):
+    import yaml
+    from fastapi.testclient import TestClient
+
+    from emoreg.cli import main
+    from emoreg.models import load_model
+    from emoreg.segments import Segment
+    from emoreg.serve.app import create_app
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"corpus": str(toy_corpus), "task": "deep-shame", "model": "tfidf",
+                                      "params": {"min_df": 1, "text": "prompt"}, "decode": {"temporal": "filter"},
+                                      "prompt": {"sources": ["history", "utterance"]}}))
+    assert main(["train", str(config), "--out", str(tmp_path / "m")]) == 0
+    model = load_model(tmp_path / "m")
+    texts = ["I am so stupid, it is all my fault.", "Whatever.", "You are the problem here.", "Fine."]
+    answers = []
+    for restart in (False, True):  # the second client starts a fresh app on the same store
+        with TestClient(create_app(load_model(tmp_path / "m"), tmp_path / "s.sqlite")) as c:
+            assert c.get("/ready").json()["session_decoding"] == "filter"
+            if not restart:
+                sid = c.post("/sessions", json={}).json()["session_id"]
+            for text in (texts[:2] if not restart else texts[2:]):
+                answers.append(c.post(f"/sessions/{sid}/segments",
+                                      json={"turns": [{"speaker": "B", "text": text}]}).json()["proba"])
+    segments = [Segment(f"x{i}", sid, sid, transcript=tuple(Turn("B", t) for t in texts[:i + 1]))
+                for i in range(len(texts))]
+    offline = model.predict_proba(segments)  # the same session, filtered offline
+    got = np.array([[a[label] for label in model.labels_] for a in answers])
+    assert np.allclose(got, offline, atol=1e-9)

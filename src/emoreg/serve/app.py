@@ -25,11 +25,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import Problem
+from ..models.temporal import Temporal
 from ..runs import prediction_row
 from ..segments import Event, Nonverbal, Segment, Turn, segment_from_dict
 from .guard import BodyGuard
@@ -151,7 +153,12 @@ def create_app(model: Any, db_path: str | Path, token: str | None = None, public
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         loaded = model if hasattr(model, "predict_proba") else await asyncio.to_thread(load_model, model)
-        state.update(model=loaded, store=Store(db_path), batcher=Batcher(loaded))
+        # a model trained with session decoding: posts are filtered live, one step per segment, from
+        # the session's previous answer (its filtered posterior, kept in the store); the batcher
+        # runs the model underneath
+        temporal = loaded if isinstance(loaded, Temporal) else None
+        state.update(model=loaded, store=Store(db_path), temporal=temporal,
+                     batcher=Batcher(temporal.model_ if temporal else loaded))
         state["batcher"].start()
         yield
         await state["batcher"].stop()
@@ -189,8 +196,13 @@ def create_app(model: Any, db_path: str | Path, token: str | None = None, public
         model = state.get("model")
         if model is None:
             raise HTTPException(503, detail="the model is still loading")
+        decoding = "none"
+        if state.get("temporal") is not None:
+            trained = state["temporal"]._param("temporal")
+            decoding = "filter" if trained == "filter" else (
+                "filter (trained with smooth, which needs the whole session; posts are filtered, /classify smooths)")
         return {"ready": True, "model": model.name, "task": model.task.name, "labels": list(model.labels_),
-                "sources": list(model.prompt.sources)}
+                "sources": list(model.prompt.sources), "session_decoding": decoding}
 
     page_html = (resources.files("emoreg.serve") / "page.html").read_text()
     page_headers = {"Content-Security-Policy": content_security_policy(page_html),
@@ -251,6 +263,11 @@ def create_app(model: Any, db_path: str | Path, token: str | None = None, public
                 if post["events"] or post["features"] else None,
                 person=session["person"], introspection=body.introspection)
             proba = (await state["batcher"].predict([segment]))[0]
+            if state["temporal"] is not None:
+                previous = store.timeline(session_id)[-1:] if session["segments"] else []
+                message = (np.array([previous[0]["proba"][label] for label in state["model"].labels_])
+                           if previous else None)
+                proba = state["temporal"].step(message, proba)
             row = prediction_row(segment, proba, state["model"].labels_)
             label, answer = row["predicted"], row["proba"]
             store.add_segment(session_id, session["segments"], post, label, answer)
@@ -279,7 +296,11 @@ def create_app(model: Any, db_path: str | Path, token: str | None = None, public
                     for i, record in enumerate(body.segments)]
         if problems:
             raise _problem_response(problems)
-        proba = await state["batcher"].predict(segments)
+        if state["temporal"] is not None:  # complete segments: each session decoded as the model was trained
+            proba = await asyncio.get_running_loop().run_in_executor(
+                state["batcher"].executor, state["model"].predict_proba, segments)
+        else:
+            proba = await state["batcher"].predict(segments)
         rows = [prediction_row(s, p, state["model"].labels_) for s, p in zip(segments, proba)]
         answers = [{"segment_id": r["segment_id"], "label": r["predicted"], "proba": r["proba"]} for r in rows]
         if explain:
