@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--explain", action="store_true",
                    help="for each segment, how each information source moved each label's probability "
                         "(occlusion: scored again without it); a summary and a figure beside --out")
+    p.add_argument("--export", choices=["elan", "nova", "csv"], default=None,
+                   help="also write the predictions for the annotation tools: a copy of each session's ELAN file "
+                        "with an emoreg:<task> tier, NOVA annotations, or a CSV")
+    p.add_argument("--export-dir", type=Path, default=None,
+                   help="folder for --export (default: beside --out, named after it)")
 
     p = sub.add_parser("ablate", help="one evaluation per subset of information sources, and a report")
     p.add_argument("config", type=Path, help="evaluation YAML, optionally with `models: [{name, model, params}]`")
@@ -277,6 +282,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for row, explained in zip(rows, occlusion(model, corpus.segments, proba)):
             row["explain"] = explained
     write_jsonl(args.out, rows)
+    if args.export:
+        from .exporters import export
+
+        folder = args.export_dir or args.out.with_name(f"{args.out.stem}-{args.export}")
+        for path in export(corpus.segments, rows, model.task, args.export, folder):
+            print(f"{args.export}: {path.resolve()}")
     if args.explain:
         summary = summarise(rows, "predicted")
         for by in ("predicted", "gold"):

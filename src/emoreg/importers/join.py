@@ -143,6 +143,8 @@ def import_segments(config_path: str | Path) -> Corpus:
             if len(rows):
                 person = {k: _scalar(v) for k, v in rows.iloc[0].items() if k != "subject_id" and _scalar(v) is not None}
         labels = _labels(spec["labels"], base)
+        elan = next((str((base / part["elan"]).resolve()) for part in (spec.get("labels"), spec.get("speech"))
+                     if isinstance(part, dict) and "elan" in part), None)  # where `predict --export elan` writes back
         turns = _speech(spec.get("speech"), base)
         track = None
         if spec.get("face"):
@@ -175,7 +177,8 @@ def import_segments(config_path: str | Path) -> Corpus:
                 segment_id=f"{session}-{n:04d}", subject_id=subject, session_id=session, start_s=start, end_s=end,
                 label=label, context=config.get("context"),
                 transcript=tuple(Turn(t.speaker or "speaker", t.value, t.start_s) for t in turns if t.start_s < end) or None,
-                nonverbal=nonverbal, person=person, introspection=introspection))
+                nonverbal=nonverbal, person=person, introspection=introspection,
+                meta={"elan": elan} if elan else {}))
         if track is not None:
             outside = len(track.frames) - len(track.used)
             if outside:

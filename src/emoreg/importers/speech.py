@@ -111,8 +111,12 @@ def read_eaf(path: str | Path, tiers: list[str] | None = None) -> dict[str, list
         raise EmoregError(f"cannot read ELAN file {path}: {exc}") from None
     slots = {}
     for slot in root.iter("TIME_SLOT"):
-        if slot.get("TIME_VALUE") is not None:
-            slots[slot.get("TIME_SLOT_ID")] = int(slot.get("TIME_VALUE")) / 1000
+        value = slot.get("TIME_VALUE")
+        if value is not None:
+            if not value.strip().isdigit():
+                raise EmoregError(f"{path}: time slot {slot.get('TIME_SLOT_ID')} has TIME_VALUE {value!r}; ELAN writes "
+                                  "whole milliseconds (e.g. \"2000\"): fix the file or save it again from ELAN")
+            slots[slot.get("TIME_SLOT_ID")] = int(value) / 1000
     found = {tier.get("TIER_ID"): tier for tier in root.iter("TIER")}
     wanted = tiers if tiers is not None else list(found)
     missing = [t for t in wanted if t not in found]
