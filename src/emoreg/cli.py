@@ -481,6 +481,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"emoreg: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of our output went away (`emoreg check | head`): not an error of ours
+        sys.stderr.close()
+        return 141
     except OSError as exc:  # a path the command could not read or write: permissions, a full disk, ...
         if args.debug:
             raise
