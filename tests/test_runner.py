@@ -225,3 +225,24 @@ def test_parameter_values_are_checked_when_the_config_is_read_all_at_once(toy_co
     with pytest.raises(ValidationError, match="lr must be a number above 0"):
         config(toy_corpus, model="llm", params={"lr": -1})
     assert not (tmp_path / "run").exists()
+
+
+def test_paths_in_a_config_resolve_against_its_folder_and_set_values_against_the_cwd(toy_corpus, tmp_path,
+                                                                                      monkeypatch):
+    import shutil
+
+    folder = tmp_path / "project" / "configs"
+    folder.mkdir(parents=True)
+    shutil.copy(toy_corpus, tmp_path / "project" / "corpus.jsonl")
+    (tmp_path / "project" / "task.yaml").write_text(yaml.safe_dump({"name": "mine", "labels": [
+        {"name": label, "definition": "x"} for label in ("Withdrawal", "Attack Other", "Rest")]}))
+    (folder / "c.yaml").write_text(yaml.safe_dump({"corpus": "../corpus.jsonl", "task": "../task.yaml",
+                                                   "model": "tfidf", "split": {"kind": "loso"}}))
+    monkeypatch.chdir(tmp_path)  # anywhere but the config's folder
+    loaded = load_config(folder / "c.yaml")
+    assert loaded.corpus == str(tmp_path / "project" / "corpus.jsonl")
+    assert loaded.task == str(tmp_path / "project" / "task.yaml")
+    shutil.copy(toy_corpus, tmp_path / "here.jsonl")
+    overridden = load_config(folder / "c.yaml", ["corpus=here.jsonl"])
+    assert overridden.corpus == "here.jsonl"  # typed on the command line: the working directory's
+    assert load_config(folder / "c.yaml", ["corpus=deep-example"]).corpus == "deep-example"  # a name stays a name

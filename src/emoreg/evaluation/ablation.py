@@ -93,6 +93,9 @@ def load_grid(path: str | Path, sources: str | None, subsets: str, overrides: li
     data = read_yaml(path, "ablation config")
     if not isinstance(data, dict):
         raise ValidationError(str(path), [Problem(str(path), None, "expected a mapping of settings")])
+    from .config import resolve_paths
+
+    data = resolve_paths(data, path.parent)  # the file's paths against its folder; --set against the cwd
     data = apply_overrides(data, list(overrides)) if overrides else data
     models = data.pop("models", None)
     if models is None:
@@ -116,10 +119,10 @@ def load_grid(path: str | Path, sources: str | None, subsets: str, overrides: li
             cell = copy.deepcopy(data)
             cell.update(model=entry["model"], params=entry.get("params", {}), name=f"{entry['name']} / {subset_name(subset)}")
             cell["prompt"] = {**cell.get("prompt", {}), "sources": list(prompt_sources(subset))}
-            cells.append(Cell(entry["name"], subset, config_from_dict(cell, str(path), base_dir=path.parent)))
+            cells.append(Cell(entry["name"], subset, config_from_dict(cell, str(path))))
     empty = copy.deepcopy(data) | {"model": "majority", "params": {}, "name": "majority / none"}
     empty["prompt"] = {**empty.get("prompt", {}), "sources": list(prompt_sources(universe))}
-    cells.append(Cell("majority", (), config_from_dict(empty, str(path), base_dir=path.parent)))
+    cells.append(Cell("majority", (), config_from_dict(empty, str(path))))
     return cells
 
 

@@ -135,9 +135,8 @@ def config_from_dict(data: Any, where: str, base_dir: Path | None = None) -> Eva
     if problems:
         raise ValidationError(where, problems)
     data = copy.deepcopy(data)
-    corpus = data["corpus"]
-    if base_dir is not None and not Path(corpus).is_absolute() and (base_dir / corpus).exists():
-        data["corpus"] = str((base_dir / corpus).resolve())
+    if base_dir is not None:
+        data = resolve_paths(data, base_dir)
     if isinstance(sources, str):
         sources = [s.strip() for s in sources.split(",")]
     data["prompt"] = {**prompt, "sources": list(sources)}
@@ -192,11 +191,40 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+PATH_SUFFIXES = (".jsonl", ".json", ".yaml", ".yml", ".csv")
+
+
+def _looks_like_path(value: Any) -> bool:
+    return isinstance(value, str) and (value.lower().endswith(PATH_SUFFIXES) or "/" in value or "\\" in value)
+
+
+def resolve_paths(data: dict, base: Path) -> dict:
+    """The file paths a config names (corpus, task, a Bayesian network's structure), made absolute
+    against the config's folder, as users of YAML-driven tools expect; names (annomi, deep-shame)
+    and absolute paths stay as they are."""
+    data = copy.deepcopy(data)
+
+    def fix(holder: dict, key: str) -> None:
+        value = holder.get(key)
+        if _looks_like_path(value) and not Path(value).expanduser().is_absolute():
+            holder[key] = str((base / value).resolve())
+
+    fix(data, "corpus")
+    fix(data, "task")
+    if isinstance(data.get("params"), dict) and data.get("model") == "bayesnet":
+        fix(data["params"], "structure")
+    return data
+
+
 def load_config(path: str | Path, overrides: list[str] = ()) -> EvalConfig:
+    """An evaluation config from YAML: its own paths resolve against its folder; the values of
+    ``overrides`` (``--set``) against the working directory, as anything typed on a command line."""
     path = Path(path)
     from ..yamlio import read_yaml
 
     data = read_yaml(path, "config")
-    if isinstance(data, dict) and overrides:
-        data = apply_overrides(data, list(overrides))
-    return config_from_dict(data, str(path), base_dir=path.parent)
+    if isinstance(data, dict):
+        data = resolve_paths(data, path.parent)
+        if overrides:
+            data = apply_overrides(data, list(overrides))
+    return config_from_dict(data, str(path))
