@@ -167,3 +167,59 @@ def test_classify_batches_get_an_answer_or_a_4xx(client, body):
 def test_sessions_open_or_get_a_4xx(client, body):
     r = client.post("/sessions", content=_json_line(body), headers={"content-type": "application/json"})
     assert r.status_code in (201, 422), (r.status_code, r.text[:300])
+
+
+# ---------------------------------------------------------------- importer files
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "import"
+cell_text = st.sampled_from(["yes", "", "nan", "1e999", "abc", "-", "2,5", "\ufeff1", "inf"])
+
+
+@st.composite
+def broken_import(draw):
+    """The example import, with one of its files damaged the way real files are."""
+    kind = draw(st.sampled_from(["openface", "whisper", "elan", "persons", "introspection", "bytes", "truncate"]))
+    files = {name: (EXAMPLE / name).read_bytes() for name in
+             ("P01_openface.csv", "P01_whisper.json", "P01_labels.eaf", "persons.csv", "introspection.csv")}
+    if kind == "openface":
+        lines = files["P01_openface.csv"].decode().splitlines()
+        row = draw(st.integers(1, len(lines) - 1))
+        cells = lines[row].split(",")
+        cells[draw(st.integers(0, len(cells) - 1))] = draw(cell_text)
+        lines[row] = ",".join(cells)
+        files["P01_openface.csv"] = "\n".join(lines).encode()
+    elif kind == "whisper":
+        data = json.loads(files["P01_whisper.json"])
+        seg = data["segments"][draw(st.integers(0, len(data["segments"]) - 1))]
+        seg[draw(st.sampled_from(["start", "end", "text", "speaker"]))] = draw(hostile_scalar)
+        files["P01_whisper.json"] = _json_line(data)
+    elif kind == "elan":
+        text = files["P01_labels.eaf"].decode()
+        files["P01_labels.eaf"] = text.replace('TIME_VALUE="2000"', f'TIME_VALUE="{draw(cell_text)}"').encode()
+    elif kind in ("persons", "introspection"):
+        name = f"{kind}.csv"
+        lines = files[name].decode().splitlines()
+        extra = draw(st.sampled_from(["P01,abc,x,y", lines[-1], "", ",,,"]))
+        files[name] = "\n".join(lines + [extra]).encode()
+    else:
+        name = draw(st.sampled_from(sorted(files)))
+        files[name] = b"\xff\xfe" + files[name] if kind == "bytes" else files[name][:draw(st.integers(0, 40))]
+    return files
+
+
+@given(files=broken_import())
+def test_damaged_import_files_give_a_clear_error_or_a_corpus(tmp_path_factory, files, capsys):
+    import shutil
+
+    folder = tmp_path_factory.mktemp("imp")
+    for name in EXAMPLE.iterdir():
+        shutil.copy(name, folder / name.name)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    out = folder / "segments.jsonl"
+    code = main(["import", "--config", str(folder / "import.yaml"), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code in (0, 2) and "Traceback" not in err, err[-2000:]
+    if code == 2:
+        assert err.startswith("emoreg: error:") and not out.exists()
+    else:
+        read_segments(out, DEEP_SHAME)  # what was written is valid

@@ -365,11 +365,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from .errors import ValidationError
     from .importers.join import import_segments
-    from .segments import write_segments
+    from .segments import check_segments, segment_from_dict, write_segments
     from .summary import format_summary, summarise
 
     corpus = import_segments(args.config)
+    problems: list = []  # what is written must read back: the segments' own validation, before writing
+    for segment in corpus.segments:
+        segment_from_dict(segment.to_dict(), f"{args.config}: segment {segment.segment_id}", problems, corpus.task)
+    if problems:
+        raise ValidationError(str(args.config), problems)
+    check_segments(corpus.segments, corpus.task, str(args.config))
     print(format_summary(summarise(corpus)))
     write_segments(args.out, corpus.segments)
     print(args.out.resolve())

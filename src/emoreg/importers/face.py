@@ -47,6 +47,20 @@ def _check_frames(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     if missing:
         raise EmoregError(f"{path}: missing column(s) {', '.join(missing)}; an OpenFace FeatureExtraction CSV "
                           f"has {', '.join(OPENFACE_COLUMNS)}, gaze_angle_x/y, pose_R*, AUxx_r, AUxx_c")
+    for column in df.columns:  # every OpenFace column is a number; text in one is an error, not a NaN
+        if not pd.api.types.is_numeric_dtype(df[column]):
+            numbers = pd.to_numeric(df[column], errors="coerce")
+            text = numbers.isna() & df[column].notna()
+            if text.any():
+                at = int(np.flatnonzero(text.to_numpy())[0])
+                raise EmoregError(f"{path}: column {column} holds text ({df[column].iloc[at]!r} at CSV line {at + 2}, "
+                                  f"{int(text.sum())} cell(s) in all); face tracks are numbers: fix or drop those cells")
+            df[column] = numbers
+    success = df["success"].dropna()
+    if not success.isin([0, 1]).all():
+        odd = success[~success.isin([0, 1])]
+        raise EmoregError(f"{path}: success must be 0 or 1 (OpenFace's face-found flag), found {odd.iloc[0]!r} at CSV "
+                          f"line {int(odd.index[0]) + 2}")
     bad = df[list(OPENFACE_COLUMNS)].isna().any(axis=1)
     if bad.any():
         lines = ", ".join(str(i + 2) for i in np.flatnonzero(bad.to_numpy())[:5])
@@ -66,6 +80,10 @@ def read_openface(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     try:
         df = pd.read_csv(path, skipinitialspace=True)
+    except UnicodeDecodeError as exc:
+        raise EmoregError(f"{path}: not UTF-8 text (byte {exc.start + 1}); save the OpenFace CSV as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise EmoregError(f"{path}: the OpenFace CSV is empty (no header, no frames)") from None
     except (OSError, pd.errors.ParserError) as exc:
         raise EmoregError(f"cannot read OpenFace CSV {path}: {exc}") from None
     df.columns = [c.strip() for c in df.columns]
@@ -80,6 +98,10 @@ def read_pyfeat(path: str | Path, fps: float) -> pd.DataFrame:
     path = Path(path)
     try:
         raw = pd.read_csv(path)
+    except UnicodeDecodeError as exc:
+        raise EmoregError(f"{path}: not UTF-8 text (byte {exc.start + 1}); save the py-feat CSV as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise EmoregError(f"{path}: the py-feat CSV is empty (no header, no frames)") from None
     except (OSError, pd.errors.ParserError) as exc:
         raise EmoregError(f"cannot read py-feat CSV {path}: {exc}") from None
     missing = [c for c in ("frame", "FaceScore") if c not in raw.columns]

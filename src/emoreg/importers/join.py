@@ -27,6 +27,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..corpora.base import Corpus, sha256_file
@@ -102,6 +103,9 @@ def import_segments(config_path: str | Path) -> Corpus:
 
     config = read_yaml(config_path, "import config")
     where = str(config_path)
+    if not isinstance(config, dict):
+        raise ValidationError(where, [Problem(where, None, "expected a mapping with task and sessions (see "
+                                                           "examples/import/import.yaml)")])
     problems = [Problem(where, k, f"unknown key (valid: {', '.join(TOP_KEYS)})") for k in (config or {}) if k not in TOP_KEYS]
     sessions = (config or {}).get("sessions")
     if not isinstance(sessions, list) or not sessions:
@@ -113,6 +117,14 @@ def import_segments(config_path: str | Path) -> Corpus:
         else:
             problems += [Problem(where, f"sessions[{i}].{k}", f"unknown key (valid: {', '.join(SESSION_KEYS)})")
                          for k in s if k not in SESSION_KEYS]
+            for part in ("face", "speech", "labels"):
+                if part in s and not isinstance(s[part], dict):
+                    problems.append(Problem(where, f"sessions[{i}].{part}", f"expected a mapping such as "
+                                            f"{{elan: FILE.eaf, tier: NAME}}, found {s[part]!r}"))
+    names = [str(s.get("session") or s.get("subject")) for s in sessions if isinstance(s, dict)]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(Problem(where, "sessions", f"session {name!r} appears {names.count(name)} times; its "
+                                "segment ids would repeat: give each session its own `session:` name"))
     if "task" not in (config or {}):
         problems.append(Problem(where, "task", "missing; name the label scheme (e.g. deep-shame or a task YAML)"))
     if problems:
@@ -209,10 +221,29 @@ def _table(base: Path, name: str | None, columns: list[str], files: dict[str, st
     path = base / name
     try:
         table = pd.read_csv(path)
+    except UnicodeDecodeError as exc:
+        raise EmoregError(f"{path}: not UTF-8 text (byte {exc.start + 1}); save the table as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise EmoregError(f"{path}: the table is empty (no header)") from None
     except (OSError, pd.errors.ParserError) as exc:
         raise EmoregError(f"cannot read {path}: {exc}") from None
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise EmoregError(f"{path}: missing column(s) {', '.join(missing)} (it has: {', '.join(table.columns)})")
+    for column in ("start_s", "end_s"):  # times are numbers: text in one is an error, not a row lost later
+        if column in columns:
+            numbers = pd.to_numeric(table[column], errors="coerce")
+            bad = numbers.isna() | ~np.isfinite(numbers.fillna(0))
+            if bad.any():
+                at = int(np.flatnonzero(bad.to_numpy())[0])
+                raise EmoregError(f"{path}: {column} at CSV line {at + 2} is {table[column].iloc[at]!r}; expected "
+                                  "seconds as a number")
+            table[column] = numbers
+    if columns == ["subject_id"]:  # a person table: one row per subject
+        ids = table["subject_id"].astype(str)
+        repeated = sorted(set(ids[ids.duplicated()]))
+        if repeated:
+            raise EmoregError(f"{path}: subject(s) {', '.join(repeated[:5])} have more than one row; a subject's "
+                              "person factors are one row: merge them")
     files[str(path)] = sha256_file(path)
     return table

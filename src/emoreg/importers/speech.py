@@ -5,6 +5,7 @@ transcripts, speech features and labels."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -37,20 +38,49 @@ def read_whisper(path: str | Path, default_speaker: str = "speaker") -> list[Int
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except UnicodeDecodeError as exc:
+        raise EmoregError(f"{path}: not UTF-8 text (byte {exc.start + 1}); Whisper writes UTF-8 JSON") from None
+    except (OSError, ValueError, RecursionError) as exc:
         raise EmoregError(f"cannot read Whisper JSON {path}: {exc}") from None
     segments = data.get("segments") if isinstance(data, dict) else None
     if not isinstance(segments, list):
         raise EmoregError(f"{path}: expected an object with a list 'segments' (Whisper's output format)")
-    out = []
+    out, problems = [], []
     for i, seg in enumerate(segments):
         if not isinstance(seg, dict) or not {"start", "end", "text"} <= set(seg):
-            raise EmoregError(f"{path}: segments[{i}] needs start, end and text")
+            problems.append(f"segments[{i}] needs start, end and text")
+            continue
+        times = [_time(seg[k]) for k in ("start", "end")]
+        if None in times:
+            bad = "start" if times[0] is None else "end"
+            problems.append(f"segments[{i}].{bad} is {seg[bad]!r}; expected a finite number of seconds")
+            continue
+        if not isinstance(seg["text"], str) or not seg["text"].strip():
+            problems.append(f"segments[{i}].text is {seg['text']!r}; expected the words as a non-empty string "
+                            "(remove a segment without words)")
+            continue
+        speaker = seg.get("speaker")
+        if speaker is not None and not isinstance(speaker, str):
+            problems.append(f"segments[{i}].speaker is {speaker!r}; expected a name")
+            continue
         words = seg.get("words")
-        out.append(Interval(float(seg["start"]), float(seg["end"]), str(seg["text"]).strip(),
-                            str(seg.get("speaker") or default_speaker),
-                            len(words) if isinstance(words, list) else len(str(seg["text"]).split())))
+        out.append(Interval(times[0], times[1], seg["text"].strip(), speaker or default_speaker,
+                            len(words) if isinstance(words, list) else len(seg["text"].split())))
+    if problems:
+        raise EmoregError(f"{path}: {len(problems)} problem(s), nothing imported: " + "; ".join(problems[:10]))
     return _check_order(out, path)
+
+
+def _time(value) -> float | None:
+    """Seconds from a JSON number (not a string, boolean, null, NaN or infinity)."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value) if math.isfinite(value) else None
+    except OverflowError:
+        return None
 
 
 _TIME = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{3})")
@@ -70,6 +100,8 @@ def read_subtitles(path: str | Path, default_speaker: str = "speaker") -> list[I
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        raise EmoregError(f"{path}: not UTF-8 text (byte {exc.start + 1}); save the subtitles as UTF-8") from None
     except OSError as exc:
         raise EmoregError(f"cannot read subtitles {path}: {exc.strerror}") from None
     out, i = [], 0
@@ -148,19 +180,37 @@ def read_nova(path: str | Path) -> list[Interval]:
     scheme = root.find("scheme")
     if scheme is None or scheme.get("type", "").upper() != "DISCRETE":
         raise EmoregError(f"{path}: expected a NOVA annotation with a DISCRETE scheme")
-    items = {int(item.get("id")): item.get("name") for item in scheme.iter("item")}
+    items = {}
+    for item in scheme.iter("item"):
+        raw = item.get("id")
+        if raw is None or not raw.strip().lstrip("-").isdigit():
+            raise EmoregError(f"{path}: scheme item {item.get('name')!r} has id {raw!r}; NOVA ids are whole numbers")
+        items[int(raw)] = item.get("name")
     data = Path(str(path) + "~")
     if not data.is_file():
         raise EmoregError(f"{path}: its data file {data.name} is missing (NOVA writes both)")
     out = []
-    for n, line in enumerate(data.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = data.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise EmoregError(f"{data}: not UTF-8 text (byte {exc.start + 1})") from None
+    for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split(";")
         try:
-            start, end, item = float(parts[0]), float(parts[1]), int(float(parts[2]))
+            start, end, item = float(parts[0]), float(parts[1]), parts[2].strip()
         except (ValueError, IndexError):
             raise EmoregError(f"{data}:{n}: expected 'start;end;item id;confidence', found {line!r}") from None
+        if not (math.isfinite(start) and math.isfinite(end)):
+            raise EmoregError(f"{data}:{n}: start and end must be finite seconds, found {line!r}")
+        try:
+            number = float(item)
+        except ValueError:
+            number = math.nan
+        if not (math.isfinite(number) and number.is_integer()):
+            raise EmoregError(f"{data}:{n}: item id {item!r} is not a whole number, in {line!r}")
+        item = int(number)
         if item != -1 and item not in items:
             raise EmoregError(f"{data}:{n}: item id {item} is not in the scheme ({items})")
         out.append(Interval(start, end, items.get(item, "GARBAGE")))
