@@ -239,6 +239,12 @@ def _table(base: Path, name: str | None, columns: list[str], files: dict[str, st
                 raise EmoregError(f"{path}: {column} at CSV line {at + 2} is {table[column].iloc[at]!r}; expected "
                                   "seconds as a number")
             table[column] = numbers
+    if "text" in columns:
+        empty = table["text"].isna() | (table["text"].astype("string").str.strip() == "")
+        if empty.any():
+            at = int(np.flatnonzero(empty.to_numpy())[0])
+            raise EmoregError(f"{path}: text at CSV line {at + 2} is empty; every row needs what the person said "
+                              "(remove the row otherwise)")
     if columns == ["subject_id"]:  # a person table: one row per subject
         ids = table["subject_id"].astype(str)
         repeated = sorted(set(ids[ids.duplicated()]))
