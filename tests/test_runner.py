@@ -19,7 +19,12 @@ class Spy(SegmentClassifier):
     defaults = {}
     log: list = []
 
+    fitted_by: list = []
+
     def _fit(self, segments, y):
+        assert not getattr(self, "spy_fitted_", False), "a model was fitted twice"
+        self.spy_fitted_ = True
+        Spy.fitted_by.append(id(self))
         Spy.log.append(("fit", {s.subject_id for s in segments}))
 
     def _predict_proba(self, segments):
@@ -52,6 +57,7 @@ def registered(monkeypatch):
     monkeypatch.setitem(MODELS, "spy", Spy)
     monkeypatch.setitem(MODELS, "crash-once", CrashOnce)
     Spy.log = []
+    Spy.fitted_by = []
     CrashOnce.crashed = False
 
 
@@ -60,14 +66,50 @@ def config(corpus, model="tfidf", **extra):
     return config_from_dict(data, "test")
 
 
-def test_no_test_subject_ever_reaches_fit(toy_corpus, tmp_path, registered):
-    evaluate(config(toy_corpus, "spy"), tmp_path / "run")
+@pytest.mark.parametrize("split, n_folds", [({"kind": "loso"}, 6), ({"kind": "group-kfold", "folds": 3}, 3)])
+def test_no_test_subject_ever_reaches_fit(toy_corpus, tmp_path, registered, split, n_folds):
+    """For every split kind: each fold fits a fresh model on training subjects only, then predicts
+    its test subjects only, and together the folds test every subject once."""
+    evaluate(config(toy_corpus, "spy", split=split), tmp_path / "run")
     fits = [subjects for kind, subjects in Spy.log if kind == "fit"]
     predicts = [subjects for kind, subjects in Spy.log if kind == "predict"]
-    assert len(fits) == len(predicts) == 6
+    assert len(fits) == len(predicts) == n_folds
     for fitted, tested in zip(fits, predicts):
-        assert len(tested) == 1 and not fitted & tested
-        assert len(fitted) == 5
+        assert tested and not fitted & tested and fitted | tested == {f"S{p}" for p in range(6)}
+    assert sorted(s for t in predicts for s in t) == [f"S{p}" for p in range(6)]
+    assert len(set(Spy.fitted_by)) == n_folds  # one new model per fold, none fitted twice
+
+
+def test_fitted_state_holds_nothing_of_the_test_subjects(toy_corpus, tmp_path):
+    """A canary word and a canary behaviour occur only in subject S5: the fold that tests S5 has
+    neither in its TF-IDF vocabulary nor among its Bayesian network's variables and states."""
+    from emoreg.models import load_model
+
+    lines = []
+    for line in toy_corpus.read_text().splitlines():
+        row = json.loads(line)
+        if row["subject_id"] == "S5":
+            row["transcript"][-1]["text"] += " zzcanary"
+            row["nonverbal"]["events"].append({"behaviour": "canary_blink", "start_s": row["start_s"],
+                                               "end_s": row["start_s"] + 0.2})
+        lines.append(json.dumps(row))
+    corpus = tmp_path / "canary.jsonl"
+    corpus.write_text("\n".join(lines) + "\n")
+    tfidf = evaluate(config(corpus, params={"min_df": 1, "text": "prompt"}, save_models=True), tmp_path / "tfidf")
+    bn = evaluate(config(corpus, "bayesnet", params={"structure": "naive"}, prompt={"sources": ["nonverbal"]},
+                         save_models=True), tmp_path / "bn")
+    folds = json.loads((tfidf / "folds.json").read_text())
+    s5 = next(f["fold"] for f in folds if "S5" in f["test_subjects"])
+    others = [f["fold"] for f in folds if f["fold"] != s5]
+    vocab = load_model(tfidf / "folds" / f"fold-{s5:02d}-model").vectorizer_.vocabulary_
+    assert not any("zzcanary" in term for term in vocab)
+    assert any("zzcanary" in term for term in load_model(tfidf / "folds" / f"fold-{others[0]:02d}-model").vectorizer_.vocabulary_)
+    def saved(run, fold):  # every byte of the fitted model as saved
+        return b"".join(p.read_bytes() for p in sorted((run / "folds" / f"fold-{fold:02d}-model").rglob("*"))
+                        if p.is_file())
+
+    assert b"canary_blink" not in saved(bn, s5) and b"zzcanary" not in saved(tfidf, s5)
+    assert b"canary_blink" in saved(bn, others[0])  # where S5 trains, the canary is learned
 
 
 def test_calibration_sees_only_training_subjects(toy_corpus, tmp_path, registered):

@@ -28,8 +28,8 @@ def test_permutation_test_identical_and_different_systems():
     rng = np.random.default_rng(0)
     good = _subject_cms(rng, 20, 0.9)
     bad = _subject_cms(rng, 20, 0.4)
-    same = paired_permutation(good, good, n_perm=999)
-    assert same["accuracy"]["difference"] == 0 and same["accuracy"]["p"] == 1.0
+    equal = paired_permutation(good, _subject_cms(rng, 20, 0.9), n_perm=999)  # as good, other mistakes
+    assert abs(equal["accuracy"]["difference"]) < 0.05 and equal["accuracy"]["p"] > 0.05
     diff = paired_permutation(good, bad, n_perm=999)
     assert diff["accuracy"]["difference"] > 0.4
     assert diff["accuracy"]["p"] == pytest.approx(1 / 1000)  # no permutation is as extreme
