@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,15 +25,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from emoreg.serve import free_port
+
 TEXTS = ["Your test result was below the average.", "Ha, I was saving my energy for the real work!",
          "Sorry, that was stupid of me.", "Your questions are unfair.", "Fine, let us go on.",
          "I do not really want to talk about it."]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def client(url: str, posts: int, latencies: list[float], errors: list[str], deadline: float) -> None:

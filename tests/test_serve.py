@@ -3,7 +3,6 @@ and the timeline page in a real headless Chromium."""
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -13,14 +12,11 @@ import httpx
 import pytest
 
 from emoreg.cli import main
+from emoreg.serve import free_port
 
 OUTPUT = Path(__file__).resolve().parent / "output"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

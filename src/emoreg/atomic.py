@@ -31,3 +31,22 @@ def save_figure(fig, path: Path, dpi: int = 130) -> Path:
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+def user_cache(kind: str) -> Path:
+    """emoreg's folder of ``kind`` (data, models, states) in the user cache: ``$XDG_CACHE_HOME``,
+    else ~/.cache, then ``emoreg/<kind>``."""
+    import os
+    from pathlib import Path
+
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "emoreg" / kind
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

@@ -74,10 +74,9 @@ def summarise(rows: list[dict[str, Any]], by: str = "predicted") -> dict[str, di
 
 def plot_summary(summary: dict[str, dict[str, float]], path, title: str):
     """Bars: for each class, the share of its probability that each source carried."""
-    import matplotlib
+    from .atomic import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from .atomic import save_figure
 

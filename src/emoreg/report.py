@@ -108,10 +108,9 @@ def numeric_path(run: Run) -> str | None:
 
 
 def plot_confusions(runs: Sequence[Run], path: Path) -> Path:
-    import matplotlib
+    from .atomic import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     n = len(runs)
     k = len(runs[0].labels)
@@ -137,10 +136,9 @@ def plot_confusions(runs: Sequence[Run], path: Path) -> Path:
 
 def plot_scores(runs: Sequence[Run], path: Path) -> Path:
     """Macro-F1 and accuracy of every run with their 95% CIs (bootstrap over subjects), one row each."""
-    import matplotlib
+    from .atomic import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(8, 0.9 + 0.38 * len(runs)), sharey=True, squeeze=False)
     rows = np.arange(len(runs))[::-1]  # the first run on top, as in the table
@@ -159,10 +157,9 @@ def plot_scores(runs: Sequence[Run], path: Path) -> Path:
 
 
 def plot_per_subject(runs: Sequence[Run], path: Path) -> Path:
-    import matplotlib
+    from .atomic import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(runs), 4.0))
     rng = np.random.default_rng(0)
@@ -199,10 +196,9 @@ def plot_losses(runs: Sequence[Run], path: Path) -> Path | None:
     curves = [(run, c) for run, c in curves if c]
     if not curves:
         return None
-    import matplotlib
+    from .atomic import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 3.8))
     for n, (run, folds) in enumerate(curves):
@@ -234,10 +230,9 @@ def calibration_of(run: Run) -> dict:
 
 def plot_reliability(runs: Sequence[Run], path: Path) -> Path:
     """One reliability diagram per run: accuracy against confidence in equal-mass bins."""
-    import matplotlib
+    from .atomic import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(runs), figsize=(3.2 * len(runs), 3.3), squeeze=False)
     for ax, run in zip(axes[0], runs):

@@ -135,10 +135,9 @@ def write_ablation_report(grid_dir: str | Path, out: str | Path | None = None) -
 
 
 def _heatmap(runs, subsets, models, path: Path) -> Path:
-    import matplotlib
+    from .atomic import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     grid = np.full((len(subsets), len(models)), np.nan)
     for i, s in enumerate(subsets):
@@ -163,10 +162,9 @@ def _heatmap(runs, subsets, models, path: Path) -> Path:
 
 
 def _drops(drops, models, sources, path: Path) -> Path:
-    import matplotlib
+    from .atomic import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(sources) * max(1, len(models)) / 2, 3.8))
     width = 0.8 / len(models)

@@ -64,10 +64,9 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def plot_labels_per_subject(corpus: Corpus, path: Path) -> Path:
     """Stacked bars: how many segments of each label every subject has (largest first)."""
-    import matplotlib
+    from .atomic import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     counts: dict[str, Counter] = {}
     for s in corpus.segments:

@@ -51,5 +51,6 @@ def data_dirs() -> list[Path]:
 
 
 def user_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "emoreg" / "data"
+    from ..atomic import user_cache
+
+    return user_cache("data")

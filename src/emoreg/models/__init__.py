@@ -1,4 +1,5 @@
-"""Classifiers by name. Every model follows ``Classifier`` (see ``base``)."""
+"""Classifiers by name. Every model is a ``SegmentClassifier`` (see ``base``): ``fit``, ``predict_proba``
+(columns in the task's label order), ``predict``, ``save`` and ``load``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from ..errors import EmoregError
 from ..prompts import PromptConfig
 from ..tasks import Task
-from .base import Classifier, NotFittedError, SegmentClassifier
+from .base import NotFittedError, SegmentClassifier
 from .bayesnet import BayesNet
 from .calibrated import Calibrated
 from .chance import Majority, StratifiedRandom
@@ -25,11 +26,6 @@ MODELS: dict[str, type[SegmentClassifier]] = {
     cls.name: cls for cls in (Majority, StratifiedRandom, TfidfLogReg, EmbeddingLogReg, BayesNet, LlmClassifier,
                               LlmFeatures, Ensemble, FinetunedEncoder, Calibrated, Temporal)
 }
-
-
-def register(cls: type[SegmentClassifier]) -> type[SegmentClassifier]:
-    MODELS[cls.name] = cls
-    return cls
 
 
 def load_model(folder: str | Path) -> SegmentClassifier:
@@ -63,4 +59,4 @@ def make_model(name: str, task: Task, prompt: PromptConfig, seed: int, params: d
     return cls(task=task, prompt=prompt, seed=seed, **params)
 
 
-__all__ = ["Classifier", "MODELS", "NotFittedError", "SegmentClassifier", "load_model", "make_model", "register"]
+__all__ = ["MODELS", "NotFittedError", "SegmentClassifier", "load_model", "make_model"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar
 
 import joblib
 import numpy as np
@@ -20,22 +20,6 @@ from ..errors import EmoregError
 from ..prompts import PromptConfig, render_prompt
 from ..segments import Segment
 from ..tasks import Task
-
-
-@runtime_checkable
-class Classifier(Protocol):
-    """What the evaluation harness needs of a model. Columns of ``predict_proba`` follow
-    ``labels_`` (the task's label order)."""
-
-    labels_: tuple[str, ...]
-
-    def fit(self, segments: Sequence[Segment]) -> Classifier: ...
-
-    def predict_proba(self, segments: Sequence[Segment]) -> np.ndarray: ...
-
-    def predict(self, segments: Sequence[Segment]) -> list[str]: ...
-
-    def save(self, folder: str | Path) -> Path: ...
 
 
 class NotFittedError(EmoregError):

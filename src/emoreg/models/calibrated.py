@@ -24,13 +24,12 @@ the fitted numbers and the held-out log-loss and macro-F1 before and after.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import EmoregError
-from .base import NotFittedError, SegmentClassifier
+from .wrapped import Wrapped
 
 METHODS = ("temperature", "vector", "none")
 DECISIONS = ("argmax", "macro-f1")
@@ -151,37 +150,17 @@ def fit_biases(z: np.ndarray, y: np.ndarray, grid: np.ndarray = np.round(np.aran
     return b
 
 
-class Calibrated(SegmentClassifier):
+class Calibrated(Wrapped):
     """The wrapped model is named by ``model`` and ``params``; see the module docstring."""
 
     name = "calibrated"
     defaults = {"model": None, "params": {}, "method": "temperature", "decide": "argmax", "inner_share": 0.2,
                 "refit": True}
-    checkpoint_dir: Path | None = None  # set by the runner; the inner and the refitted model get subfolders
+    own = ("method", "decide", "inner_share", "refit")
 
     @classmethod
-    def check_params(cls, params: dict[str, Any]) -> None:
-        from . import MODELS
-
-        super().check_params(params)
-        normalise_spec({k: v for k, v in params.items() if k in ("method", "decide", "inner_share", "refit")})
-        if params.get("model") not in MODELS or params.get("model") == "calibrated":
-            raise EmoregError(f"calibrated: unknown model {params.get('model')!r}")
-        MODELS[params["model"]].check_params(params.get("params") or {})
-
-    @classmethod
-    def inputs(cls, params, sources):
-        from . import MODELS
-
-        return MODELS[params["model"]].inputs(params.get("params") or {}, sources)
-
-    def _inner(self, subfolder: str) -> SegmentClassifier:
-        from . import make_model
-
-        model = make_model(self._param("model"), self.task, self.prompt, self.seed, self._param("params") or {})
-        if hasattr(model, "checkpoint_dir") and self.checkpoint_dir is not None:
-            model.checkpoint_dir = Path(self.checkpoint_dir) / subfolder
-        return model
+    def check_own(cls, options: dict[str, Any]) -> None:
+        normalise_spec(options)
 
     def _transform(self, z: np.ndarray) -> np.ndarray:
         method = self._param("method")
@@ -223,39 +202,16 @@ class Calibrated(SegmentClassifier):
         self.model_ = self._inner("refit").fit(segments) if self._param("refit") else inner
 
     def _predict_proba(self, segments):
-        if not hasattr(self, "model_"):
-            raise NotFittedError("calibrated: call fit() before predict_proba()")
-        return _softmax(self._transform(_log(self.model_.predict_proba(segments))))
+        return _softmax(self._transform(_log(self._fitted().predict_proba(segments))))
 
-    def describe(self) -> dict[str, Any]:
-        inner = self.model_.describe() if hasattr(getattr(self, "model_", None), "describe") else {}
-        return inner | {"calibration": getattr(self, "report_", None)}
+    def facts(self) -> dict[str, Any]:
+        return {"calibration": getattr(self, "report_", None)}
 
-    def save(self, folder: str | Path) -> Path:
-        if not hasattr(self, "model_"):
-            raise NotFittedError("calibrated: fit the model before saving it")
-        folder = Path(folder)
-        self.model_.save(folder / "model")
-        self._write_spec(folder, calibration={"temperature": self.temperature_, "scale": self.scale_.tolist(),
-                                              "shift": self.shift_.tolist(), "biases": self.biases_.tolist(),
-                                              "report": self.report_})
-        return folder
+    def fitted_state(self) -> dict[str, Any]:
+        return {"temperature": self.temperature_, "scale": self.scale_.tolist(), "shift": self.shift_.tolist(),
+                "biases": self.biases_.tolist(), "report": self.report_}
 
-    @classmethod
-    def load(cls, folder: str | Path) -> Calibrated:
-        from . import load_model
-
-        folder = Path(folder)
-        model, spec = cls._from_spec(folder)
-        fitted = spec["calibration"]
-        model.model_ = load_model(folder / "model")
-        model.temperature_ = float(fitted["temperature"])
-        model.scale_, model.shift_ = np.asarray(fitted["scale"]), np.asarray(fitted["shift"])
-        model.biases_, model.report_ = np.asarray(fitted["biases"]), fitted["report"]
-        model.labels_ = tuple(spec["labels"])
-        return model
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        state.pop("model_", None)
-        return state
+    def restore(self, state: dict[str, Any]) -> None:
+        self.temperature_ = float(state["temperature"])
+        self.scale_, self.shift_ = np.asarray(state["scale"]), np.asarray(state["shift"])
+        self.biases_, self.report_ = np.asarray(state["biases"]), state["report"]

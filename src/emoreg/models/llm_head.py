@@ -47,8 +47,9 @@ def state_cache_dir():
 
     if os.environ.get("EMOREG_STATE_CACHE"):
         return Path(os.environ["EMOREG_STATE_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "emoreg" / "states"
+    from ..atomic import user_cache
+
+    return user_cache("states")
 
 
 def _model_identity(name: str) -> str:

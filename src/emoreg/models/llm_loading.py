@@ -33,8 +33,9 @@ SHIPPED = {
 def model_cache_dir() -> Path:
     if os.environ.get("EMOREG_MODEL_CACHE"):
         return Path(os.environ["EMOREG_MODEL_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "emoreg" / "models"
+    from ..atomic import user_cache
+
+    return user_cache("models")
 
 
 def _install_command(spec: dict) -> str:

@@ -24,13 +24,12 @@ Segments of a session are ordered by ``start_s`` when every one has it, else as 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import EmoregError
-from .base import NotFittedError, SegmentClassifier
+from .wrapped import Wrapped
 
 METHODS = ("filter", "smooth")
 EMISSIONS = ("balanced", "posterior")
@@ -93,37 +92,24 @@ def forward_backward(emissions: np.ndarray, start: np.ndarray, trans: np.ndarray
     return post / np.maximum(post.sum(axis=1, keepdims=True), 1e-300)
 
 
-class Temporal(SegmentClassifier):
+class Temporal(Wrapped):
     """The wrapped model is named by ``model`` and ``params``; see the module docstring."""
 
     name = "temporal"
     defaults = {"model": None, "params": {}, "temporal": "filter", "emission": "balanced", "alpha": 1.0,
                 "transitions": "counts"}
-    checkpoint_dir: Path | None = None
+    own = ("temporal", "emission", "alpha", "transitions")
 
     @classmethod
-    def check_params(cls, params: dict[str, Any]) -> None:
-        from . import MODELS
-
-        super().check_params(params)
-        normalise_spec({k: v for k, v in params.items() if k in ("temporal", "emission", "alpha", "transitions")})
-        if params.get("model") not in MODELS or params.get("model") == "temporal":
-            raise EmoregError(f"temporal: unknown model {params.get('model')!r}")
-        MODELS[params["model"]].check_params(params.get("params") or {})
+    def check_own(cls, options: dict[str, Any]) -> None:
+        normalise_spec(options)
 
     @classmethod
     def inputs(cls, params, sources):
-        from . import MODELS
-
-        return MODELS[params["model"]].inputs(params.get("params") or {}, sources) + " + session decoding"
+        return super().inputs(params, sources) + " + session decoding"
 
     def _fit(self, segments, y):
-        from . import make_model
-
-        inner = make_model(self._param("model"), self.task, self.prompt, self.seed, self._param("params") or {})
-        if hasattr(inner, "checkpoint_dir") and self.checkpoint_dir is not None:
-            inner.checkpoint_dir = self.checkpoint_dir
-        self.model_ = inner.fit(segments)
+        self.model_ = self._inner().fit(segments)
         k, alpha = len(self.task.labels), float(self._param("alpha"))
         counts, first = np.full((k, k), alpha), np.full(k, alpha)
         for idx in sessions_in_order(segments).values():
@@ -144,9 +130,7 @@ class Temporal(SegmentClassifier):
         return proba
 
     def _predict_proba(self, segments):
-        if not hasattr(self, "model_"):
-            raise NotFittedError("temporal: call fit() before predict_proba()")
-        proba = self.model_.predict_proba(segments)
+        proba = self._fitted().predict_proba(segments)
         out = np.zeros_like(proba)
         decode = forward if self._param("temporal") == "filter" else forward_backward
         for idx in sessions_in_order(segments).values():
@@ -160,34 +144,14 @@ class Temporal(SegmentClassifier):
         belief = prior * self.emissions(proba)
         return belief / belief.sum() if belief.sum() > 0 else prior
 
-    def describe(self) -> dict[str, Any]:
-        inner = self.model_.describe() if hasattr(getattr(self, "model_", None), "describe") else {}
-        return inner | {"temporal": {"method": self._param("temporal"), "emission": self._param("emission"),
-                                     "transitions_from": self._param("transitions"),
-                                     "transitions": getattr(self, "transitions_", np.zeros(0)).round(4).tolist()}}
+    def facts(self) -> dict[str, Any]:
+        return {"temporal": {"method": self._param("temporal"), "emission": self._param("emission"),
+                             "transitions_from": self._param("transitions"),
+                             "transitions": getattr(self, "transitions_", np.zeros(0)).round(4).tolist()}}
 
-    def save(self, folder: str | Path) -> Path:
-        if not hasattr(self, "model_"):
-            raise NotFittedError("temporal: fit the model before saving it")
-        folder = Path(folder)
-        self.model_.save(folder / "model")
-        self._write_spec(folder, hmm={"transitions": self.transitions_.tolist(), "start": self.start_.tolist(),
-                                      "prior": self.prior_.tolist()})
-        return folder
+    def fitted_state(self) -> dict[str, Any]:
+        return {"transitions": self.transitions_.tolist(), "start": self.start_.tolist(), "prior": self.prior_.tolist()}
 
-    @classmethod
-    def load(cls, folder: str | Path) -> Temporal:
-        from . import load_model
-
-        folder = Path(folder)
-        model, spec = cls._from_spec(folder)
-        model.model_ = load_model(folder / "model")
-        model.transitions_ = np.asarray(spec["hmm"]["transitions"])
-        model.start_, model.prior_ = np.asarray(spec["hmm"]["start"]), np.asarray(spec["hmm"]["prior"])
-        model.labels_ = tuple(spec["labels"])
-        return model
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        state.pop("model_", None)
-        return state
+    def restore(self, state: dict[str, Any]) -> None:
+        self.transitions_ = np.asarray(state["transitions"])
+        self.start_, self.prior_ = np.asarray(state["start"]), np.asarray(state["prior"])
