@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..errors import EmoregError
 from ..segments import Event, Nonverbal
+from . import read_table
 
 OPENFACE_COLUMNS = ("frame", "timestamp", "confidence", "success")
 
@@ -78,14 +79,7 @@ def _check_frames(df: pd.DataFrame, path: Path) -> pd.DataFrame:
 def read_openface(path: str | Path) -> pd.DataFrame:
     """An OpenFace 2 FeatureExtraction CSV (its headers carry leading spaces; they are stripped)."""
     path = Path(path)
-    try:
-        df = pd.read_csv(path, skipinitialspace=True)
-    except UnicodeDecodeError as exc:
-        raise EmoregError(f"{path}: not UTF-8 text (byte {exc.start + 1}); save the OpenFace CSV as UTF-8") from None
-    except pd.errors.EmptyDataError:
-        raise EmoregError(f"{path}: the OpenFace CSV is empty (no header, no frames)") from None
-    except (OSError, pd.errors.ParserError) as exc:
-        raise EmoregError(f"cannot read OpenFace CSV {path}: {exc}") from None
+    df = read_table(path, "OpenFace CSV", skipinitialspace=True)
     df.columns = [c.strip() for c in df.columns]
     return _check_frames(df, path)
 
@@ -96,14 +90,7 @@ def read_pyfeat(path: str | Path, fps: float) -> pd.DataFrame:
     the intensity ``AUxx_r`` and ``AUxx >= 0.5`` the presence ``AUxx_c``, ``Pitch`` (degrees) the
     head pitch ``pose_Rx`` (radians)."""
     path = Path(path)
-    try:
-        raw = pd.read_csv(path)
-    except UnicodeDecodeError as exc:
-        raise EmoregError(f"{path}: not UTF-8 text (byte {exc.start + 1}); save the py-feat CSV as UTF-8") from None
-    except pd.errors.EmptyDataError:
-        raise EmoregError(f"{path}: the py-feat CSV is empty (no header, no frames)") from None
-    except (OSError, pd.errors.ParserError) as exc:
-        raise EmoregError(f"cannot read py-feat CSV {path}: {exc}") from None
+    raw = read_table(path, "py-feat CSV")
     missing = [c for c in ("frame", "FaceScore") if c not in raw.columns]
     if missing:
         raise EmoregError(f"{path}: missing column(s) {', '.join(missing)} of a py-feat result CSV")

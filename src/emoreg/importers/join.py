@@ -34,6 +34,7 @@ from ..corpora.base import Corpus, sha256_file
 from ..errors import EmoregError, Problem, ValidationError
 from ..segments import Nonverbal, Segment, Turn
 from ..tasks import load_task
+from . import read_table
 from .face import FaceTrack, load_rules, read_openface, read_pyfeat
 from .speech import Interval, read_eaf, read_nova, read_subtitles, read_whisper
 
@@ -219,14 +220,7 @@ def _table(base: Path, name: str | None, columns: list[str], files: dict[str, st
     if not name:
         return None
     path = base / name
-    try:
-        table = pd.read_csv(path)
-    except UnicodeDecodeError as exc:
-        raise EmoregError(f"{path}: not UTF-8 text (byte {exc.start + 1}); save the table as UTF-8") from None
-    except pd.errors.EmptyDataError:
-        raise EmoregError(f"{path}: the table is empty (no header)") from None
-    except (OSError, pd.errors.ParserError) as exc:
-        raise EmoregError(f"cannot read {path}: {exc}") from None
+    table = read_table(path, "table")
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise EmoregError(f"{path}: missing column(s) {', '.join(missing)} (it has: {', '.join(table.columns)})")
