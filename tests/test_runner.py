@@ -288,3 +288,17 @@ def test_paths_in_a_config_resolve_against_its_folder_and_set_values_against_the
     overridden = load_config(folder / "c.yaml", ["corpus=here.jsonl"])
     assert overridden.corpus == "here.jsonl"  # typed on the command line: the working directory's
     assert load_config(folder / "c.yaml", ["corpus=deep-example"]).corpus == "deep-example"  # a name stays a name
+
+
+def test_loso_refuses_a_fold_count_and_written_files_follow_the_umask(toy_corpus, tmp_path):
+    import os
+    import stat
+
+    with pytest.raises(ValidationError, match="loso makes one fold per subject"):
+        config(toy_corpus, split={"kind": "loso", "folds": 1})
+    old = os.umask(0o022)
+    try:
+        run = evaluate(config(toy_corpus, params={"min_df": 1}), tmp_path / "run")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((run / "metrics.json").stat().st_mode) == 0o644

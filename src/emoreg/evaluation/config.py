@@ -141,6 +141,9 @@ def config_from_dict(data: Any, where: str, base_dir: Path | None = None) -> Eva
         sources = [s.strip() for s in sources.split(",")]
     data["prompt"] = {**prompt, "sources": list(sources)}
     data["split"] = {"kind": "group-kfold", "folds": 5} | split
+    if data["split"]["kind"] == "loso" and "folds" in split:
+        raise ValidationError(where, [Problem(where, "split.folds", "loso makes one fold per subject; leave folds "
+                                              "out, or use kind: group-kfold to choose the number")])
     if data["split"]["kind"] == "loso":
         data["split"].pop("folds", None)
     config = EvalConfig(**data)
