@@ -114,3 +114,18 @@ def test_the_service_filters_live_from_the_stored_answers_and_says_so(toy_corpus
     offline = model.predict_proba(segments)  # the same session, filtered offline
     got = np.array([[a[label] for label in model.labels_] for a in answers])
     assert np.allclose(got, offline, atol=1e-9)
+
+
+def test_forward_filtering_equals_a_two_step_example_by_hand():
+    start = np.array([0.5, 0.5])
+    trans = np.array([[0.9, 0.1], [0.2, 0.8]])
+    e = np.array([[0.6, 0.4], [0.3, 0.7]])
+    # step 1: p(z1) ∝ start * e1 = [0.30, 0.20] -> [0.6, 0.4]
+    # step 2: prior = [0.6, 0.4] @ trans = [0.62, 0.38]; ∝ prior * e2 = [0.186, 0.266] -> [0.4115, 0.5885]
+    got = forward(e, start, trans)
+    assert np.allclose(got[0], [0.6, 0.4])
+    assert np.allclose(got[1], [0.186 / 0.452, 0.266 / 0.452])
+    # smoothing, step 1: p(z1 | x1, x2) ∝ [0.6, 0.4] * (trans @ e2) = [0.6 * 0.34, 0.4 * 0.62]
+    smooth = forward_backward(e, start, trans)
+    assert np.allclose(smooth[0], np.array([0.204, 0.248]) / 0.452)
+    assert np.allclose(smooth[1], got[1])  # the last step has no future
