@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run only fold K (repeatable); `emoreg collect RUN` computes the metrics once all are done")
     executor_arguments(p, "fold")
     p.add_argument("--processes", type=int, default=1, metavar="N", help=PROCESSES_HELP)
+    p.add_argument("--track", choices=["mlflow"], default=None,
+                   help="also log the run to MLflow: a parent run, a child run per fold ($MLFLOW_TRACKING_URI, "
+                        "else ./mlruns); a resumed run continues the same MLflow runs")
 
     p = sub.add_parser("collect", help="compute the metrics of a run whose folds ran separately")
     p.add_argument("run", type=Path, help="run folder")
@@ -95,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-units", action="store_true", help="print the unfinished units (cell fold) and stop")
     p.add_argument("--collect", action="store_true",
                    help="fit nothing: gather the units run elsewhere, write grid.json and the report")
+    p.add_argument("--track", choices=["mlflow"], default=None,
+                   help="also log every cell to MLflow: a parent run per cell, a child run per fold")
     executor_arguments(p, "unit (cell x fold)")
 
     p = sub.add_parser("report", help="tables, paired tests and figures from finished runs")
@@ -212,6 +217,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run = args.out if args.executor == "ray" else evaluate(config, args.out, command=command, units=args.folds)
     if not distributed.is_main():
         return 0  # the main process reports
+    if args.track == "mlflow":
+        from .tracking import log_run
+
+        ids = log_run(run)
+        print(f"mlflow: run {ids['parent']} with {len(ids['folds'])} fold run(s)")
     if not (run / "metrics.json").is_file():
         print(f"fold(s) {finished_folds(run)} finished; run the others, then `emoreg collect {run}`")
         print(run.resolve())
@@ -347,6 +357,13 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         _check_failures(run_ray([(c.config, cell_dir(args.out, c), k, f"{c.key} fold {k}") for c, k in units],
                                 args.ray_address, args.unit_cpus, args.unit_gpus, run_unit=run_cell_unit))
     state = run_grid(cells, args.out, command=command, collect_only=args.collect or args.executor == "ray")
+    if args.track == "mlflow":
+        from .evaluation.ablation import cell_dir
+        from .tracking import log_run
+
+        for cell in cells:
+            if (cell_dir(args.out, cell) / "config.yaml").is_file():
+                log_run(cell_dir(args.out, cell))
     report = write_ablation_report(args.out).resolve() if state["cells"] else None
     if state["missing"]:
         raise EmoregError(f"{len(state['missing'])} cell(s) of {args.out} are not finished:\n  " +

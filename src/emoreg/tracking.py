@@ -1,0 +1,108 @@
+"""Experiment tracking with MLflow (``emoreg evaluate ... --track mlflow``; the ``mlflow`` extra).
+
+One parent run per evaluation (or ablation cell), one child run per finished fold:
+
+* parent: the resolved config as parameters (nested keys flattened: ``params.lr``,
+  ``prompt.max_tokens``), the pooled metrics with their CIs and the calibration metrics, and as
+  artifacts ``config.yaml``, ``metrics.json``, ``predictions.jsonl`` and the run's report
+  (``report.md`` and its figures);
+* child ``fold-NN``: that fold's metrics, fit and predict seconds, the training loss as a metric
+  history (one value per step), the fold's metadata as an artifact.
+
+Where: ``$MLFLOW_TRACKING_URI`` when set, else a local file store ``./mlruns`` (MLflow keeps its
+file store in maintenance mode; emoreg sets ``MLFLOW_ALLOW_FILE_STORE=true`` for it). The MLflow run
+ids are kept in the run folder (``tracking.json``), so a resumed or extended run continues the
+same MLflow runs and logs each fold once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import EmoregError
+from .runs import finished_folds, fold_path, read_config, read_json, read_jsonl, write_json
+
+EXPERIMENT = "emoreg"
+
+
+def _mlflow():
+    try:
+        import mlflow
+    except ImportError:
+        raise EmoregError("--track mlflow needs MLflow: pip install 'emoreg[mlflow]' (or mlflow-skinny)") from None
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        mlflow.set_tracking_uri(Path("mlruns").resolve().as_uri())
+    return mlflow
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, str]:
+    """Nested config keys as MLflow parameters: ``{"params": {"lr": 1e-3}}`` -> ``{"params.lr": "0.001"}``."""
+    if isinstance(data, dict):
+        out: dict[str, str] = {}
+        for key, value in data.items():
+            out |= flatten(value, f"{prefix}{key}.")
+        return out
+    text = json.dumps(data) if isinstance(data, (list, tuple)) else str(data)
+    return {prefix[:-1]: text[:6000]}  # MLflow's limit on a parameter value
+
+
+def _metrics(prefix: str, block: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for name, value in block.items():
+        if isinstance(value, dict) and "value" in value:
+            out[f"{prefix}{name}"] = float(value["value"])
+            if "ci95" in value:
+                out[f"{prefix}{name}_ci_low"], out[f"{prefix}{name}_ci_high"] = map(float, value["ci95"])
+    return out
+
+
+def log_run(run: str | Path) -> dict[str, Any]:
+    """Log a run folder to MLflow (finished folds only; the parent's metrics once all are done).
+    Returns the MLflow ids, also kept in ``run/tracking.json``."""
+    from .evaluation.runner import compute_metrics
+
+    mlflow = _mlflow()
+    run = Path(run)
+    config = read_config(run)
+    state_file = run / "tracking.json"
+    state = read_json(state_file) if state_file.is_file() else {"parent": None, "folds": {}}
+    mlflow.set_experiment(EXPERIMENT)
+    labels = None
+    with mlflow.start_run(run_id=state["parent"], run_name=config.get("name") or run.name) as parent:
+        state["parent"] = parent.info.run_id
+        if not state.get("params_logged"):
+            mlflow.log_params(flatten({k: v for k, v in config.items() if v is not None}))
+            mlflow.set_tags({"emoreg.run_folder": str(run.resolve()), "emoreg.model": config.get("model")})
+            state["params_logged"] = True
+        for fold in finished_folds(run):
+            if str(fold) in state["folds"]:
+                continue  # logged by an earlier call
+            rows = read_jsonl(fold_path(run, fold))
+            labels = labels or list(rows[0]["proba"])  # the task's label order, as every row keeps it
+            meta = read_json(fold_path(run, fold, ".meta.json"))
+            with mlflow.start_run(run_name=f"fold-{fold:02d}", nested=True) as child:
+                metrics = compute_metrics(rows, list(labels), config.get("seed", 0))
+                mlflow.log_metrics(_metrics("", metrics["pooled"]) | {
+                    "fit_seconds": float(meta.get("fit_seconds", 0)), "predict_seconds": float(meta.get("predict_seconds", 0)),
+                    "n_test": float(meta.get("n_test", len(rows)))})
+                for point in meta.get("model", {}).get("loss") or []:
+                    mlflow.log_metric("train_loss", float(point["loss"]), step=int(point["step"]))
+                mlflow.log_artifact(str(fold_path(run, fold, ".meta.json")))
+                state["folds"][str(fold)] = child.info.run_id
+            write_json(state_file, state)
+        if (run / "metrics.json").is_file() and not state.get("finished"):
+            from .report import write_report
+
+            metrics = read_json(run / "metrics.json")
+            mlflow.log_metrics(_metrics("", metrics["pooled"]) | _metrics("", metrics.get("calibration", {})))
+            report = write_report([run], run / "report")
+            for name in ("config.yaml", "metrics.json", "predictions.jsonl"):
+                mlflow.log_artifact(str(run / name))
+            mlflow.log_artifacts(str(report.parent), artifact_path="report")
+            state["finished"] = True
+    write_json(state_file, state)
+    return state

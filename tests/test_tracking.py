@@ -1,0 +1,74 @@
+"""--track mlflow: a parent run per evaluation, a child per fold, continued when the run resumes."""
+
+import json
+
+import numpy as np
+import pytest
+
+from emoreg.cli import main
+from emoreg.models import MODELS
+from emoreg.models.tfidf import TfidfLogReg
+
+
+class LossyTfidf(TfidfLogReg):
+    """TF-IDF that reports a training-loss curve, as the LLM does."""
+
+    name = "lossy-tfidf"
+
+    def describe(self):
+        return {"loss": [{"step": i + 1, "loss": 1.0 / (i + 1)} for i in range(5)]}
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    uri = (tmp_path / "mlruns").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    monkeypatch.setitem(MODELS, "lossy-tfidf", LossyTfidf)
+    return uri
+
+
+def test_evaluate_logs_a_parent_and_one_child_per_fold_and_resumes_them(toy_corpus, tmp_path, store, capsys):
+    import mlflow
+    import yaml
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"corpus": str(toy_corpus), "task": "deep-shame", "model": "lossy-tfidf",
+                                      "params": {"min_df": 1}, "split": {"kind": "group-kfold", "folds": 3}}))
+    run = tmp_path / "run"
+    assert main(["evaluate", str(config), "--out", str(run), "--fold", "0", "--track", "mlflow"]) == 0
+    first = json.loads((run / "tracking.json").read_text())
+    assert list(first["folds"]) == ["0"] and not first.get("finished")
+    assert main(["evaluate", str(config), "--out", str(run), "--track", "mlflow"]) == 0  # resumes: folds 1, 2
+    state = json.loads((run / "tracking.json").read_text())
+    assert state["parent"] == first["parent"] and state["folds"]["0"] == first["folds"]["0"]
+    assert sorted(state["folds"]) == ["0", "1", "2"] and state["finished"]
+    client = mlflow.MlflowClient(tracking_uri=store)
+    parent = client.get_run(state["parent"])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert parent.data.metrics["macro_f1"] == pytest.approx(metrics["pooled"]["macro_f1"]["value"])
+    assert "ece" in parent.data.metrics and parent.data.params["model"] == "lossy-tfidf"
+    assert parent.data.params["split.folds"] == "3" and parent.data.params["params.min_df"] == "1"
+    runs = client.search_runs([parent.info.experiment_id])
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == state["parent"]]
+    assert sorted(r.info.run_name for r in children) == ["fold-00", "fold-01", "fold-02"]  # each logged once
+    history = client.get_metric_history(state["folds"]["1"], "train_loss")
+    assert [h.step for h in history] == [1, 2, 3, 4, 5] and np.isclose(history[-1].value, 0.2)
+    artifacts = {a.path for a in client.list_artifacts(state["parent"])}
+    assert {"config.yaml", "metrics.json", "predictions.jsonl", "report"} <= artifacts
+    assert "report/report.md" in {a.path for a in client.list_artifacts(state["parent"], "report")}
+
+
+def test_ablate_logs_one_parent_run_per_cell(toy_corpus, tmp_path, store):
+    import mlflow
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(f"corpus: {toy_corpus}\ntask: deep-shame\nsplit: {{kind: group-kfold, folds: 3}}\n"
+                    "prompt: {sources: [utterance, nonverbal]}\nmodel: tfidf\nparams: {text: prompt, min_df: 1}\n")
+    assert main(["ablate", str(grid), "--out", str(tmp_path / "g"), "--track", "mlflow"]) == 0
+    cells = sorted(p for p in (tmp_path / "g" / "runs").iterdir() if (p / "metrics.json").is_file())
+    client = mlflow.MlflowClient(tracking_uri=store)
+    parents = {json.loads((c / "tracking.json").read_text())["parent"] for c in cells}
+    assert len(parents) == len(cells) >= 3
+    for run_id in parents:
+        assert client.get_run(run_id).data.metrics["macro_f1"] >= 0
