@@ -264,9 +264,8 @@ def create_app(model: Any, db_path: str | Path, token: str | None = None, public
                 person=session["person"], introspection=body.introspection)
             proba = (await state["batcher"].predict([segment]))[0]
             if state["temporal"] is not None:
-                previous = store.timeline(session_id)[-1:] if session["segments"] else []
-                message = (np.array([previous[0]["proba"][label] for label in state["model"].labels_])
-                           if previous else None)
+                previous = store.last_proba(session_id)  # the filtered posterior of the session's last segment
+                message = np.array([previous[label] for label in state["model"].labels_]) if previous else None
                 proba = state["temporal"].step(message, proba)
             row = prediction_row(segment, proba, state["model"].labels_)
             label, answer = row["predicted"], row["proba"]

@@ -102,6 +102,11 @@ class Store:
             session_id, seq, time.time(), post.get("start_s"), post.get("end_s"), json.dumps(post["turns"]),
             json.dumps(post["events"]), json.dumps(post["features"]), post.get("introspection"), label, json.dumps(proba)))
 
+    def last_proba(self, session_id: str) -> dict[str, float] | None:
+        """The probabilities answered to the session's latest segment (None before the first)."""
+        rows = self._query("SELECT proba FROM segments WHERE session_id = ? ORDER BY seq DESC LIMIT 1", (session_id,))
+        return json.loads(rows[0][0]) if rows else None
+
     def timeline(self, session_id: str) -> list[dict[str, Any]]:
         rows = self._query("SELECT seq, received, start_s, end_s, label, proba FROM segments WHERE session_id = ? "
                            "ORDER BY seq", (session_id,))
