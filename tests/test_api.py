@@ -12,7 +12,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_the_public_api_is_exactly_what_all_lists():
     assert sorted(emoreg.__all__) == ["EvaluationRun", "evaluate", "load_corpus", "load_model", "load_task",
                                       "make_model", "report"]
+    import importlib
+
+    for module in ("evaluation", "models", "reporting", "tracking", "cli", "serve.app"):
+        importlib.import_module(f"emoreg.{module}")  # importing every submodule must not shadow an API name
+
     assert all(callable(getattr(emoreg, name)) for name in emoreg.__all__)
+    assert emoreg.report.__module__ == "emoreg.api" and emoreg.evaluate.__module__ == "emoreg.api"
 
 
 def test_evaluate_from_a_mapping_gives_the_cli_run_folder_and_a_frame(tmp_path):

@@ -4,7 +4,7 @@ from emoreg.cli import main
 from emoreg.errors import EmoregError
 from emoreg.evaluation import evaluate
 from emoreg.evaluation.config import config_from_dict
-from emoreg.report import write_report
+from emoreg.reporting import write_report
 
 
 def run(corpus, out, model, **params):

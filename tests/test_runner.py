@@ -8,7 +8,7 @@ from emoreg.errors import EmoregError, ValidationError
 from emoreg.evaluation import evaluate, load_config
 from emoreg.evaluation.config import config_from_dict
 from emoreg.models import MODELS, SegmentClassifier
-from emoreg.report import write_report
+from emoreg.reporting import write_report
 from emoreg.runs import load_run, read_jsonl
 
 

@@ -172,7 +172,7 @@ def test_hostile_bodies_get_422_or_413_naming_the_place_and_store_nothing(server
             (b'{"features": {"au12": Infinity}}', ["body", "features", "au12"], "infinite number"),
             (b'{"events": [{"behaviour": "smile", "start_s": 0, "end_s": 1, "intensity": -Infinity}]}',
              ["body", "events", 0, "intensity"], "infinite number"),
-            (b'{"turns": [{"speaker": "A", "text": "hi \ud800"}]}', ["body", "turns", 0, "text"], "lone UTF-16 surrogate"),
+            (rb'{"turns": [{"speaker": "A", "text": "hi \ud800"}]}', ["body", "turns", 0, "text"], "lone UTF-16 surrogate"),
             (b'{"start_s": ' + b"9" * 400 + b"}", ["body", "start_s"], "integer of 400 digits"),
             (b'{"turns": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", ["body"], "nested more than 32 levels"),
             (b'{"turns": [{"speaker": "A", "text": "caf\xe9"}]}', ["body"], "not UTF-8"),  # Latin-1, not UTF-8
@@ -184,7 +184,7 @@ def test_hostile_bodies_get_422_or_413_naming_the_place_and_store_nothing(server
             assert detail["loc"] == loc and message in detail["msg"], (body[:60], detail)
         person = c.post("/sessions", content=b'{"person": {"age": NaN}}', headers={"content-type": "application/json"})
         assert person.status_code == 422 and person.json()["detail"][0]["loc"] == ["body", "person", "age"]
-        batch = c.post("/classify", content=b'{"segments": [{"segment_id": "\udc00", "subject_id": "s", '
+        batch = c.post("/classify", content=rb'{"segments": [{"segment_id": "\udc00", "subject_id": "s", '
                                             b'"session_id": "s"}]}', headers={"content-type": "application/json"})
         assert batch.status_code == 422 and batch.json()["detail"][0]["loc"] == ["body", "segments", 0, "segment_id"]
         assert c.get("/sessions/%ff/timeline").status_code == 404

@@ -100,7 +100,7 @@ def evaluate(config: str | Path | Mapping[str, Any], out: str | Path, overrides:
 
 def report(runs: Sequence[str | Path | EvaluationRun], out: str | Path, finished_folds: bool = False) -> Path:
     """The report of finished runs (tables, paired tests, figures) into ``out``; its report.md."""
-    from .report import write_report
+    from .reporting import write_report
 
     paths = [r.path if isinstance(r, EvaluationRun) else Path(r) for r in runs]
     return write_report(paths, out, finished_folds=finished_folds)

@@ -374,7 +374,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from .reporting import write_report
 
     path = write_report(args.runs, args.out, finished_folds=args.finished_folds, members=args.members)
     print(path.resolve())

@@ -104,7 +104,7 @@ def write_card(folder: Path, config: dict[str, Any], corpus, evaluated: Path | N
 
 
 def _evaluation(config: dict[str, Any], run: Path) -> list[str]:
-    from .report import calibration_of
+    from .reporting import calibration_of
     from .runs import load_run
 
     found = load_run(run)

@@ -95,7 +95,7 @@ def log_run(run: str | Path) -> dict[str, Any]:
                 state["folds"][str(fold)] = child.info.run_id
             write_json(state_file, state)
         if (run / "metrics.json").is_file() and not state.get("finished"):
-            from .report import write_report
+            from .reporting import write_report
 
             metrics = read_json(run / "metrics.json")
             mlflow.log_metrics(_metrics("", metrics["pooled"]) | _metrics("", metrics.get("calibration", {})))
