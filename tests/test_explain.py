@@ -76,3 +76,32 @@ def test_the_service_explains_when_asked(tmp_path):
         batch = c.post("/classify?explain=true", json={"segments": [{"segment_id": "a", "subject_id": "s",
                                                                      "session_id": "s", "transcript": turns}]})
         assert "history" in batch.json()["predictions"][0]["explain"]
+
+
+def test_the_service_stores_the_top_source_of_each_post_when_run_with_explain(tmp_path):
+    import sqlite3
+
+    from fastapi.testclient import TestClient
+
+    from emoreg.models import load_model
+    from emoreg.serve.app import create_app
+
+    assert main(["train", "configs/deep-example-tfidf.yaml", "--out", str(tmp_path / "m")]) == 0
+    old = sqlite3.connect(tmp_path / "old.sqlite")  # a database of the schema before top_source
+    old.executescript("CREATE TABLE sessions (id TEXT PRIMARY KEY, created REAL NOT NULL, closed REAL, context TEXT, "
+                      "person TEXT); CREATE TABLE segments (session_id TEXT NOT NULL, seq INTEGER NOT NULL, "
+                      "received REAL NOT NULL, start_s REAL, end_s REAL, turns TEXT NOT NULL, events TEXT NOT NULL, "
+                      "features TEXT NOT NULL, introspection TEXT, label TEXT NOT NULL, proba TEXT NOT NULL, "
+                      "PRIMARY KEY (session_id, seq));")
+    old.close()
+    turns = [{"speaker": "Interviewer", "text": "Your test result was below the average."},
+             {"speaker": "Interviewee", "text": "Sorry, that was stupid of me, it is my fault."}]
+    with TestClient(create_app(load_model(tmp_path / "m"), tmp_path / "old.sqlite", explain_live=True)) as c:
+        sid = c.post("/sessions", json={"context": "A job interview."}).json()["session_id"]
+        for turn in turns:
+            answer = c.post(f"/sessions/{sid}/segments", json={"turns": [turn]}).json()
+            assert "explain" not in answer  # stored, not sent, unless asked
+        timeline = c.get(f"/sessions/{sid}/timeline").json()["segments"]
+    tops = [t["top_source"] for t in timeline]
+    assert tops[-1] is not None and tops[-1].split()[0] in {"context", "history", "utterance"}
+    assert tops[-1].split()[1].startswith("+")  # it raised the predicted label's probability

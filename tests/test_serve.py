@@ -278,7 +278,7 @@ def test_label_names_are_shown_as_text_never_run_as_markup(hostile_model_dir, tm
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    server = Server(hostile_model_dir, tmp_path / "s.sqlite").start()
+    server = Server(hostile_model_dir, tmp_path / "s.sqlite", args=("--explain",)).start()
     try:
         page = httpx.get(server.url + "/")
         policy = page.headers["content-security-policy"]
@@ -297,6 +297,8 @@ def test_label_names_are_shown_as_text_never_run_as_markup(hostile_model_dir, tm
             assert driver.execute_script("return window.pwned === undefined")
             labels = {s.get_attribute("data-label") for s in driver.find_elements(By.CSS_SELECTOR, "#band .segment")}
             assert labels <= set(HOSTILE)
+            hover = driver.find_elements(By.CSS_SELECTOR, "#band .segment")[-1].get_attribute("title")
+            assert "moved most by: " in hover  # --explain: the source that raised the shown label most
         finally:
             driver.quit()
     finally:

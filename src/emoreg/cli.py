@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SQLite file for sessions and predictions (default: ./emoreg-sessions.sqlite)")
     p.add_argument("--token-file", type=Path, default=None,
                    help="file holding the API token (default: $EMOREG_API_TOKEN; none: no auth)")
+    p.add_argument("--explain", action="store_true",
+                   help="explain every post (occlusion per source: a few more model calls each) and show the "
+                        "source that moved its label most on the page")
     p.add_argument("--public-docs", action="store_true",
                    help="serve /docs and /openapi.json without the token (with a token they are off by "
                         "default; without one everything is public anyway)")
@@ -416,8 +419,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"emoreg: serving {args.model_dir} on http://{args.host}:{args.port}/ "
           f"({'API token required' if token else 'no API token: anyone who reaches the port can use it'})",
           file=sys.stderr)
-    uvicorn.run(create_app(model, args.db, token, public_docs=args.public_docs), host=args.host, port=args.port,
-                log_level="warning")
+    uvicorn.run(create_app(model, args.db, token, public_docs=args.public_docs, explain_live=args.explain),
+                host=args.host, port=args.port, log_level="warning")
     return 0
 
 

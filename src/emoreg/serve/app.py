@@ -128,10 +128,12 @@ def _problem_response(problems: list[Problem]) -> HTTPException:
                                       for p in problems])
 
 
-def create_app(model: Any, db_path: str | Path, token: str | None = None, public_docs: bool = False) -> FastAPI:
+def create_app(model: Any, db_path: str | Path, token: str | None = None, public_docs: bool = False,
+               explain_live: bool = False) -> FastAPI:
     """The service around ``model`` (a loaded model, or the folder of one, loaded at start-up).
     With a token, /docs and /openapi.json are off unless ``public_docs``; without one, they are on
-    like every endpoint."""
+    like every endpoint. With ``explain_live`` every post is explained (occlusion per source) and
+    the source that raised the predicted label most is stored and shown on the page."""
     from ..models import load_model
 
     state: dict[str, Any] = {}
@@ -269,11 +271,13 @@ def create_app(model: Any, db_path: str | Path, token: str | None = None, public
                 proba = state["temporal"].step(message, proba)
             row = prediction_row(segment, proba, state["model"].labels_)
             label, answer = row["predicted"], row["proba"]
-            store.add_segment(session_id, session["segments"], post, label, answer)
+            why = (await explained([segment], proba[None]))[0] if explain or explain_live else None
+            store.add_segment(session_id, session["segments"], post, label, answer,
+                              top_source(why, label) if why is not None else None)
             histories[session_id] = history  # only once stored: a failed post leaves no turn behind
         out = {"session_id": session_id, "seq": session["segments"], "label": label, "proba": answer}
         if explain:
-            out["explain"] = (await explained([segment], proba[None]))[0]
+            out["explain"] = why
         return out
 
     @api.get("/sessions/{session_id}/timeline")
@@ -316,6 +320,14 @@ def create_app(model: Any, db_path: str | Path, token: str | None = None, public
 
     app.include_router(api)
     return app
+
+
+def top_source(explained: dict[str, dict[str, float]], label: str) -> str | None:
+    """The source whose removal lowers the predicted label's probability most, e.g. 'utterance +0.41'."""
+    best = max(explained.items(), key=lambda item: item[1][label], default=None)
+    if best is None or best[1][label] <= 0:
+        return None
+    return f"{best[0]} {best[1][label]:+.2f}"
 
 
 def content_security_policy(html: str) -> str:

@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS sessions (
 CREATE TABLE IF NOT EXISTS segments (
     session_id TEXT NOT NULL REFERENCES sessions(id), seq INTEGER NOT NULL, received REAL NOT NULL,
     start_s REAL, end_s REAL, turns TEXT NOT NULL, events TEXT NOT NULL, features TEXT NOT NULL,
-    introspection TEXT, label TEXT NOT NULL, proba TEXT NOT NULL,
+    introspection TEXT, label TEXT NOT NULL, proba TEXT NOT NULL, top_source TEXT,
     PRIMARY KEY (session_id, seq)
 );
 """
@@ -34,6 +34,9 @@ class Store:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.executescript(SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(segments)")}
+        if "top_source" not in columns:  # a database written before sources were explained live
+            self._conn.execute("ALTER TABLE segments ADD COLUMN top_source TEXT")
 
     @staticmethod
     def check(path: str | Path) -> None:
@@ -97,10 +100,13 @@ class Store:
         rows = self._query("SELECT turns FROM segments WHERE session_id = ? ORDER BY seq", (session_id,))
         return [turn for (turns,) in rows for turn in json.loads(turns)]
 
-    def add_segment(self, session_id: str, seq: int, post: dict[str, Any], label: str, proba: dict[str, float]) -> None:
-        self._tx("INSERT INTO segments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (
-            session_id, seq, time.time(), post.get("start_s"), post.get("end_s"), json.dumps(post["turns"]),
-            json.dumps(post["events"]), json.dumps(post["features"]), post.get("introspection"), label, json.dumps(proba)))
+    def add_segment(self, session_id: str, seq: int, post: dict[str, Any], label: str, proba: dict[str, float],
+                    top_source: str | None = None) -> None:
+        self._tx("INSERT INTO segments (session_id, seq, received, start_s, end_s, turns, events, features, "
+                 "introspection, label, proba, top_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (
+                     session_id, seq, time.time(), post.get("start_s"), post.get("end_s"), json.dumps(post["turns"]),
+                     json.dumps(post["events"]), json.dumps(post["features"]), post.get("introspection"), label,
+                     json.dumps(proba), top_source))
 
     def last_proba(self, session_id: str) -> dict[str, float] | None:
         """The probabilities answered to the session's latest segment (None before the first)."""
@@ -108,7 +114,8 @@ class Store:
         return json.loads(rows[0][0]) if rows else None
 
     def timeline(self, session_id: str) -> list[dict[str, Any]]:
-        rows = self._query("SELECT seq, received, start_s, end_s, label, proba FROM segments WHERE session_id = ? "
-                           "ORDER BY seq", (session_id,))
+        rows = self._query("SELECT seq, received, start_s, end_s, label, proba, top_source FROM segments "
+                           "WHERE session_id = ? ORDER BY seq", (session_id,))
         return [{"seq": seq, "received": received, "start_s": start, "end_s": end, "label": label,
-                 "proba": json.loads(proba)} for seq, received, start, end, label, proba in rows]
+                 "proba": json.loads(proba), "top_source": top}
+                for seq, received, start, end, label, proba, top in rows]
