@@ -80,31 +80,13 @@ def check_json(body: bytes) -> None:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadBody(["body"], f"the body is not UTF-8 (byte {exc.start}); send JSON encoded as UTF-8") from None
-    # nesting is bounded before parsing: json's recursive parser would overflow the stack first
-    depth = deepest = 0
-    in_string = escaped = False
-    for c in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif c == "\\":
-                escaped = True
-            elif c == '"':
-                in_string = False
-        elif c == '"':
-            in_string = True
-        elif c in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-            if deepest > MAX_DEPTH:
-                raise BadBody(["body"], f"the body is nested more than {MAX_DEPTH} levels deep")
-        elif c in "]}":
-            depth -= 1
     try:
         value = json.loads(text, parse_int=_parse_int)
     except json.JSONDecodeError:
         return  # FastAPI answers malformed JSON with its own 422
-    _walk(value, ["body"])
+    except RecursionError:  # nested deeper than the parser's stack; shallower excess is _walk's to refuse
+        raise BadBody(["body"], f"the body is nested more than {MAX_DEPTH} levels deep") from None
+    _walk(value, ["body"])  # also bounds the nesting at MAX_DEPTH
 
 
 class BodyGuard:
