@@ -119,7 +119,7 @@ def bench_train(args) -> dict:
         ours.append(ours_train(task, segments, args.model, args.steps, args.batch, args.max_tokens))
         plain.append(plain_train(task, segments, args.model, args.steps, args.batch, args.max_tokens))
     ratios = [o["tokens_per_s"] / p["tokens_per_s"] for o, p in zip(ours, plain)]
-    from emoreg.models.llm_loading import load_base
+    from emoreg.models.llm.loading import load_base
 
     base, _ = load_base(args.model)
     params = matmul_params(base)
@@ -284,8 +284,9 @@ def _sig(x: float) -> float:
 
 
 def bench_head(args) -> dict:
-    from emoreg.models import llm_head
-    from emoreg.models.llm_loading import load_base
+    from emoreg.models.llm import head as llm_head
+    from emoreg.models.llm.loading import load_base
+    from emoreg.models.llm.tokens import padded
 
     task, segments = _segments(args.prompts, seed=2)
     clf = _llm(task, args.model, args.max_tokens, head="classify", tune_layers=args.tune_layers,
@@ -303,7 +304,7 @@ def bench_head(args) -> dict:
     started = time.perf_counter()
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=clf.bf16_):
         for at in range(0, len(prefixes), 16):
-            ids, mask = llm_head._right_padded(prefixes[at:at + 16], clf.pad_id_)
+            ids, mask = padded(prefixes[at:at + 16], clf.pad_id_)
             base.model(input_ids=ids, attention_mask=mask)
     forward = time.perf_counter() - started
     epoch = clf.train_seconds_ / args.epochs

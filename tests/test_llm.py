@@ -207,7 +207,7 @@ def test_real_smollm2_scores_prompts_from_its_package(annomi_client):
 def test_a_missing_model_package_says_how_to_install_it(monkeypatch, tmp_path):
     import importlib.util
 
-    from emoreg.models import llm_loading
+    from emoreg.models.llm import loading as llm_loading
 
     monkeypatch.setenv("EMOREG_MODEL_CACHE", str(tmp_path))  # nothing cached
     real = importlib.util.find_spec

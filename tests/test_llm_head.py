@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from emoreg.errors import EmoregError
-from emoreg.models import llm_head, load_model, make_model
+from emoreg.models import load_model, make_model
+from emoreg.models.llm import head as llm_head
 from emoreg.prompts import PromptConfig
 from emoreg.tasks import DEEP_SHAME
 
@@ -77,7 +78,7 @@ def test_cached_states_and_the_top_pass_equal_one_full_forward(tiny_llama, toy_s
             base = model.model_.get_base_model().model
             last = base(input_ids=torch.tensor([p])).last_hidden_state[0, -1]
             expected = torch.softmax(model.head_(last.float()), -1)
-            got = torch.softmax(llm_head._logits(model, [s], 1), -1)[0]
+            got = torch.softmax(llm_head.label_logits(model, [s], 1), -1)[0]
             assert torch.allclose(got, expected, atol=tol)
 
 

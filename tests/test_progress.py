@@ -44,7 +44,7 @@ def test_silent_in_ci_or_when_switched_off(log, monkeypatch, variable, value):
 def test_a_log_gets_no_library_bars_when_a_model_loads(log, tiny_llama):
     from transformers.utils import logging as hf_logging
 
-    from emoreg.models.llm_loading import load_base
+    from emoreg.models.llm.loading import load_base
 
     hf_logging.enable_progress_bar()
     load_base(str(tiny_llama))

@@ -302,3 +302,24 @@ def test_loso_refuses_a_fold_count_and_written_files_follow_the_umask(toy_corpus
     finally:
         os.umask(old)
     assert stat.S_IMODE((run / "metrics.json").stat().st_mode) == 0o644
+
+
+def test_llm_settings_that_do_not_go_together_fail_at_config_read_all_at_once(tmp_path, toy_corpus):
+    """A typo, a bad value and a combination that cannot work are all reported by load_config,
+    before any model is loaded or any run folder written."""
+    path = tmp_path / "c.yaml"
+    path.write_text(f"corpus: {toy_corpus}\ntask: deep-shame\nmodel: llm\n"
+                    "params: {tune: full, lr: -1, epochz: 2}\n")
+    with pytest.raises(ValidationError) as info:
+        load_config(path)
+    text = str(info.value)
+    assert "has no parameter(s) epochz" in text and "lr must be a number above 0, found -1" in text
+    path.write_text(f"corpus: {toy_corpus}\ntask: deep-shame\nmodel: llm\n"
+                    "params: {tune: full, layers: 2, tune_layers: 3, trainer: hf, class_weight: balanced}\n")
+    with pytest.raises(ValidationError) as info:
+        load_config(path)
+    text = str(info.value)
+    for part in ("tune full (every weight of the tuned layers) needs head: classify",
+                 "layers (a truncated decoder) needs head: classify", "tune_layers (3) cannot exceed layers (2)",
+                 "trainer hf (the plain Trainer recipe) takes no class weights"):
+        assert part in text

@@ -16,7 +16,7 @@ from .errors import EmoregError
 
 CARD = "MODEL_CARD.md"
 
-# The licence of each base model a config can name (short names of models.llm_loading.SHIPPED,
+# The licence of each base model a config can name (short names of models.llm.loading.SHIPPED,
 # and the families of hub ids people use); anything else: "see the model's own card".
 LICENCES = {
     "smollm2": "Apache-2.0 (SmolLM2, Hugging Face TB)",

@@ -17,8 +17,7 @@ from .chance import Majority, StratifiedRandom
 from .embedding import EmbeddingLogReg
 from .encoder_ft import FinetunedEncoder
 from .ensemble import Ensemble
-from .llm import LlmClassifier
-from .llm_features import LlmFeatures
+from .llm import LlmClassifier, LlmFeatures
 from .temporal import Temporal
 from .tfidf import TfidfLogReg
 

@@ -128,15 +128,25 @@ class SegmentClassifier:
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
-        unknown = sorted(set(params) - set(cls.defaults))
-        if unknown:
-            valid = ", ".join(sorted(cls.defaults)) or "none"
-            raise EmoregError(f"model {cls.name!r} has no parameter(s) {', '.join(unknown)} (valid: {valid})")
+        """Every problem of ``params`` at once: unknown names, values that break a rule, settings
+        that do not go together (``conflicts``)."""
         from .rules import broken
 
         problems = broken(cls.rules, params)
-        if problems:
-            raise EmoregError(f"model {cls.name!r}: " + "; ".join(problems))
+        if not problems:  # combinations are judged only between values that are each valid
+            problems = cls.conflicts(params)
+        unknown = sorted(set(params) - set(cls.defaults))
+        if unknown:
+            valid = ", ".join(sorted(cls.defaults)) or "none"
+            problems.insert(0, f"has no parameter(s) {', '.join(unknown)} (valid: {valid})")
+        if problems:  # "model 'x' has no parameter(s) ..." or "model 'x': lr must be ..."
+            joint = " " if unknown else ": "
+            raise EmoregError(f"model {cls.name!r}{joint}" + "; ".join(problems))
+
+    @classmethod
+    def conflicts(cls, params: dict[str, Any]) -> list[str]:
+        """Settings that are each valid but do not go together, in words (none by default)."""
+        return []
 
     @classmethod
     def inputs(cls, params: dict[str, Any], sources: Sequence[str]) -> str:

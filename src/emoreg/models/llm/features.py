@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..progress import progress
-from .base import SegmentClassifier
-from .llm import DEFAULT_SYSTEM, LlmClassifier
-from .llm_loading import load_base
-from .rules import choice, positive, text, whole
+from ...progress import progress
+from ..base import SegmentClassifier
+from ..rules import choice, positive, text, whole
+from .loading import load_base
+from .model import LlmClassifier
+from .tokens import DEFAULT_SYSTEM, answer_ids, padded
 
 
 class LlmFeatures(SegmentClassifier):
@@ -36,7 +37,7 @@ class LlmFeatures(SegmentClassifier):
         if "model" not in shared:
             shared["model"], shared["tokenizer"] = load_base(self._param("model"))
         model, helper.tokenizer_ = shared["model"], shared["tokenizer"]
-        helper._prepare_labels()
+        _, helper.pad_id_ = answer_ids(helper.tokenizer_, self.task.labels)
         vectors = shared.setdefault("vectors", {})  # by the prompt's tokens: the LLM is frozen
         keys = [tuple(helper._prefix_ids(s)) for s in segments]
         todo = sorted({k for k in keys if k not in vectors}, key=len)
@@ -44,12 +45,7 @@ class LlmFeatures(SegmentClassifier):
         with torch.inference_mode():
             for start in progress(range(0, len(todo), size), desc="LLM features", unit="batch", leave=False):
                 batch = todo[start:start + size]
-                width = max(len(k) for k in batch)
-                ids = torch.full((len(batch), width), helper.pad_id_, dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
-                for b, k in enumerate(batch):
-                    ids[b, :len(k)] = torch.tensor(k)
-                    mask[b, :len(k)] = 1
+                ids, mask = padded([list(k) for k in batch], helper.pad_id_)
                 with helper._autocast():
                     hidden = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state.float()
                 pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)

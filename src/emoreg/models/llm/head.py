@@ -29,11 +29,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import EmoregError
-from ..progress import progress
+from ...errors import EmoregError
+from ...progress import progress
+from .tokens import length_grouped, padded
+from .trainer import class_weights, warmup_linear_schedule
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .llm import LlmClassifier
+    from .model import LlmClassifier
 
 _STATES: dict = {"key": None, "states": {}, "folder": None}  # per process: one model/layer/dtype at a time
 HEAD_FILE = "head.safetensors"
@@ -47,7 +49,7 @@ def state_cache_dir():
 
     if os.environ.get("EMOREG_STATE_CACHE"):
         return Path(os.environ["EMOREG_STATE_CACHE"]).expanduser()
-    from ..atomic import user_cache
+    from ...atomic import user_cache
 
     return user_cache("states")
 
@@ -57,7 +59,7 @@ def _model_identity(name: str) -> str:
     never meets states computed by another."""
     from pathlib import Path
 
-    from .llm_loading import resolve
+    from .loading import resolve
 
     folder = Path(resolve(name))
     if not folder.is_dir():
@@ -151,22 +153,6 @@ def _only_layers(decoder, layers):
         decoder.layers = saved
 
 
-def _right_padded(rows: list, pad):
-    """(batch, width[, hidden]) right-padded tensor of a list of 1-D id lists or 2-D tensors, and its mask."""
-    import torch
-
-    width = max(len(r) for r in rows)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    if isinstance(rows[0], torch.Tensor):
-        out = torch.zeros((len(rows), width, rows[0].shape[-1]), dtype=rows[0].dtype)
-    else:
-        out = torch.full((len(rows), width), pad, dtype=torch.long)
-    for b, r in enumerate(rows):
-        out[b, :len(r)] = r if isinstance(r, torch.Tensor) else torch.tensor(r)
-        mask[b, :len(r)] = 1
-    return out, mask
-
-
 def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int) -> list:
     """The hidden states entering layer ``start`` for every prompt, one (tokens, hidden) tensor
     each, from the cache where a prompt was seen before, else computed without gradients."""
@@ -194,7 +180,7 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int) -
             for at in progress(range(0, len(todo), size), desc=f"states entering layer {start}", unit="batch",
                                leave=False):
                 batch = todo[at:at + size]
-                ids, mask = _right_padded([list(b) for b in batch], clf.pad_id_)
+                ids, mask = padded([list(b) for b in batch], clf.pad_id_)
                 with clf._autocast():
                     try:
                         decoder(input_ids=ids.to(clf.device_), attention_mask=mask.to(clf.device_), use_cache=False)
@@ -218,11 +204,11 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int) -
     return [cache[tuple(p)] if tuple(p) in cache else overflow[tuple(p)] for p in prefixes]
 
 
-def _logits(clf: LlmClassifier, states: list, start: int):
+def label_logits(clf: LlmClassifier, states: list, start: int):
     """Label logits for a batch of cached states: the tuned layers, the final norm, the head."""
     import torch
 
-    x, mask = _right_padded(states, 0)
+    x, mask = padded(states, 0)
     x, mask = x.to(clf.device_), mask.to(clf.device_)
     _, decoder = decoder_of(clf.model_)
     with clf._autocast(), _only_layers(decoder, list(decoder.layers)[start:]):
@@ -274,10 +260,6 @@ def fit_head(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
     """Train the head (and the tuned layers) on the training prompts; fills ``clf.history_``."""
     import torch
 
-    from .llm import warmup_linear_schedule
-
-    if clf._param("decode") != "score":
-        raise EmoregError("llm: head classify predicts from its label head; set decode to score (the default)")
     start = first_tuned(clf.model_, clf._param("tune_layers"))
     clf.first_tuned_ = start
     clf.unseen_ = sorted(set(range(len(clf.task.labels))) - set(np.asarray(y).tolist()))  # get no probability
@@ -289,7 +271,7 @@ def fit_head(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
     if epochs == 0:
         return
     params = trainable(clf, start)
-    weights = clf._class_weights(y)  # per example
+    weights = class_weights(y, len(clf.task.labels), clf._param("class_weight"))  # per example
     per_class = torch.zeros(len(clf.task.labels))
     per_class[torch.as_tensor(y)] = weights  # balanced: n / (k * count); else ones
     per_class = per_class.to(clf.device_)
@@ -308,8 +290,8 @@ def fit_head(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
     step, trained_at = 0, time.perf_counter()
     pending = []
     for _ in range(epochs):
-        for batch in clf._length_grouped(prefixes, generator):
-            logits = _logits(clf, [states[i] for i in batch], start)
+        for batch in length_grouped([len(p) for p in prefixes], size, generator):
+            logits = label_logits(clf, [states[i] for i in batch], start)
             loss = torch.nn.functional.cross_entropy(logits, target[batch], weight=per_class)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, clf._param("max_grad_norm"))
@@ -340,7 +322,7 @@ def predict_head(clf: LlmClassifier, prefixes: list[list[int]]) -> np.ndarray:
     with torch.inference_mode():
         for at in progress(range(0, len(order), size), desc="scoring (head)", unit="batch", leave=False):
             idx = order[at:at + size]
-            logits = _logits(clf, [states[i] for i in idx], start)
+            logits = label_logits(clf, [states[i] for i in idx], start)
             logits[:, getattr(clf, "unseen_", [])] = -torch.inf
             out[idx] = torch.softmax(logits, -1).cpu().numpy()
     return out

@@ -1,0 +1,305 @@
+"""The study's model, ``model: llm``: an instruction-tuned causal LLM tuned on verbalised prompts.
+
+The prompt of ``emoreg.prompts`` is wrapped in the model's chat template (``tokens``). Two heads:
+
+* ``head: lm`` (default): the answer is the label text followed by the end-of-turn token; LoRA
+  training with the loss on the answer tokens (``trainer``; or the plain Hugging Face recipe,
+  ``hf_recipe``), prediction by scoring every label as a continuation (``scoring``), or by greedy
+  generation and label matching (``generate``). ``epochs: 0`` is the zero-shot baseline.
+* ``head: classify``: a linear head over the labels on the prompt's last hidden state, with the
+  top layers tuned and the states below cached (``head``).
+
+This module holds the classifier: its parameters, checked when a config is read, loading
+(``loading``: short names of PyPI-shipped models, folders, hub ids; ``numerics``: bf16 or fp32),
+and saving in the standard PEFT format.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ... import distributed
+from ...errors import EmoregError
+from ...progress import progress
+from ..base import NotFittedError, SegmentClassifier
+from ..rules import at_least, choice, or_null, positive, share, text, whole
+from .loading import load_base
+from .numerics import resolve_dtype
+from .tokens import DEFAULT_SYSTEM, answer_ids, prompt_ids
+
+
+class LlmClassifier(SegmentClassifier):
+    """Parameters (see the module docstring for what they do):
+
+    model: short name (smollm2-135m, gemma3-270m), local folder or hub id.
+    epochs, batch_size, lr, warmup (share of steps), weight_decay, max_grad_norm.
+    lora_r, lora_alpha, lora_dropout, target_modules (list, or "auto": attention projections).
+    class_weight: "balanced" or null. max_train: subsample this many training segments per
+    fold (stratified, seeded; null: all). dtype: auto, bf16 or fp32. quantize_4bit (CUDA only).
+    decode: score or generate. score_batch: prompts per scoring pass. system: the system
+    message of the chat template (null: the model's own default).
+    trainer: emoreg (default) or hf: the plain recipe most users write, Hugging Face ``Trainer``
+    + PEFT with the causal-LM loss over the whole sequence and vocabulary, padding to the longest
+    in the batch and fp32, for comparisons (benchmarks/llm_speed.py); it takes no class weights.
+    answer_loss: mean (default) or sum: a training prompt's loss is the mean or the sum of its
+    answer tokens' losses. The scorer ranks labels by their summed log-likelihood; with mean, a
+    label of more tokens (SmolLM2 spells AnnoMI's "sustain" in two, the others in one, each plus
+    the end-of-turn token) gets a smaller share of the gradient on its deciding first token.
+    answer_prefix: text before every label in the answer ("" by default). The answer's tokens
+    decide what the model must learn: SmolLM2 spells "sustain" as "s" + "ustain", so the
+    deciding first token is a letter that starts countless words, while " sustain", " change" and
+    " neutral" (with a leading space, as the prompt's label list spells them) are one token each;
+    ``describe()`` records each label's answer tokens.
+    head: lm (default: the answer is scored label by label over the vocabulary) or classify (a
+    linear head over the labels on the prompt's last hidden state, cross-entropy; ``head``).
+    tune_layers: train only the top K decoder layers (null: all). With head classify the states
+    entering them are computed once per prompt and cached; with head lm LoRA goes on those layers.
+    tune: lora (default) or full (every weight of the tuned layers; head classify only).
+    layers: use only the first N decoder layers (null: all); head classify only. The head then
+    reads the state after layer N (through the final norm), and every pass costs N/L of the
+    whole model's; the layers above N are dropped from memory.
+    head_init: labels (the output rows of each label's first answer token) or zeros.
+    state_cache: keep the cached states of head classify on disk too (true) or in memory only.
+    checkpoint_minutes: when ``checkpoint_dir`` is set (the runner sets it per fold), the training
+    state (adapter, optimizer, schedule, random state, losses) is saved this often, and a fit that
+    finds a checkpoint resumes from it with the same result as an uninterrupted one.
+    """
+
+    name = "llm"
+    defaults = {
+        "model": "smollm2-135m", "epochs": 1, "batch_size": 8, "lr": 1e-3, "warmup": 0.1,
+        "weight_decay": 0.0, "max_grad_norm": 1.0, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.05,
+        "target_modules": "auto", "class_weight": None, "max_train": None, "dtype": "auto",
+        "quantize_4bit": False, "decode": "score", "score_batch": 8, "system": DEFAULT_SYSTEM,
+        "trainer": "emoreg", "checkpoint_minutes": 10, "answer_loss": "mean", "answer_prefix": "",
+        "head": "lm", "tune_layers": None, "tune": "lora", "head_init": "labels", "state_cache": True,
+        "layers": None,
+    }
+    rules = {
+        "model": text(), "epochs": whole(0), "batch_size": whole(1), "lr": positive(), "warmup": share(),
+        "weight_decay": at_least(0), "max_grad_norm": positive(), "lora_r": whole(1), "lora_alpha": positive(),
+        "lora_dropout": share(), "class_weight": choice("balanced", None), "max_train": or_null(whole(1)),
+        "dtype": choice("auto", "bf16", "fp32"), "quantize_4bit": choice(True, False),
+        "decode": choice("score", "generate"), "score_batch": whole(1), "trainer": choice("emoreg", "hf"),
+        "checkpoint_minutes": or_null(at_least(0)), "answer_loss": choice("mean", "sum"),
+        "head": choice("lm", "classify"), "tune_layers": or_null(whole(1)), "tune": choice("lora", "full"),
+        "head_init": choice("labels", "zeros"), "state_cache": choice(True, False), "layers": or_null(whole(1)),
+        "answer_prefix": ("text (e.g. \" \"; empty for none)", lambda v: isinstance(v, str)),
+    }
+    checkpoint_dir: Path | None = None  # set by the runner: where an interrupted fit resumes from
+
+    @classmethod
+    def inputs(cls, params, sources):
+        return ", ".join(sources)
+
+    @classmethod
+    def conflicts(cls, params: dict[str, Any]) -> list[str]:
+        """Settings that are each valid but do not go together."""
+        get = lambda key: params.get(key, cls.defaults[key])  # noqa: E731
+        out = []
+        classify = get("head") == "classify"
+        if get("tune") == "full" and not classify:
+            out.append("tune full (every weight of the tuned layers) needs head: classify")
+        if get("layers") is not None and not classify:
+            out.append("layers (a truncated decoder) needs head: classify; the language-model head reads the last layer")
+        k, n = get("tune_layers"), get("layers")
+        if isinstance(k, int) and isinstance(n, int) and k > n:
+            out.append(f"tune_layers ({k}) cannot exceed layers ({n})")
+        if classify and get("trainer") != "emoreg":
+            out.append("head classify has its own training loop; leave trainer at emoreg")
+        if classify and get("decode") != "score":
+            out.append("head classify predicts from its label head; set decode to score (the default)")
+        if get("trainer") == "hf" and get("class_weight") is not None:
+            out.append("trainer hf (the plain Trainer recipe) takes no class weights; set class_weight to null")
+        return out
+
+    # ------------------------------------------------------------------ set-up
+    def _setup(self) -> None:
+        import torch
+
+        self.check_params(self.params)  # a model made without a config (the Python API) is checked here
+        if distributed.world_size() > 1:
+            if self._param("head") == "classify":
+                raise EmoregError("llm: head classify trains in one process; run it without --processes")
+            self.device_ = distributed.state().device  # this process's GPU, or the CPU
+        else:
+            self.device_ = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.bf16_ = resolve_dtype(self._param("dtype"), self.device_) == "bf16"
+
+    def _load(self, adapter: Path | None = None):
+        import torch
+        from peft import LoraConfig, PeftModel, get_peft_model
+
+        quantize = bool(self._param("quantize_4bit"))
+        if quantize and self.device_.type != "cuda":
+            raise EmoregError("llm: quantize_4bit (QLoRA) needs a CUDA GPU and bitsandbytes; set it to false here")
+        # training in bf16, the frozen weights are stored in bf16 too (the LoRA weights stay fp32)
+        base, tokenizer = load_base(self._param("model"), quantize_4bit=quantize, bf16=self.bf16_)
+        if quantize:
+            from peft import prepare_model_for_kbit_training
+
+            base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
+        else:
+            base.to(self.device_)
+        self.tokenizer_ = tokenizer
+        self.label_ids_, self.pad_id_ = answer_ids(tokenizer, self.task.labels, self._param("answer_prefix"))
+        classify = self._param("head") == "classify"
+        if classify and self._param("layers") is not None:
+            from .head import truncate
+
+            truncate(base, self._param("layers"))
+        if classify and self._param("tune") == "full":
+            self.model_ = base  # no adapter: the tuned layers' own weights are trained
+            self.model_.eval()
+            return
+        if adapter is not None:
+            self.model_ = PeftModel.from_pretrained(base, str(adapter))
+        else:
+            torch.manual_seed(self.seed)  # LoRA initialisation
+            targets = self._param("target_modules")
+            if targets == "auto":
+                names = {n.rsplit(".", 1)[-1] for n, _ in base.named_modules()}
+                targets = [t for t in ("q_proj", "k_proj", "v_proj", "o_proj") if t in names] or None
+            top = self._param("tune_layers")
+            layers = None
+            if top is not None:
+                from .head import first_tuned
+
+                start = first_tuned(base, top)
+                layers = list(range(start, start + top))
+            config = LoraConfig(r=self._param("lora_r"), lora_alpha=self._param("lora_alpha"),
+                                lora_dropout=self._param("lora_dropout"), target_modules=targets,
+                                layers_to_transform=layers, task_type="CAUSAL_LM")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # peft calls a renamed transformers API
+                self.model_ = get_peft_model(base, config)
+        self.model_.eval()
+
+    def _prefix_ids(self, segment) -> list[int]:
+        return prompt_ids(self, segment)
+
+    def _autocast(self):
+        import torch
+
+        return torch.autocast(self.device_.type, dtype=torch.bfloat16, enabled=self.bf16_)
+
+    # ------------------------------------------------------------------ training
+    def _fit(self, segments, y):
+        self._setup()
+        self._load()
+        keep = self._subsample(y)
+        segments = [segments[i] for i in keep]
+        y = y[keep]
+        self.n_train_ = len(segments)
+        self.history_: list[dict[str, float]] = []
+        if self._param("epochs") == 0 and self._param("head") != "classify":
+            return  # zero-shot
+        prefixes = [self._prefix_ids(s) for s in progress(segments, desc="encode prompts", leave=False)]
+        if self._param("head") == "classify":
+            from .head import fit_head
+
+            return fit_head(self, prefixes, y)
+        if self._param("trainer") == "hf":
+            from .hf_recipe import fit_hf
+
+            return fit_hf(self, [p + self.label_ids_[c] for p, c in zip(prefixes, y)])
+        from .trainer import fit_lora
+
+        fit_lora(self, prefixes, y)
+
+    def _subsample(self, y: np.ndarray) -> np.ndarray:
+        limit = self._param("max_train")
+        if limit is None or limit >= len(y):
+            return np.arange(len(y))
+        from sklearn.model_selection import train_test_split
+
+        keep, _ = train_test_split(np.arange(len(y)), train_size=limit, stratify=y, random_state=self.seed)
+        return np.sort(keep)
+
+    # ------------------------------------------------------------------ prediction
+    def _predict_proba(self, segments):
+        if not hasattr(self, "model_"):
+            raise NotFittedError("llm: the model is not loaded; fit it or load it from a folder")
+        prefixes = [self._prefix_ids(s) for s in segments]
+        if self._param("head") == "classify":
+            from .head import predict_head
+
+            return predict_head(self, prefixes)
+        if self._param("decode") == "generate":
+            from .generate import generate
+
+            return generate(self, prefixes)
+        return self.score_prefixes(prefixes)
+
+    def score_prefixes(self, prefixes: list[list[int]]) -> np.ndarray:
+        """Label probabilities for tokenised prompts (``scoring``; the explainer re-scores with it)."""
+        from .scoring import score_prefixes
+
+        return score_prefixes(self, prefixes)
+
+    # ------------------------------------------------------------------ persistence
+    def describe(self) -> dict[str, Any]:
+        return {"loss": getattr(self, "history_", []), "n_train": getattr(self, "n_train_", None),
+                "processes": distributed.world_size(),
+                "bf16": getattr(self, "bf16_", None),
+                "dtype": None if not hasattr(self, "bf16_") else ("bf16" if self.bf16_ else "fp32"),
+                "unmatched_answers": getattr(self, "unmatched_", None),
+                "answer_tokens": self.answer_tokens(), **self._head_facts()}
+
+    def _head_facts(self) -> dict[str, Any]:
+        """With head classify: where tuning starts, and what the state cache saved."""
+        if self._param("head") != "classify":
+            return {}
+        return {"head": "classify", "layers": self._param("layers"),
+                "first_tuned_layer": getattr(self, "first_tuned_", None),
+                "states_computed": getattr(self, "states_computed_", 0),
+                "states_reused": getattr(self, "states_reused_", 0),
+                "states_seconds": getattr(self, "states_seconds_", None),
+                "train_seconds": getattr(self, "train_seconds_", None)}
+
+    def answer_tokens(self) -> dict[str, list[str]] | None:
+        """Each label's answer as the model's tokens (end-of-turn included), e.g. sustain: [s, ustain, <|im_end|>]."""
+        if not hasattr(self, "label_ids_"):
+            return None
+        return {label: self.tokenizer_.convert_ids_to_tokens(ids) for label, ids in zip(self.task.labels, self.label_ids_)}
+
+    def save(self, folder: str | Path) -> Path:
+        if not hasattr(self, "labels_"):
+            raise NotFittedError("llm: fit the model before saving it")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if self._param("head") == "classify":
+            from .head import save_head
+
+            save_head(self, folder)
+        if not (self._param("head") == "classify" and self._param("tune") == "full"):
+            self.model_.save_pretrained(str(folder / "adapter"))  # standard PEFT format
+        self._write_spec(folder, history=getattr(self, "history_", []), n_train=getattr(self, "n_train_", None),
+                         unseen_labels=getattr(self, "unseen_", []))  # head classify: labels absent from training
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> LlmClassifier:
+        folder = Path(folder)
+        model, spec = cls._from_spec(folder)
+        model._setup()
+        model._load(adapter=folder / "adapter")
+        if model._param("head") == "classify":
+            from .head import load_head
+
+            load_head(model, folder)
+        model.labels_ = tuple(spec["labels"])
+        model.history_ = spec.get("history", [])
+        model.n_train_ = spec.get("n_train")
+        model.unseen_ = spec.get("unseen_labels", [])
+        return model
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        for key in ("model_", "tokenizer_", "head_"):
+            state.pop(key, None)
+        return state

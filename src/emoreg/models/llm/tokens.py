@@ -1,0 +1,70 @@
+"""Prompts and answers as token ids, and the one padding helper every pass uses."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ...prompts import render_prompt
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import LlmClassifier
+
+DEFAULT_SYSTEM = "You label moments of a conversation."
+
+
+def answer_ids(tokenizer, labels, prefix: str = "") -> tuple[list[list[int]], int]:
+    """Each label's answer (``prefix`` + label + end-of-turn) as token ids, and the padding id."""
+    end = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    ids = [tokenizer(prefix + label, add_special_tokens=False).input_ids + end for label in labels]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    return ids, pad
+
+
+def prompt_ids(clf: LlmClassifier, segment) -> list[int]:
+    """The segment's prompt in the model's chat template (with the system message unless it is
+    null), ending where the answer starts; base models without a template get "Answer: "."""
+    tok = clf.tokenizer_
+
+    def count(text: str) -> int:
+        return len(tok(text, add_special_tokens=False).input_ids)
+
+    text = render_prompt(segment, clf.task, clf.prompt, count_tokens=count).text
+    if tok.chat_template:
+        messages = [{"role": "user", "content": text}]
+        if clf._param("system") is not None:
+            messages.insert(0, {"role": "system", "content": clf._param("system")})
+        wrapped = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return tok(wrapped, add_special_tokens=False).input_ids
+    return tok(text + "\nAnswer: ", add_special_tokens=True).input_ids
+
+
+def padded(rows: list, pad, left: bool = False):
+    """(batch, width[, hidden]) tensor of a list of 1-D id lists or 2-D state tensors, padded with
+    ``pad`` on the right (or the left, so that every row ends at the last column), and its mask."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    if isinstance(rows[0], torch.Tensor):
+        out = torch.zeros((len(rows), width, rows[0].shape[-1]), dtype=rows[0].dtype)
+    else:
+        out = torch.full((len(rows), width), pad, dtype=torch.long)
+    for b, r in enumerate(rows):
+        span = slice(width - len(r), width) if left else slice(0, len(r))
+        out[b, span] = r if isinstance(r, torch.Tensor) else torch.tensor(r)
+        mask[b, span] = 1
+    return out, mask
+
+
+def length_grouped(lengths: list[int], size: int, generator) -> list[list[int]]:
+    """Shuffled batches of similar length (sorted inside chunks of 50 batches), so padding is short."""
+    import torch
+
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    chunk = size * 50
+    batches = []
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start:start + chunk], key=lambda i: lengths[i])
+        batches += [part[i:i + size] for i in range(0, len(part), size)]
+    shuffled = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in shuffled]
