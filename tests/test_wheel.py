@@ -22,7 +22,7 @@ def test_the_wheel_installs_into_a_fresh_venv_and_runs(tmp_path):
     wheel = next((tmp_path / "dist").glob("emoreg-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in ("emoreg/serve/page.html", "emoreg/data/deep_example.jsonl", "emoreg/data/openface_rules.yaml",
-                   "emoreg/cli.py", "emoreg/models/llm/head.py"):
+                   "emoreg/cli/__init__.py", "emoreg/models/llm/head.py"):
         assert needed in names, needed
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", "--without-pip", venv)

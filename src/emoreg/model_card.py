@@ -51,7 +51,7 @@ def licence_of(base: str) -> str:
     return "not known to emoreg: see the base model's own card and licence before you use this model"
 
 
-def _check_same_config(train_config: dict[str, Any], run_config: dict[str, Any], run: Path) -> None:
+def check_same_config(train_config: dict[str, Any], run_config: dict[str, Any], run: Path) -> None:
     keys = ("corpus", "task", "model", "params", "prompt", "calibrate")
     differ = [k for k in keys if (train_config.get(k) or None) != (run_config.get(k) or None)]
     if differ:
@@ -108,7 +108,7 @@ def _evaluation(config: dict[str, Any], run: Path) -> list[str]:
     from .runs import load_run
 
     found = load_run(run)
-    _check_same_config(config, found.config, run)
+    check_same_config(config, found.config, run)
     m = found.metrics
     pooled = m["pooled"]
     split = found.config.get("split", {})

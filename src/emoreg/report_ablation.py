@@ -11,6 +11,7 @@ import numpy as np
 
 from .atomic import atomic_write_text, save_figure
 from .evaluation.ablation import subset_name
+from .evaluation.results import subject_confusions
 from .evaluation.stats import bootstrap_difference, holm, paired_permutation
 from .runs import Run, load_run, read_json
 
@@ -49,7 +50,7 @@ def write_ablation_report(grid_dir: str | Path, out: str | Path | None = None) -
     subsets.sort(key=lambda s: (-len(s), [sources.index(x) for x in s]))
     first = next(iter(runs.values()))
     subjects = sorted({r["subject_id"] for r in first.predictions})
-    cms = {key: run.subject_confusions(subjects) for key, run in runs.items()}
+    cms = {key: subject_confusions(run, subjects) for key, run in runs.items()}
     empty_value = runs[("majority", ())].metrics["pooled"]["macro_f1"]["value"] if ("majority", ()) in runs else None
 
     lines = ["# Information-source ablation", "",

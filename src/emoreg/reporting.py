@@ -16,8 +16,9 @@ import yaml
 from .atomic import atomic_write_text, save_figure
 from .errors import EmoregError
 from .evaluation.metrics import METRICS
+from .evaluation.results import compute_metrics, load_partial_runs, subject_confusions
 from .evaluation.stats import holm, mcnemar, paired_permutation
-from .runs import Run, load_partial_runs, load_run, split_of
+from .runs import Run, load_run, split_of
 
 METRIC_NAMES = {"macro_f1": "macro-F1", "accuracy": "accuracy", "weighted_f1": "weighted-F1", "uar": "UAR"}
 N_PERM = 10000
@@ -33,14 +34,14 @@ def compare(runs: Sequence[Run], seed: int = 0) -> list[dict]:
     base = runs[0]
     ids = sorted(r["segment_id"] for r in base.predictions)
     subjects = sorted({r["subject_id"] for r in base.predictions})
-    base_cms = base.subject_confusions(subjects)
+    base_cms = subject_confusions(base, subjects)
     base_gold, base_pred, _ = base.arrays()
     rows = []
     for run in runs[1:]:
         if sorted(r["segment_id"] for r in run.predictions) != ids:
             raise EmoregError(f"{run.path} and {base.path} predict different segments; paired tests need "
                               "runs of the same corpus and task")
-        cms = run.subject_confusions(subjects)
+        cms = subject_confusions(run, subjects)
         gold, pred, _ = run.arrays()
         perm = paired_permutation(cms, base_cms, n_perm=N_PERM, seed=seed)
         rows.append({
@@ -223,8 +224,6 @@ def calibration_of(run: Run) -> dict:
     or computed from its predictions for runs written before they were part of it."""
     if "calibration" in run.metrics:
         return run.metrics["calibration"]
-    from .evaluation.runner import compute_metrics
-
     return compute_metrics(run.predictions, list(run.labels), run.config.get("seed", 0))["calibration"]
 
 

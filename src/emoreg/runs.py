@@ -146,15 +146,6 @@ class Run:
                 np.array([r["subject_id"] for r in rows]))
 
 
-    def subject_confusions(self, subjects: list[str]) -> np.ndarray:
-        """One confusion matrix per subject, in the order of ``subjects``: (n_subjects, k, k)."""
-        from .evaluation.metrics import confusion
-
-        gold, pred, subject_ids = self.arrays()
-        k = len(self.labels)
-        return np.stack([confusion(gold[subject_ids == s], pred[subject_ids == s], k) for s in subjects])
-
-
 def load_run(path: str | Path) -> Run:
     path = Path(path)
     missing = [n for n in ("config.yaml", "predictions.jsonl", "metrics.json", "data.json")
@@ -174,34 +165,3 @@ def split_of(path: str | Path) -> list[list[str]] | None:
     (None for a run folder without folds.json)."""
     folds = Path(path) / "folds.json"
     return [f["test_subjects"] for f in read_json(folds)] if folds.is_file() else None
-
-
-def load_partial_runs(paths: list[str | Path]) -> list[Run]:
-    """Runs still in progress (or finished), restricted to the folds that every one of them has
-    finished, with their metrics computed on those folds: an interim comparison. The runs must
-    share their split (the test subjects of every fold)."""
-    from .evaluation.runner import fold_results
-
-    paths = [Path(p) for p in paths]
-    for path in paths:
-        missing = [n for n in ("config.yaml", "data.json", "folds.json") if not (path / n).is_file()]
-        if missing:
-            raise EmoregError(f"{path} is not a run folder (missing {', '.join(missing)}); "
-                              "start it with `emoreg evaluate CONFIG --out RUN`")
-    splits = [split_of(p) for p in paths]
-    for path, split in zip(paths[1:], splits[1:]):
-        if split != splits[0]:
-            raise EmoregError(f"{path} and {paths[0]} use different splits; an interim comparison needs the "
-                              "same folds (the same corpus, split kind, fold count and seed)")
-    common = sorted(set.intersection(*(set(finished_folds(p)) for p in paths)))
-    if not common:
-        raise EmoregError("no fold is finished in every one of " + ", ".join(map(str, paths))
-                          + "; finished: " + "; ".join(f"{p}: {finished_folds(p) or 'none'}" for p in paths))
-    runs = []
-    for path in paths:
-        config = read_config(path)
-        rows, metrics = fold_results(path, common, None, config.get("seed", 0), len(splits[0]))
-        metrics["interim"] = True
-        runs.append(Run(path=path, config=config, labels=metrics["labels"], predictions=rows, metrics=metrics,
-                        data=read_json(path / "data.json")))
-    return runs

@@ -63,7 +63,7 @@ def _metrics(prefix: str, block: dict[str, Any]) -> dict[str, float]:
 def log_run(run: str | Path) -> dict[str, Any]:
     """Log a run folder to MLflow (finished folds only; the parent's metrics once all are done).
     Returns the MLflow ids, also kept in ``run/tracking.json``."""
-    from .evaluation.runner import compute_metrics
+    from .evaluation.results import compute_metrics
 
     mlflow = _mlflow()
     run = Path(run)

@@ -16,7 +16,7 @@ import yaml
 
 from ..errors import EmoregError
 from ..runs import finished_folds, fold_path, read_config, read_json, read_jsonl, write_json, write_jsonl
-from .runner import fold_results
+from .results import fold_results
 
 
 def split_run(run: Path, out: Path) -> list[Path]:

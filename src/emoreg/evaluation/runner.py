@@ -11,9 +11,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import yaml
 
 from .. import distributed
@@ -21,14 +19,11 @@ from ..atomic import atomic_write_text
 from ..corpora import load_corpus
 from ..errors import EmoregError
 from ..progress import progress
-from ..runs import environment, fold_path, prediction_row, read_config, read_json, read_jsonl, write_json, write_jsonl
+from ..runs import environment, fold_path, prediction_row, read_config, read_json, write_json, write_jsonl
 from ..segments import source_counts
 from .config import EvalConfig
-from .metrics import METRICS, confusion, per_class, scores
+from .results import fold_results
 from .splits import Fold, make_folds
-from .stats import bootstrap_ci
-
-N_BOOT = 2000
 
 
 def evaluate(config: EvalConfig, out: str | Path, command: str = "", units: list[int] | None = None,
@@ -130,17 +125,6 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "", units: list
     return out
 
 
-def fold_results(out: Path, folds: list[int], labels: list[str] | None, seed: int,
-                 folds_in_split: int) -> tuple[list[dict], dict]:
-    """The predictions of the finished ``folds`` of the run in ``out``, and their metrics.
-    ``labels``: the task's label order (None: the order of the predictions' probabilities)."""
-    rows = [r for k in folds for r in read_jsonl(fold_path(out, k))]
-    metrics = compute_metrics(rows, labels or list(rows[0]["proba"]), seed=seed)
-    metrics["folds_run"] = list(folds)
-    metrics["folds_in_split"] = folds_in_split
-    return rows, metrics
-
-
 def _start_or_resume(out: Path, resolved: dict, data: dict, folds: list[Fold], run: set[int], command: str) -> None:
     folds_json = [{"fold": f.index, "run": f.index in run, "test_subjects": list(f.test_subjects)} for f in folds]
     if (out / "config.yaml").is_file():
@@ -158,54 +142,3 @@ def _start_or_resume(out: Path, resolved: dict, data: dict, folds: list[Fold], r
     write_json(out / "folds.json", folds_json)
     atomic_write_text(out / "command.txt", command + "\n")
     atomic_write_text(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
-
-
-def compute_metrics(rows: list[dict[str, Any]], labels: list[str], seed: int = 0) -> dict[str, Any]:
-    """Pooled metrics with subject-bootstrap CIs, fold means, per class, per subject."""
-    index = {label: i for i, label in enumerate(labels)}
-    k = len(labels)
-    gold = np.array([index[r["gold"]] for r in rows])
-    pred = np.array([index[r["predicted"]] for r in rows])
-    subjects = np.array([r["subject_id"] for r in rows])
-    fold_ids = np.array([r["fold"] for r in rows])
-    pooled_cm = confusion(gold, pred, k)
-    subject_names = sorted(set(subjects.tolist()))
-    subject_cms = np.stack([confusion(gold[subjects == s], pred[subjects == s], k) for s in subject_names])
-    pooled = scores(pooled_cm)
-    ci = bootstrap_ci(subject_cms, n_boot=N_BOOT, seed=seed)
-    fold_scores = [scores(confusion(gold[fold_ids == f], pred[fold_ids == f], k)) for f in sorted(set(fold_ids.tolist()))]
-    pc = per_class(pooled_cm)
-    return {
-        "labels": labels,
-        "n_segments": len(rows),
-        "n_subjects": len(subject_names),
-        "n_folds": len(fold_scores),
-        "pooled": {m: {"value": pooled[m], "ci95": list(ci[m])} for m in METRICS},
-        "fold_mean": {m: {"mean": float(np.nanmean([f[m] for f in fold_scores])),
-                          "std": float(np.nanstd([f[m] for f in fold_scores]))} for m in METRICS},
-        "per_class": {label: {key: float(pc[key][i]) for key in ("precision", "recall", "f1", "support")}
-                      for i, label in enumerate(labels)},
-        "confusion": pooled_cm.tolist(),
-        "per_subject": {s: {"n": int(cm.sum()), **scores(cm)} for s, cm in zip(subject_names, subject_cms)},
-        "calibration": _calibration(rows, labels, gold, subjects, subject_names, seed),
-        "bootstrap": {"unit": "subject", "resamples": N_BOOT, "seed": seed, "interval": "percentile"},
-    }
-
-
-def _calibration(rows, labels, gold, subjects, subject_names, seed) -> dict[str, Any]:
-    """ECE (15 equal-mass bins), Brier and log-loss of the predicted probabilities, with the
-    same subject-bootstrap CIs as the other metrics, and the reliability diagram's bins."""
-    from .metrics import PROBA_METRICS, batched_proba_scores, calibration_parts
-    from .stats import _resample_weights
-
-    proba = np.array([[r["proba"][label] for label in labels] for r in rows])
-    where = {s: i for i, s in enumerate(subject_names)}
-    parts = calibration_parts(proba, gold, np.array([where[s] for s in subjects.tolist()]), len(subject_names))
-    value = batched_proba_scores(np.ones((1, len(subject_names))), parts)
-    boot = batched_proba_scores(_resample_weights(len(subject_names), N_BOOT, seed), parts)
-    out: dict[str, Any] = {m: {"value": float(value[m][0]), "ci95": [float(np.nanquantile(boot[m], 0.025)),
-                                                                      float(np.nanquantile(boot[m], 0.975))]}
-                           for m in PROBA_METRICS}
-    out["reliability"] = {"confidence": parts["bin_confidence"].tolist(), "accuracy": parts["bin_accuracy"].tolist(),
-                          "count": parts["bin_count"].astype(int).tolist(), "bins": "equal-mass"}
-    return out

@@ -13,7 +13,7 @@ from scipy.stats import binomtest
 from .metrics import METRICS, batched_scores, scores
 
 
-def _resample_weights(n_subjects: int, n_boot: int, seed: int) -> np.ndarray:
+def resample_weights(n_subjects: int, n_boot: int, seed: int) -> np.ndarray:
     """(n_boot, n_subjects): how often each subject is drawn in each bootstrap resample."""
     rng = np.random.default_rng(seed)
     return rng.multinomial(n_subjects, np.full(n_subjects, 1.0 / n_subjects), size=n_boot)
@@ -27,7 +27,7 @@ def bootstrap_ci(subject_cms: np.ndarray, n_boot: int = 2000, seed: int = 0,
                  level: float = 0.95) -> dict[str, tuple[float, float]]:
     """Percentile CIs of every metric: resample subjects with replacement, pool their segments."""
     subject_cms = np.asarray(subject_cms, dtype=float)
-    values = batched_scores(_pooled(_resample_weights(subject_cms.shape[0], n_boot, seed), subject_cms))
+    values = batched_scores(_pooled(resample_weights(subject_cms.shape[0], n_boot, seed), subject_cms))
     alpha = (1 - level) / 2
     return {m: (float(np.nanquantile(values[m], alpha)), float(np.nanquantile(values[m], 1 - alpha)))
             for m in METRICS}
@@ -88,7 +88,7 @@ def bootstrap_difference(cms_a: np.ndarray, cms_b: np.ndarray, metric: str, n_bo
     """``metric(A) - metric(B)`` and its paired percentile CI: both runs resampled with the same subjects."""
     cms_a = np.asarray(cms_a, dtype=float)
     cms_b = np.asarray(cms_b, dtype=float)
-    weights = _resample_weights(cms_a.shape[0], n_boot, seed)
+    weights = resample_weights(cms_a.shape[0], n_boot, seed)
     diff = batched_scores(_pooled(weights, cms_a))[metric] - batched_scores(_pooled(weights, cms_b))[metric]
     alpha = (1 - level) / 2
     observed = scores(cms_a.sum(axis=0))[metric] - scores(cms_b.sum(axis=0))[metric]

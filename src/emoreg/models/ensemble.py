@@ -23,11 +23,10 @@ import numpy as np
 
 from ..errors import EmoregError
 from .base import NotFittedError, SegmentClassifier
+from .registry import MODELS, load_model, make_model
 
 
 def _check_members(members: Any, weights: Any) -> list[dict]:
-    from . import MODELS
-
     if not isinstance(members, list) or len(members) < 2:
         raise EmoregError("ensemble: params.members must list two or more models, e.g. "
                           "[{name: llm, model: llm, params: {...}}, {name: tfidf, model: tfidf}]")
@@ -73,8 +72,6 @@ class Ensemble(SegmentClassifier):
 
     @classmethod
     def inputs(cls, params, sources):
-        from . import MODELS
-
         specs = params.get("members") or []
         return " + ".join(f"{m.get('name') or m['model']}: {MODELS[m['model']].inputs(m.get('params') or {}, sources)}"
                           for m in specs if m.get("model") in MODELS)
@@ -85,8 +82,6 @@ class Ensemble(SegmentClassifier):
         return w / w.sum()
 
     def _fit(self, segments, y):
-        from . import make_model
-
         self.specs_ = _check_members(self._param("members"), self._param("weights"))
         self.members_ = []
         for spec in self.specs_:
@@ -121,8 +116,6 @@ class Ensemble(SegmentClassifier):
 
     @classmethod
     def load(cls, folder: str | Path) -> Ensemble:
-        from . import load_model
-
         folder = Path(folder)
         model, spec = cls._from_spec(folder)
         model.specs_ = _check_members(model._param("members"), model._param("weights"))

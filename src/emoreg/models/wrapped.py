@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from ..errors import EmoregError
 from .base import NotFittedError, SegmentClassifier
+from .registry import MODELS, load_model, make_model
 
 
 class Wrapped(SegmentClassifier):
@@ -24,8 +25,6 @@ class Wrapped(SegmentClassifier):
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
-        from . import MODELS
-
         super().check_params(params)
         cls.check_own({k: v for k, v in params.items() if k in cls.own})
         if params.get("model") not in MODELS or params.get("model") == cls.name:
@@ -34,14 +33,10 @@ class Wrapped(SegmentClassifier):
 
     @classmethod
     def inputs(cls, params, sources):
-        from . import MODELS
-
         return MODELS[params["model"]].inputs(params.get("params") or {}, sources)
 
     def _inner(self, subfolder: str | None = None) -> SegmentClassifier:
         """A fresh inner model; its checkpoints go to ``subfolder`` of this model's, if any."""
-        from . import make_model
-
         model = make_model(self._param("model"), self.task, self.prompt, self.seed, self._param("params") or {})
         if hasattr(model, "checkpoint_dir") and self.checkpoint_dir is not None:
             model.checkpoint_dir = Path(self.checkpoint_dir) / subfolder if subfolder else self.checkpoint_dir
@@ -75,8 +70,6 @@ class Wrapped(SegmentClassifier):
 
     @classmethod
     def load(cls, folder: str | Path):
-        from . import load_model
-
         folder = Path(folder)
         model, spec = cls._from_spec(folder)
         model.model_ = load_model(folder / "model")

@@ -1,0 +1,91 @@
+"""Model commands: train (with its model card), predict (and explain), serve."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import distributed
+from ..errors import EmoregError
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..corpora import load_corpus
+    from ..evaluation import load_config
+    from ..model_card import write_card
+
+    config = load_config(args.config, args.overrides)
+    corpus = load_corpus(config.corpus, config.task)
+    if args.evaluated is not None:  # a wrong run fails now, not after the fit
+        from ..model_card import check_same_config
+        from ..runs import load_run
+
+        check_same_config(config.to_dict(), load_run(args.evaluated).config, args.evaluated)
+    model = config.build_model(corpus.task)
+    model.fit(corpus.segments)
+    if distributed.is_main():
+        folder = model.save(args.out)
+        write_card(folder, config.to_dict(), corpus, args.evaluated)
+        print(folder.resolve())
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from ..corpora import load_corpus
+    from ..models import load_model
+    from ..runs import prediction_row, write_jsonl
+
+    model = load_model(args.model_dir)
+    corpus = load_corpus(args.corpus, model.task)
+    proba = model.predict_proba(corpus.segments)
+    rows = [prediction_row(s, p, model.labels_) for s, p in zip(corpus.segments, proba)]
+    if args.explain:
+        from ..explain import occlusion, plot_summary, summarise
+
+        for row, explained in zip(rows, occlusion(model, corpus.segments, proba)):
+            row["explain"] = explained
+    write_jsonl(args.out, rows)
+    if args.export:
+        from ..exporters import export
+
+        folder = args.export_dir or args.out.with_name(f"{args.out.stem}-{args.export}")
+        for path in export(corpus.segments, rows, model.task, args.export, folder):
+            print(f"{args.export}: {path.resolve()}")
+    if args.explain:
+        summary = summarise(rows, "predicted")
+        for by in ("predicted", "gold"):
+            for cls, per in summarise(rows, by).items():
+                parts = ", ".join(f"{source} {share:.0%}" for source, share in sorted(per.items(), key=lambda x: -x[1]))
+                print(f"{by} {cls}: share of p({cls}) lost without each source: {parts}")
+        figure = plot_summary(summary, args.out.with_suffix(".explain.png"),
+                              "Which source carried each predicted class (occlusion)")
+        print(figure.resolve())
+    labelled = [r for r in rows if "gold" in r]
+    if labelled:
+        accuracy = sum(r["gold"] == r["predicted"] for r in labelled) / len(labelled)
+        print(f"{len(rows)} segments labelled; accuracy on the {len(labelled)} with a gold label: {accuracy:.3f}")
+    else:
+        print(f"{len(rows)} segments labelled")
+    print(args.out.resolve())
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ..models import load_model
+    from ..serve.app import create_app, read_token
+    from ..serve.store import Store
+
+    model = load_model(args.model_dir)  # once; a folder that holds no model fails here, readably
+    try:
+        token = read_token(args.token_file)
+    except (OSError, ValueError) as exc:
+        raise EmoregError(f"cannot read the API token: {exc}") from None
+    Store.check(args.db)
+    print(f"emoreg: serving {args.model_dir} on http://{args.host}:{args.port}/ "
+          f"({'API token required' if token else 'no API token: anyone who reaches the port can use it'})",
+          file=sys.stderr)
+    uvicorn.run(create_app(model, args.db, token, public_docs=args.public_docs, explain_live=args.explain),
+                host=args.host, port=args.port, log_level="warning")
+    return 0

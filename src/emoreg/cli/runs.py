@@ -1,0 +1,149 @@
+"""Evaluation commands: evaluate (here, on Ray or as SLURM arrays), collect, ablate, report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .. import distributed
+from ..errors import EmoregError
+
+
+def _check_failures(failures: list[str]) -> None:
+    if failures:
+        raise EmoregError("unit(s) failed twice (the others finished; run the same command again to "
+                          "redo only these):\n  " + "\n  ".join(failures))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..evaluation import evaluate, load_config
+    from ..runs import finished_folds, read_json
+
+    config = load_config(args.config, args.overrides)
+    command = " ".join(["emoreg", *sys.argv[1:]])
+    if args.executor != "local":
+        evaluate(config, args.out, command=command, units=[])  # the run folder and its folds, written once
+        folds = [f["fold"] for f in read_json(args.out / "folds.json") if f["run"] and
+                 (args.folds is None or f["fold"] in args.folds)]
+    if args.executor == "slurm":
+        from ..evaluation.executors import write_slurm
+
+        settings = [str(args.config.resolve()), "--out", str(args.out.resolve())]
+        settings += [f"--set={o}" for o in args.overrides]
+        units, collect = write_slurm(args.out, args.out.name, [["evaluate", *settings, "--fold", str(k)] for k in folds],
+                                     ["collect", str(args.out.resolve())], args.slurm_options)
+        print(f"{len(folds)} units: sbatch {units}\nthen: sbatch --dependency=afterok:<array job id> {collect}")
+        print(units.parent.resolve())
+        return 0
+    if args.executor == "ray":
+        from ..evaluation.executors import run_ray
+
+        _check_failures(run_ray([(config, args.out, k, f"fold {k}") for k in folds], args.ray_address,
+                                args.unit_cpus, args.unit_gpus))
+        if args.folds is None:
+            evaluate(config, args.out, collect_only=True)
+    run = args.out if args.executor == "ray" else evaluate(config, args.out, command=command, units=args.folds)
+    if not distributed.is_main():
+        return 0  # the main process reports
+    if args.track == "mlflow":
+        from ..tracking import log_run
+
+        ids = log_run(run)
+        print(f"mlflow: run {ids['parent']} with {len(ids['folds'])} fold run(s)")
+    if not (run / "metrics.json").is_file():
+        print(f"fold(s) {finished_folds(run)} finished; run the others, then `emoreg collect {run}`")
+        print(run.resolve())
+        return 0
+    return _print_metrics(run)
+
+
+def _print_metrics(run: Path) -> int:
+    from ..runs import read_json
+
+    metrics = read_json(run / "metrics.json")
+    for name in ("macro_f1", "accuracy", "uar"):
+        m = metrics["pooled"][name]
+        print(f"{name:<9} {m['value']:.3f}  95% CI [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}] "
+              f"(bootstrap over {metrics['n_subjects']} subjects)")
+    print(run.resolve())
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+
+    from ..evaluation import evaluate
+    from ..evaluation.config import config_from_dict
+
+    path = args.run / "config.yaml"
+    if not path.is_file():
+        raise EmoregError(f"{args.run} is not a run folder (no config.yaml)")
+    from ..yamlio import read_yaml
+
+    config = config_from_dict(read_yaml(path, "run config"), str(path))
+    evaluate(config, args.run, collect_only=True)
+    return _print_metrics(args.run)
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from ..evaluation.ablation import grid_units, load_grid, run_cell, run_grid
+    from ..report_ablation import write_ablation_report
+
+    cells = load_grid(args.config, args.sources, args.subsets, args.overrides)
+    command = " ".join(["emoreg", *sys.argv[1:]])
+    if args.folds is not None and not args.cells:
+        raise EmoregError("--fold needs --cell: a unit of a grid is one fold of one cell (see --list-units)")
+    if args.cells:
+        known = {c.key: c for c in cells}
+        unknown = [k for k in args.cells if k not in known]
+        if unknown:
+            raise EmoregError(f"no cell {', '.join(unknown)} in this grid; its cells: {', '.join(known)}")
+        for key in args.cells:
+            status = run_cell(known[key], args.out, folds=args.folds, command=command)
+            print(f"{key}: {status['status']}" + (f" ({status['reason']})" if "reason" in status else ""))
+        return 0
+    if args.list_units or args.executor != "local":
+        units = grid_units(cells, args.out, command)
+        if args.list_units:
+            for cell, fold in units:
+                print(cell.key, fold)
+            return 0
+        if args.executor == "slurm":
+            from ..evaluation.executors import write_slurm
+
+            grid = [str(args.config.resolve()), "--out", str(args.out.resolve()), "--subsets", args.subsets]
+            grid += ([f"--sources={args.sources}"] if args.sources else []) + [f"--set={o}" for o in args.overrides]
+            script, collect = write_slurm(args.out, args.out.name,
+                                          [["ablate", *grid, "--cell", c.key, "--fold", str(k)] for c, k in units],
+                                          ["ablate", *grid, "--collect"], args.slurm_options)
+            print(f"{len(units)} units: sbatch {script}\nthen: sbatch --dependency=afterok:<array job id> {collect}")
+            print(script.parent.resolve())
+            return 0
+        from ..evaluation.ablation import cell_dir, run_cell_unit
+        from ..evaluation.executors import run_ray
+
+        _check_failures(run_ray([(c.config, cell_dir(args.out, c), k, f"{c.key} fold {k}") for c, k in units],
+                                args.ray_address, args.unit_cpus, args.unit_gpus, run_unit=run_cell_unit))
+    state = run_grid(cells, args.out, command=command, collect_only=args.collect or args.executor == "ray")
+    if args.track == "mlflow":
+        from ..evaluation.ablation import cell_dir
+        from ..tracking import log_run
+
+        for cell in cells:
+            if (cell_dir(args.out, cell) / "config.yaml").is_file():
+                log_run(cell_dir(args.out, cell))
+    report = write_ablation_report(args.out).resolve() if state["cells"] else None
+    if state["missing"]:
+        raise EmoregError(f"{len(state['missing'])} cell(s) of {args.out} are not finished:\n  " +
+                          "\n  ".join(state["missing"]) + "\nrun their units (the same command without "
+                          "--collect runs them here)" + (f"; the report covers the finished ones: {report}" if report else ""))
+    print(report)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ..reporting import write_report
+
+    path = write_report(args.runs, args.out, finished_folds=args.finished_folds, members=args.members)
+    print(path.resolve())
+    return 0
