@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from emoreg.cli import main
 from emoreg.errors import EmoregError
 from emoreg.evaluation.config import config_from_dict
-from emoreg.segments import read_segments
+from emoreg.segment_files import read_segments
 from emoreg.tasks import DEEP_SHAME, task_from_dict
 
 settings.register_profile("default", max_examples=40, deadline=None,

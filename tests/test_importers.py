@@ -11,7 +11,7 @@ from emoreg.errors import EmoregError, ValidationError
 from emoreg.importers.face import FaceTrack, load_rules, read_openface, read_pyfeat
 from emoreg.importers.join import import_segments
 from emoreg.importers.speech import read_eaf, read_nova, read_subtitles, read_whisper
-from emoreg.segments import read_segments
+from emoreg.segment_files import read_segments
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "import"
 

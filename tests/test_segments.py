@@ -4,7 +4,8 @@ import pytest
 
 from emoreg.corpora.deep import example_path, load_example
 from emoreg.errors import ValidationError
-from emoreg.segments import Event, Nonverbal, Segment, Turn, read_segments, write_segments
+from emoreg.segment_files import read_segments, write_segments
+from emoreg.segments import Event, Nonverbal, Segment, Turn
 from emoreg.tasks import DEEP_SHAME
 
 GOOD = {"segment_id": "s1", "subject_id": "P1", "session_id": "P1-a", "start_s": 1.0,

@@ -1,9 +1,9 @@
-"""Segments: the one data format of emoreg, and its JSON Lines file.
+"""Segments: the one data format of emoreg, and the validation of one record.
 
 A segment is one labelled time point of one subject. Every information source is optional.
-The file format is JSON Lines, one segment per line; see the README for each field.
-``read_segments`` validates a whole file and reports every problem at once (file, line, field);
-it never coerces a value to another type and never drops a row.
+``segment_from_dict`` checks one parsed record and reports every problem at once (field by
+field); it never coerces a value to another type. The JSON Lines file of segments is read and
+written by ``emoreg.segment_files``.
 """
 
 from __future__ import annotations
@@ -13,12 +13,10 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .atomic import atomic_write_text
-from .errors import Problem, ValidationError
+from .errors import Problem
 from .tasks import Task
 
 SOURCES = ("context", "transcript", "nonverbal", "person", "introspection")
@@ -361,84 +359,3 @@ def _person(value: Any, c: _Checker) -> dict[str, Scalar] | None:
             c.bad(f"person.{key}", "expected a string, number or boolean "
                                    f"(leave the factor out when unknown), found {_describe(item)}")
     return out
-
-
-def read_segments(path: str | Path, task: Task | None = None) -> list[Segment]:
-    """Read and validate a JSONL segment file.
-
-    Raises ``ValidationError`` listing every problem (malformed JSON, missing or empty ids,
-    labels outside ``task``, end before start, wrong types, unknown fields, duplicate ids).
-    Blank lines are allowed and skipped; every other line must be one segment.
-    """
-    path = Path(path)
-    problems: list[Problem] = []
-    segments: list[Segment] = []
-    first_line: dict[str, int] = {}
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise ValidationError(str(path), [Problem(str(path), None, f"cannot be read: {exc.strerror}")]) from None
-    with handle:
-        for lineno, raw in enumerate(handle, start=1):
-            where = f"{path}:{lineno}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                problems.append(Problem(where, None, f"not UTF-8 text (byte {exc.start + 1} of the line); save the "
-                                                     "file as UTF-8"))
-                continue
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.append(Problem(where, None, f"malformed JSON ({exc.msg} at column {exc.colno})"))
-                continue
-            except RecursionError:
-                problems.append(Problem(where, None, "JSON nested too deeply to read; a segment is a few levels deep"))
-                continue
-            except ValueError as exc:  # Python refuses integers of more than 4,300 digits
-                what = ("an integer of more than 4,300 digits, which no field takes" if "digits" in str(exc)
-                        else str(exc))
-                problems.append(Problem(where, None, f"unreadable JSON: {what}"))
-                continue
-            segment = segment_from_dict(record, where, problems, task)
-            sid = record.get("segment_id") if isinstance(record, dict) else None
-            if isinstance(sid, str) and sid.strip():
-                if sid in first_line:
-                    problems.append(Problem(where, "segment_id", f"duplicate id {sid!r} "
-                                            f"(first used on line {first_line[sid]})"))
-                else:
-                    first_line[sid] = lineno
-            if segment is not None:
-                segments.append(segment)
-    if not problems and not segments:
-        problems.append(Problem(str(path), None, "holds no segments"))
-    if problems:
-        raise ValidationError(str(path), problems)
-    return segments
-
-
-def check_segments(segments: Iterable[Segment], task: Task, where: str) -> list[Segment]:
-    """Validate in-memory segments against ``task`` (labels, unique ids); every problem at once."""
-    segments = list(segments)
-    problems: list[Problem] = []
-    seen: dict[str, int] = {}
-    for i, seg in enumerate(segments):
-        if seg.segment_id in seen:
-            problems.append(Problem(f"{where}[{i}]", "segment_id", f"duplicate id {seg.segment_id!r} "
-                                    f"(first at index {seen[seg.segment_id]})"))
-        seen.setdefault(seg.segment_id, i)
-        if seg.label is not None and seg.label not in task.labels:
-            problems.append(Problem(f"{where}[{i}]", "label",
-                                    f"{seg.label!r} is not a label of task {task.name!r}"))
-    if problems:
-        raise ValidationError(where, problems)
-    return segments
-
-
-def write_segments(path: str | Path, segments: Iterable[Segment]) -> Path:
-    """Write segments as JSONL atomically (a temp file renamed into place)."""
-    path = Path(path)
-    lines = [json.dumps(s.to_dict(), ensure_ascii=False) for s in segments]
-    return atomic_write_text(path, "".join(line + "\n" for line in lines))

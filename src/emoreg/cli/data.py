@@ -58,7 +58,8 @@ def cmd_prompts(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from ..errors import ValidationError
     from ..importers.join import import_segments
-    from ..segments import check_segments, segment_from_dict, write_segments
+    from ..segment_files import check_segments, write_segments
+    from ..segments import segment_from_dict
     from ..summary import format_summary, summarise
 
     corpus = import_segments(args.config)

@@ -33,7 +33,8 @@ from typing import Any
 import pandas as pd
 
 from ..errors import EmoregError, Problem, ValidationError
-from ..segments import Nonverbal, Segment, Turn, check_segments
+from ..segment_files import check_segments
+from ..segments import Nonverbal, Segment, Turn
 from ..tasks import Task
 from .base import Corpus, sha256_file
 

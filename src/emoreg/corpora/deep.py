@@ -12,7 +12,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from ..segments import read_segments
+from ..segment_files import read_segments
 from ..tasks import DEEP_SHAME, Task
 from .base import Corpus, sha256_file
 
