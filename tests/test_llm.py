@@ -110,11 +110,13 @@ def test_zero_shot_and_generation_modes(tiny_llama, toy_split):
     train, test = toy_split
     zero = tiny(tiny_llama, epochs=0).fit(train)
     assert zero.describe()["loss"] == [] and np.allclose(zero.predict_proba(test).sum(axis=1), 1)
-    gen = tiny(tiny_llama, decode="generate").fit(train)
-    proba = gen.predict_proba(test)
-    assert set(np.unique(proba)) <= {0.0, 1.0, 1 / 7}
-    uniform = int(np.sum(np.all(np.isclose(proba, 1 / 7), axis=1)))  # a generation that names no label
-    assert gen.describe()["unmatched_answers"] == uniform
+    for epochs in (1, 0):  # trained, and untrained (whose random text names no label)
+        gen = tiny(tiny_llama, decode="generate", epochs=epochs).fit(train)
+        proba = gen.predict_proba(test)
+        assert set(np.unique(proba)) <= {0.0, 1.0, 1 / 7}
+        uniform = int(np.sum(np.all(np.isclose(proba, 1 / 7), axis=1)))  # a generation that names no label
+        assert gen.describe()["unmatched_answers"] == uniform
+    assert uniform > 0
 
 
 def test_frozen_llm_features_baseline(tiny_llama, toy_split, tmp_path):

@@ -24,7 +24,7 @@ class Spy(SegmentClassifier):
     def _fit(self, segments, y):
         assert not getattr(self, "spy_fitted_", False), "a model was fitted twice"
         self.spy_fitted_ = True
-        Spy.fitted_by.append(id(self))
+        Spy.fitted_by.append(self)  # kept alive, so that no two models share an id()
         Spy.log.append(("fit", {s.subject_id for s in segments}))
 
     def _predict_proba(self, segments):
@@ -77,7 +77,25 @@ def test_no_test_subject_ever_reaches_fit(toy_corpus, tmp_path, registered, spli
     for fitted, tested in zip(fits, predicts):
         assert tested and not fitted & tested and fitted | tested == {f"S{p}" for p in range(6)}
     assert sorted(s for t in predicts for s in t) == [f"S{p}" for p in range(6)]
-    assert len(set(Spy.fitted_by)) == n_folds  # one new model per fold, none fitted twice
+    assert len({id(m) for m in Spy.fitted_by}) == n_folds  # one new model per fold, none fitted twice
+
+
+@pytest.mark.parametrize("model, extra, per_fold", [
+    ("spy", {"decode": {"temporal": "filter"}}, 1),  # transitions counted on the fold's training sessions
+    ("spy", {"decode": {"temporal": "smooth"}, "calibrate": {"method": "vector"}}, 2),  # inner split, then refit
+    ("ensemble", {"params": {"members": [{"model": "spy"}, {"model": "spy", "name": "second"}]}}, 2),
+])
+def test_composite_models_see_no_test_subject(toy_corpus, tmp_path, registered, model, extra, per_fold):
+    """Session decoding, calibration and ensembles wrap fresh inner models per fold: every inner fit
+    sees training subjects only, and every fold's models are new."""
+    evaluate(config(toy_corpus, model, split={"kind": "group-kfold", "folds": 3}, **extra), tmp_path / "run")
+    folds = json.loads((tmp_path / "run" / "folds.json").read_text())
+    tested = [set(f["test_subjects"]) for f in folds]
+    fits = [subjects for kind, subjects in Spy.log if kind == "fit"]
+    assert len(fits) == 3 * per_fold and len({id(m) for m in Spy.fitted_by}) == 3 * per_fold
+    for fold, held in enumerate(tested):
+        for fitted in fits[fold * per_fold:(fold + 1) * per_fold]:
+            assert fitted and not fitted & held
 
 
 def test_fitted_state_holds_nothing_of_the_test_subjects(toy_corpus, tmp_path):
