@@ -131,6 +131,32 @@ def test_frozen_llm_features_baseline(tiny_llama, toy_split, tmp_path):
     assert np.allclose(load_model(tmp_path / "f").predict_proba(test), proba)
 
 
+def test_frozen_features_of_a_middle_layer_are_its_hidden_states(tiny_llama, toy_split, tmp_path, monkeypatch):
+    """layer k gives Hugging Face's hidden_states[k] of the prompt, pooled; the states are held in
+    the head's state cache, one entry per prompt."""
+    from emoreg.models.llm import head
+
+    monkeypatch.setenv("EMOREG_STATE_CACHE", str(tmp_path / "states"))
+    head._STATES.update(key=None, states={}, folder=None)
+    train, test = toy_split
+    prompt = PromptConfig(sources=("utterance",), template="emoreg-v1-compact")
+    params = {"model": tiny_llama, "system": None, "dtype": "fp32"}
+    for pool in ("mean", "last"):
+        model = make_model("llm-features", DEEP_SHAME, prompt, 0, params | {"layer": 1, "pool": pool}).fit(train)
+        helper = model._helper()
+        ids = helper._prefix_ids(test[0])
+        with torch.inference_mode():
+            out = helper.model_(input_ids=torch.tensor([ids]), output_hidden_states=True)
+        state = out.hidden_states[1][0].float()
+        expected = state.mean(0) if pool == "mean" else state[-1]
+        assert np.allclose(model._features(test[:1])[0], expected.numpy(), atol=1e-5)
+        assert model.describe()["layer"] == 1 and np.allclose(model.predict_proba(test).sum(axis=1), 1)
+    computed = head._STATES["states"]
+    assert set(computed) == {tuple(helper._prefix_ids(s)) for s in train + test}
+    with pytest.raises(EmoregError, match="layer must be from 0 to 1"):
+        make_model("llm-features", DEEP_SHAME, prompt, 0, params | {"layer": 2, "pool": "last"}).fit(train)
+
+
 def test_match_label():
     labels = ("Attack Self", "Attack Other", "Rest")
     assert match_label(" attack other.", labels) == "Attack Other"
