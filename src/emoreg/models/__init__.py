@@ -12,11 +12,12 @@ from .encoder_ft import FinetunedEncoder
 from .ensemble import Ensemble
 from .llm import LlmClassifier, LlmFeatures
 from .registry import MODELS, load_model, make_model
+from .replay import Replay
 from .temporal import Temporal
 from .tfidf import TfidfLogReg
 
 MODELS.update({cls.name: cls for cls in (Majority, StratifiedRandom, TfidfLogReg, EmbeddingLogReg, BayesNet,
                                          LlmClassifier, LlmFeatures, Ensemble, FinetunedEncoder, Calibrated,
-                                         Temporal)})
+                                         Temporal, Replay)})
 
 __all__ = ["MODELS", "NotFittedError", "SegmentClassifier", "load_model", "make_model"]
