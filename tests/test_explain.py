@@ -1,6 +1,7 @@
 """Which source drove each prediction: occlusion per source, same model, no retraining."""
 
 import json
+import shutil
 
 import numpy as np
 
@@ -55,6 +56,25 @@ def test_predict_explain_writes_rows_a_summary_and_a_figure(tmp_path, capsys):
                and r["explain"] for r in rows)
     out = capsys.readouterr().out
     assert "share of p(" in out and (tmp_path / "p.explain.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_predict_held_out_takes_the_test_subjects_of_a_saved_fold_model(tmp_path, toy_corpus, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"corpus: {toy_corpus}\ntask: deep-shame\nmodel: tfidf\nsplit: {{kind: group-kfold, folds: 3}}\n"
+                      "save_models: true\n")
+    assert main(["evaluate", str(config), "--out", str(tmp_path / "run")]) == 0
+    held = set(json.loads((tmp_path / "run" / "folds.json").read_text())[1]["test_subjects"])
+    model = tmp_path / "run" / "folds" / "fold-01-model"
+    assert main(["predict", str(model), "--corpus", str(toy_corpus), "--out", str(tmp_path / "p.jsonl"),
+                 "--held-out", "--explain"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert {r["subject_id"] for r in rows} == held and all(r["explain"] for r in rows)
+    evaluated = [json.loads(line) for line in (tmp_path / "run" / "folds" / "fold-01.jsonl").read_text().splitlines()]
+    assert [r["proba"] for r in rows] == [r["proba"] for r in evaluated]  # the fold's own predictions
+    shutil.copytree(model, tmp_path / "copied-model")  # the same model, no longer inside its run
+    assert main(["predict", str(tmp_path / "copied-model"), "--corpus", str(toy_corpus), "--out",
+                 str(tmp_path / "q.jsonl"), "--held-out"]) == 2
+    assert "--held-out needs a fold model saved by an evaluation" in capsys.readouterr().err
 
 
 def test_the_service_explains_when_asked(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .. import distributed
 from ..errors import EmoregError
@@ -30,6 +31,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def held_out(model_dir: Path, segments: list) -> list:
+    """The segments of the test subjects of the fold whose saved model is ``model_dir``
+    (RUN/folds/fold-NN-model): what that model never saw."""
+    import re
+
+    from ..runs import read_json
+
+    found = re.fullmatch(r"fold-(\d+)-model", model_dir.resolve().name)
+    run = model_dir.resolve().parent.parent
+    if found is None or not (run / "folds.json").is_file():
+        raise EmoregError(f"--held-out needs a fold model saved by an evaluation (RUN/folds/fold-NN-model, "
+                          f"with save_models: true); {model_dir} is not one")
+    fold = int(found.group(1))
+    subjects = {s for f in read_json(run / "folds.json") if f["fold"] == fold for s in f["test_subjects"]}
+    chosen = [s for s in segments if s.subject_id in subjects]
+    if not chosen:
+        raise EmoregError(f"--held-out: no segment of --corpus belongs to the {len(subjects)} test subjects of fold "
+                          f"{fold} of {run}; give the corpus that run evaluated")
+    return chosen
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from ..corpora import load_corpus
     from ..models import load_model
@@ -37,19 +59,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     model = load_model(args.model_dir)
     corpus = load_corpus(args.corpus, model.task)
-    proba = model.predict_proba(corpus.segments)
-    rows = [prediction_row(s, p, model.labels_) for s, p in zip(corpus.segments, proba)]
+    segments = held_out(args.model_dir, corpus.segments) if args.held_out else corpus.segments
+    proba = model.predict_proba(segments)
+    rows = [prediction_row(s, p, model.labels_) for s, p in zip(segments, proba)]
     if args.explain:
         from ..explain import occlusion, plot_summary, summarise
 
-        for row, explained in zip(rows, occlusion(model, corpus.segments, proba)):
+        for row, explained in zip(rows, occlusion(model, segments, proba)):
             row["explain"] = explained
     write_jsonl(args.out, rows)
     if args.export:
         from ..exporters import export
 
         folder = args.export_dir or args.out.with_name(f"{args.out.stem}-{args.export}")
-        for path in export(corpus.segments, rows, model.task, args.export, folder):
+        for path in export(segments, rows, model.task, args.export, folder):
             print(f"{args.export}: {path.resolve()}")
     if args.explain:
         summary = summarise(rows, "predicted")

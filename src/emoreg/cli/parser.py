@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--explain", action="store_true",
                    help="for each segment, how each information source moved each label's probability "
                         "(occlusion: scored again without it); a summary and a figure beside --out")
+    p.add_argument("--held-out", action="store_true",
+                   help="with a fold model an evaluation saved (RUN/folds/fold-NN-model, save_models: true): only "
+                        "the segments of that fold's test subjects, which the model never saw")
     p.add_argument("--export", choices=["elan", "nova", "csv"], default=None,
                    help="also write the predictions for the annotation tools: a copy of each session's ELAN file "
                         "with an emoreg:<task> tier, NOVA annotations, or a CSV")
