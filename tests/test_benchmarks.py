@@ -3,8 +3,6 @@
 import sys
 from pathlib import Path
 
-import pytest
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
@@ -29,18 +27,3 @@ def test_random_llama_benchmark_runs():
                              "--plain"])
     assert result["runs"]["emoreg"]["timed_steps"] == 1 and result["runs"]["plain"]["timed_steps"] == 3
     assert result["mfu"] > 0 and result["ratio_all_steps"] > 0 and result["matmul_params"] > 0
-
-
-def test_fusing_runs_gives_each_runs_own_score_at_its_ends(toy_corpus, tmp_path):
-    import fuse_runs
-
-    from emoreg.evaluation import evaluate
-    from emoreg.evaluation.config import config_from_dict
-    from emoreg.runs import read_json
-
-    runs = [evaluate(config_from_dict({"corpus": str(toy_corpus), "task": "deep-shame", "model": m,
-                                       "params": params, "split": {"kind": "group-kfold", "folds": 3}}, "test"),
-                     tmp_path / m) for m, params in (("tfidf", {"min_df": 1, "text": "utterance"}), ("majority", {}))]
-    fused = fuse_runs.main([str(runs[0]), str(runs[1]), "--weights", "0,1"])
-    own = [read_json(r / "metrics.json")["pooled"]["macro_f1"]["value"] for r in runs]
-    assert fused[0.0] == pytest.approx(own[0]) and fused[1.0] == pytest.approx(own[1])

@@ -212,6 +212,19 @@ def test_bad_model_params_and_overrides(tmp_path, toy_corpus):
         load_config(path, ["params.C"])
 
 
+def test_overrides_reach_into_lists_and_say_what_is_wrong():
+    from emoreg.evaluation.config import apply_overrides
+
+    data = {"params": {"members": [{"model": "tfidf", "params": {"C": 1}}, {"model": "majority"}]}, "seed": 0}
+    out = apply_overrides(data, ["params.members.0.params.C=0.5", "params.members.1.name=base", "split.folds=3"])
+    assert out["params"]["members"] == [{"model": "tfidf", "params": {"C": 0.5}}, {"model": "majority", "name": "base"}]
+    assert out["split"] == {"folds": 3} and data["params"]["members"][0]["params"] == {"C": 1}  # a copy
+    with pytest.raises(EmoregError, match="params.members is a list of 2; index it with 0 to 1, not '2'"):
+        apply_overrides(data, ["params.members.2.model=tfidf"])
+    with pytest.raises(EmoregError, match="seed is not a mapping or a list"):
+        apply_overrides(data, ["seed.x=1"])
+
+
 def test_corpus_path_is_relative_to_the_config(tmp_path, toy_corpus):
     folder = tmp_path / "configs"
     folder.mkdir()

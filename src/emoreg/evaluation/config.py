@@ -175,22 +175,33 @@ def config_from_dict(data: Any, where: str, base_dir: Path | None = None) -> Eva
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """``["params.C=0.5", "split.folds=10"]`` -> nested updates; values are parsed as YAML."""
+    """``["params.C=0.5", "split.folds=10", "params.members.0.params.run=runs/x"]`` -> nested
+    updates (a whole number indexes an existing list); values are parsed as YAML."""
+    from ..yamlio import parse_yaml
+
     data = copy.deepcopy(data)
     for item in overrides:
         if "=" not in item:
             raise EmoregError(f"--set {item!r}: expected KEY=VALUE, e.g. --set params.C=0.5")
         key, raw = item.split("=", 1)
-        from ..yamlio import parse_yaml
-
         value = parse_yaml(raw, f"--set {item!r}")
-        node = data
+        node: Any = data
         parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise EmoregError(f"--set {item!r}: {part} is not a mapping")
-        node[parts[-1]] = value
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            if isinstance(node, list):
+                if not (part.isdigit() and int(part) < len(node)):
+                    raise EmoregError(f"--set {item!r}: {'.'.join(parts[:depth]) or 'the config'} is a list of "
+                                      f"{len(node)}; index it with 0 to {len(node) - 1}, not {part!r}")
+                part = int(part)
+            elif not isinstance(node, dict):
+                raise EmoregError(f"--set {item!r}: {'.'.join(parts[:depth])} is not a mapping or a list")
+            if last:
+                node[part] = value
+            else:
+                if isinstance(node, dict):
+                    node.setdefault(part, {})
+                node = node[part]
     return data
 
 
