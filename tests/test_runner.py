@@ -354,3 +354,8 @@ def test_llm_settings_that_do_not_go_together_fail_at_config_read_all_at_once(tm
                  "layers (a truncated decoder) needs head: classify", "tune_layers (3) cannot exceed layers (2)",
                  "trainer hf (the plain Trainer recipe) takes no class weights"):
         assert part in text
+    path.write_text(f"corpus: {toy_corpus}\ntask: deep-shame\nmodel: llm\nparams: {{lr: 0}}\n"
+                    "split: {kind: leave-one-out}\ndecode: {temporal: viterbi}\n")
+    with pytest.raises(ValidationError) as info:  # the file's problems and the model's in one round
+        load_config(path)
+    assert [p.field for p in info.value.problems] == ["split.kind", "params", "decode"]

@@ -132,7 +132,11 @@ def config_from_dict(data: Any, where: str, base_dir: Path | None = None) -> Eva
     if prompt.get("template", TEMPLATES[0]) not in TEMPLATES:
         problems.append(Problem(where, "prompt.template", f"expected one of {', '.join(TEMPLATES)}"))
     sources = prompt.get("sources", list(PROMPT_SOURCES))
-    if problems:
+    if split.get("kind") == "loso" and "folds" in split:
+        problems.append(Problem(where, "split.folds", "loso makes one fold per subject; leave folds out, or use "
+                                "kind: group-kfold to choose the number"))
+    problems += _model_problems(data, where)
+    if problems:  # every problem of the file at once, the model's parameters included
         raise ValidationError(where, problems)
     data = copy.deepcopy(data)
     if base_dir is not None:
@@ -141,9 +145,6 @@ def config_from_dict(data: Any, where: str, base_dir: Path | None = None) -> Eva
         sources = [s.strip() for s in sources.split(",")]
     data["prompt"] = {**prompt, "sources": list(sources)}
     data["split"] = {"kind": "group-kfold", "folds": 5} | split
-    if data["split"]["kind"] == "loso" and "folds" in split:
-        raise ValidationError(where, [Problem(where, "split.folds", "loso makes one fold per subject; leave folds "
-                                              "out, or use kind: group-kfold to choose the number")])
     if data["split"]["kind"] == "loso":
         data["split"].pop("folds", None)
     config = EvalConfig(**data)
@@ -151,27 +152,30 @@ def config_from_dict(data: Any, where: str, base_dir: Path | None = None) -> Eva
         config.prompt_config()
     except EmoregError as exc:
         raise ValidationError(where, [Problem(where, "prompt", str(exc))]) from None
-    from ..models import (
-        MODELS,
-        make_model,  # noqa: F401 - validate model name and params early
-    )
+    return config
 
-    if config.model not in MODELS:
-        raise ValidationError(where, [Problem(where, "model", f"unknown model {config.model!r}; "
-                                              f"choose from: {', '.join(sorted(MODELS))}")])
-    try:
-        MODELS[config.model].check_params(config.params)
-    except EmoregError as exc:
-        raise ValidationError(where, [Problem(where, "params", str(exc))]) from None
+
+def _model_problems(data: dict, where: str) -> list[Problem]:
+    """What is wrong with the model's name and parameters and with calibrate and decode."""
+    from ..models import MODELS
     from ..models.calibrated import normalise_spec
     from ..models.temporal import normalise_spec as temporal_spec
 
+    problems = []
+    model = data.get("model", EvalConfig.model)
+    if isinstance(model, str) and model not in MODELS:
+        problems.append(Problem(where, "model", f"unknown model {model!r}; choose from: {', '.join(sorted(MODELS))}"))
+    elif isinstance(model, str) and isinstance(data.get("params", {}), dict):
+        try:
+            MODELS[model].check_params(data.get("params") or {})
+        except EmoregError as exc:
+            problems.append(Problem(where, "params", str(exc)))
     for key, check in (("calibrate", normalise_spec), ("decode", temporal_spec)):
         try:
-            check(getattr(config, key))
+            check(data.get(key))
         except EmoregError as exc:
-            raise ValidationError(where, [Problem(where, key, str(exc))]) from None
-    return config
+            problems.append(Problem(where, key, str(exc)))
+    return problems
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
