@@ -55,8 +55,8 @@ def test_replay_refuses_another_split_an_inner_split_and_other_data(toy_corpus, 
         evaluate(config(toy_corpus, "replay", params, split={"kind": "loso"}), tmp_path / "loso")
     with pytest.raises(EmoregError, match="without calibrate:"):
         evaluate(config(toy_corpus, "replay", params, calibrate={"method": "temperature"}), tmp_path / "cal")
-    with pytest.raises(EmoregError, match="is not a run folder"):
-        evaluate(config(toy_corpus, "replay", {"run": str(tmp_path / "nowhere")}), tmp_path / "nowhere-run")
+    with pytest.raises(EmoregError, match="is not a run folder"):  # at config read: nothing written
+        config(toy_corpus, "replay", {"run": str(tmp_path / "nowhere")})
     from dataclasses import replace
 
     from emoreg.corpora import load_corpus

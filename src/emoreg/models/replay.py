@@ -41,6 +41,9 @@ class Replay(SegmentClassifier):
         super().check_params(params)
         if "run" not in params:
             raise EmoregError("model 'replay': params.run is required: the run folder whose predictions to replay")
+        if not (Path(params["run"]) / "folds.json").is_file():  # a typo fails before any run folder exists
+            raise EmoregError(f"model 'replay': params.run {params['run']!r} is not a run folder (no folds.json "
+                              "there); give a folder written by `emoreg evaluate`, relative to the working directory")
 
     @classmethod
     def inputs(cls, params, sources):
