@@ -164,15 +164,22 @@ def bench_score(args) -> dict:
         started = time.perf_counter()
         naive(prefix)
         naive_ms.append(1000 * (time.perf_counter() - started))
-    started = time.perf_counter()
-    clf.score_prefixes(prefixes)
-    batched = len(prefixes) / (time.perf_counter() - started)
+    batched, merged = [], []
+    for _ in range(2):  # alternating: the LoRA adapter beside every projection, or merged for the pass
+        for merge, out in ((False, batched), (True, merged)):
+            clf.params["merge_lora"] = merge
+            started = time.perf_counter()
+            clf.score_prefixes(prefixes)
+            out.append(len(prefixes) / (time.perf_counter() - started))
+    clf.params["merge_lora"] = False
+    batched, merged = max(batched), max(merged)
     return {
         "model": args.model, "prompts": len(prefixes), "mean_prompt_tokens": round(float(np.mean([len(p) for p in prefixes])), 1),
         "ours_p50_ms": round(float(np.percentile(ours_ms, 50)), 1), "ours_p95_ms": round(float(np.percentile(ours_ms, 95)), 1),
         "naive_p50_ms": round(float(np.percentile(naive_ms, 50)), 1), "naive_p95_ms": round(float(np.percentile(naive_ms, 95)), 1),
         "speedup_p50": round(float(np.percentile(naive_ms, 50) / np.percentile(ours_ms, 50)), 2),
         "ours_batched_prompts_per_s": round(batched, 2),
+        "merged_batched_prompts_per_s": round(merged, 2), "merged_speedup": round(merged / batched, 2),
         "naive_prompts_per_s": round(1000 / float(np.mean(naive_ms)), 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }

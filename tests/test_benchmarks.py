@@ -13,7 +13,7 @@ def test_llm_speed_benchmarks_run(tiny_llama, annomi_data_dir):
                             "--max-tokens", "64"])
     assert train["ours_tokens_per_s"][0] > 0 and train["plain_tokens_per_s"][0] > 0 and train["mfu"] > 0
     score = llm_speed.main(["score", "--model", tiny_llama, "--prompts", "3", "--max-tokens", "64"])
-    assert score["prompts"] == 3 and score["speedup_p50"] > 0
+    assert score["prompts"] == 3 and score["speedup_p50"] > 0 and score["merged_speedup"] > 0
     head = llm_speed.main(["head", "--model", tiny_llama, "--prompts", "8", "--batch", "4", "--tune-layers", "1",
                            "--epochs", "2", "--max-tokens", "64", "--dtype", "fp32"])
     assert head["floor_s"] > 0 and head["one_epoch_over_floor"] > 0 and head["speedup_over_plain_one_epoch"] > 0

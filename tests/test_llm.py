@@ -157,6 +157,25 @@ def test_frozen_features_of_a_middle_layer_are_its_hidden_states(tiny_llama, toy
         make_model("llm-features", DEEP_SHAME, prompt, 0, params | {"layer": 2, "pool": "last"}).fit(train)
 
 
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_merged_lora_scores_as_the_adapter_does_and_leaves_the_weights_as_they_were(tiny_llama, toy_split, dtype):
+    train, test = toy_split
+    model = tiny(tiny_llama, epochs=2, dtype=dtype).fit(train)
+    before = {n: p.detach().clone() for n, p in model.model_.named_parameters()}
+    plain = model.predict_proba(test)
+    lora = next(m for m in model.model_.modules() if hasattr(m, "lora_A") and hasattr(m, "base_layer"))
+    seen = []
+    hook = lora.register_forward_pre_hook(lambda module, args: seen.append(module.merged))
+    model.params["merge_lora"] = True
+    merged = model.predict_proba(test)
+    hook.remove()
+    assert seen and all(seen) and not lora.merged  # merged while scoring, unmerged after
+    # fp32: the same numbers; bf16: the adapter is rounded into bf16 weights (0.025 at most here)
+    assert np.allclose(merged, plain, atol=1e-5 if dtype == "fp32" else 5e-2)
+    assert np.array_equal(merged.argmax(1), plain.argmax(1))
+    assert all(torch.equal(p, before[n]) for n, p in model.model_.named_parameters())  # exactly restored
+
+
 def test_match_label():
     labels = ("Attack Self", "Attack Other", "Rest")
     assert match_label(" attack other.", labels) == "Attack Other"

@@ -63,6 +63,8 @@ class LlmClassifier(SegmentClassifier):
     reads the state after layer N (through the final norm), and every pass costs N/L of the
     whole model's; the layers above N are dropped from memory.
     head_init: labels (the output rows of each label's first answer token) or zeros.
+    merge_lora: fold the LoRA weights into the base weights while scoring (``head: lm``; the base
+    weights are restored exactly afterwards); see BENCHMARKS.md for what it saves.
     state_cache: keep the cached states of head classify on disk too (true) or in memory only.
     checkpoint_minutes: when ``checkpoint_dir`` is set (the runner sets it per fold), the training
     state (adapter, optimizer, schedule, random state, losses) is saved this often, and a fit that
@@ -77,7 +79,7 @@ class LlmClassifier(SegmentClassifier):
         "quantize_4bit": False, "decode": "score", "score_batch": 8, "system": DEFAULT_SYSTEM,
         "trainer": "emoreg", "checkpoint_minutes": 10, "answer_loss": "mean", "answer_prefix": "",
         "head": "lm", "tune_layers": None, "tune": "lora", "head_init": "labels", "state_cache": True,
-        "layers": None,
+        "layers": None, "merge_lora": False,
     }
     rules = {
         "model": text(), "epochs": whole(0), "batch_size": whole(1), "lr": positive(), "warmup": share(),
@@ -88,7 +90,7 @@ class LlmClassifier(SegmentClassifier):
         "checkpoint_minutes": or_null(at_least(0)), "answer_loss": choice("mean", "sum"),
         "head": choice("lm", "classify"), "tune_layers": or_null(whole(1)), "tune": choice("lora", "full"),
         "head_init": choice("labels", "zeros"), "state_cache": choice(True, False), "layers": or_null(whole(1)),
-        "answer_prefix": ("text (e.g. \" \"; empty for none)", lambda v: isinstance(v, str)),
+        "merge_lora": choice(True, False), "answer_prefix": ("text (e.g. \" \"; empty for none)", lambda v: isinstance(v, str)),
     }
     checkpoint_dir: Path | None = None  # set by the runner: where an interrupted fit resumes from
 

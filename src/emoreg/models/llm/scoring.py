@@ -8,6 +8,7 @@ no answer is ever unparseable. In a distributed run every process scores every w
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,13 +33,37 @@ def score_prefixes(clf: LlmClassifier, prefixes: list[list[int]]) -> np.ndarray:
     return out
 
 
+@contextmanager
+def merged(clf: LlmClassifier):
+    """With ``merge_lora: true``, the LoRA weights folded into the base weights for a scoring pass
+    (no adapter matmuls beside every projection). The base weights are copied first and put back
+    exactly afterwards (a merge and unmerge in bf16 would not give the same numbers back), so the
+    model trains on as before. Off for 4-bit models, whose weights cannot take a merge."""
+    import torch
+
+    model = clf.model_
+    lora = [m for m in model.modules() if hasattr(m, "base_layer") and hasattr(m, "lora_A")]
+    if not clf._param("merge_lora") or clf._param("quantize_4bit") or not lora:
+        yield
+        return
+    saved = [m.base_layer.weight.detach().clone() for m in lora]
+    model.merge_adapter()
+    try:
+        yield
+    finally:
+        model.unmerge_adapter()
+        with torch.no_grad():
+            for module, weight in zip(lora, saved):
+                module.base_layer.weight.copy_(weight)
+
+
 def _score_all(clf: LlmClassifier, prefixes: list[list[int]]) -> np.ndarray:
     import torch
 
     out = np.zeros((len(prefixes), len(clf.task.labels)))
     order = sorted(range(len(prefixes)), key=lambda i: len(prefixes[i]))  # similar lengths together
     size = clf._param("score_batch")
-    with torch.inference_mode():
+    with torch.inference_mode(), merged(clf):
         for start in progress(range(0, len(order), size), desc="scoring", unit="batch", leave=False):
             idx = order[start:start + size]
             out[idx] = _score_batch(clf, [prefixes[i] for i in idx])
