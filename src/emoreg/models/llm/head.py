@@ -32,7 +32,7 @@ import numpy as np
 from ...errors import EmoregError
 from ...progress import progress
 from .tokens import length_grouped, padded
-from .trainer import class_weights, warmup_linear_schedule
+from .trainer import advance, class_weights, warmup_linear_schedule
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import LlmClassifier
@@ -295,9 +295,7 @@ def fit_head(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
             loss = torch.nn.functional.cross_entropy(logits, target[batch], weight=per_class)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, clf._param("max_grad_norm"))
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            advance(optimizer, scheduler)
             step += 1
             bar.update(1)
             tokens = sum(len(states[i]) for i in batch)

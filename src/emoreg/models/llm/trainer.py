@@ -35,6 +35,13 @@ def warmup_linear_schedule(optimizer, total: int, warmup: float):
         optimizer, lambda step: min((step + 1) / warm, max(0.0, (total - step) / max(1, total - warm))))
 
 
+def advance(optimizer, scheduler) -> None:
+    """One optimizer step after backward: the update, the schedule, the gradients cleared."""
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def class_weights(y: np.ndarray, n_labels: int, mode: str | None):
     """Per-example weights: ``balanced`` gives each present class n / (k * count), null gives ones."""
     import torch
@@ -168,9 +175,7 @@ def fit_lora(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
             else:
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, clf._param("max_grad_norm"))
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            advance(optimizer, scheduler)
             step += 1
             bar.update(1)
             if step % 10 == 0 or step == total:  # one host sync every 10 steps, for the progress bar;
