@@ -15,6 +15,7 @@ CASES = {
     "embedding": {},
     "llm": None,  # tests/test_llm.py (needs the tiny Llama fixture)
     "llm-features": None,  # tests/test_llm.py
+    "replay": None,  # tests/test_replay.py (needs a finished run)
     "bayesnet": {"structure": "naive"},
     "ensemble": {"members": [{"model": "tfidf", "params": {"text": "prompt", "min_df": 1}}, {"model": "majority"}]},
     "encoder-ft": {"epochs": 1, "max_length": 32},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from emoreg.errors import EmoregError
@@ -60,7 +61,7 @@ def test_replay_refuses_another_split_an_inner_split_and_other_data(toy_corpus, 
     from dataclasses import replace
 
     from emoreg.corpora import load_corpus
-    from emoreg.models import make_model
+    from emoreg.models import load_model, make_model
     from emoreg.prompts import PromptConfig
     from emoreg.runs import read_json
 
@@ -72,5 +73,7 @@ def test_replay_refuses_another_split_an_inner_split_and_other_data(toy_corpus, 
     other = next(label for label in corpus.task.labels if label != test[0].label)
     with pytest.raises(EmoregError, match=f"segment {test[0].segment_id!r} is labelled {other!r} here"):
         model.predict_proba([replace(test[0], label=other)])
+    model.save(tmp_path / "saved")  # a replay saves and loads like any model
+    assert np.array_equal(load_model(tmp_path / "saved").predict_proba(test), model.predict_proba(test))
     with pytest.raises(EmoregError, match="params.run is required"):
         config(toy_corpus, "replay")

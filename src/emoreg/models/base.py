@@ -133,8 +133,11 @@ class SegmentClassifier:
         from .rules import broken
 
         problems = broken(cls.rules, params)
-        if not problems:  # combinations are judged only between values that are each valid
-            problems = cls.conflicts(params)
+        # combinations are judged with every broken or unknown value at its default, so that one
+        # round lists them all and a conflict check never meets a value of the wrong kind
+        valid = {k: v for k, v in params.items()
+                 if k in cls.defaults and not (k in cls.rules and not cls.rules[k][1](v))}
+        problems += cls.conflicts(valid)
         unknown = sorted(set(params) - set(cls.defaults))
         if unknown:
             valid = ", ".join(sorted(cls.defaults)) or "none"
