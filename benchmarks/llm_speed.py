@@ -143,7 +143,7 @@ def bench_score(args) -> dict:
     from emoreg.models.llm import LlmClassifier
 
     task, segments = _segments(args.prompts + 8, seed=2)
-    clf = _llm(task, args.model, args.max_tokens, epochs=0)
+    clf = _llm(task, args.model, args.max_tokens, epochs=0, dtype=args.dtype)
     clf.fit(segments[:8])
     prefixes = [clf._prefix_ids(s) for s in segments[8:]]
 
@@ -174,7 +174,7 @@ def bench_score(args) -> dict:
     clf.params["merge_lora"] = False
     batched, merged = max(batched), max(merged)
     return {
-        "model": args.model, "prompts": len(prefixes), "mean_prompt_tokens": round(float(np.mean([len(p) for p in prefixes])), 1),
+        "model": args.model, "dtype": "bf16" if clf.bf16_ else "fp32", "prompts": len(prefixes), "mean_prompt_tokens": round(float(np.mean([len(p) for p in prefixes])), 1),
         "ours_p50_ms": round(float(np.percentile(ours_ms, 50)), 1), "ours_p95_ms": round(float(np.percentile(ours_ms, 95)), 1),
         "naive_p50_ms": round(float(np.percentile(naive_ms, 50)), 1), "naive_p95_ms": round(float(np.percentile(naive_ms, 95)), 1),
         "speedup_p50": round(float(np.percentile(naive_ms, 50) / np.percentile(ours_ms, 50)), 2),
@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("what", choices=["train", "score", "random", "head"])
     parser.add_argument("--tune-layers", type=int, default=4, help="head: tuned top layers")
     parser.add_argument("--epochs", type=int, default=2, help="head: epochs")
-    parser.add_argument("--dtype", default="auto", help="head: auto, bf16 or fp32")
+    parser.add_argument("--dtype", default="auto", help="head and score: auto, bf16 or fp32")
     parser.add_argument("--shape", choices=sorted(SHAPES), default="7b", help="random: the model's shape")
     parser.add_argument("--plain", action="store_true", help="random: also run the plain Trainer recipe (fp32)")
     parser.add_argument("--model", default="smollm2-135m")
