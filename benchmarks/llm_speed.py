@@ -174,7 +174,8 @@ def bench_score(args) -> dict:
     clf.params["merge_lora"] = False
     batched, merged = max(batched), max(merged)
     return {
-        "model": args.model, "dtype": "bf16" if clf.bf16_ else "fp32", "prompts": len(prefixes), "mean_prompt_tokens": round(float(np.mean([len(p) for p in prefixes])), 1),
+        "model": args.model, "dtype": "bf16" if clf.bf16_ else "fp32", "prompts": len(prefixes),
+        "mean_prompt_tokens": round(float(np.mean([len(p) for p in prefixes])), 1),
         "ours_p50_ms": round(float(np.percentile(ours_ms, 50)), 1), "ours_p95_ms": round(float(np.percentile(ours_ms, 95)), 1),
         "naive_p50_ms": round(float(np.percentile(naive_ms, 50)), 1), "naive_p95_ms": round(float(np.percentile(naive_ms, 95)), 1),
         "speedup_p50": round(float(np.percentile(naive_ms, 50) / np.percentile(ours_ms, 50)), 2),
