@@ -10,12 +10,6 @@ from .. import distributed
 from ..errors import EmoregError
 
 
-def _check_failures(failures: list[str]) -> None:
-    if failures:
-        raise EmoregError("unit(s) failed twice (the others finished; run the same command again to "
-                          "redo only these):\n  " + "\n  ".join(failures))
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate, load_config
     from ..runs import finished_folds, read_json
@@ -27,19 +21,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         folds = [f["fold"] for f in read_json(args.out / "folds.json") if f["run"] and
                  (args.folds is None or f["fold"] in args.folds)]
     if args.executor == "slurm":
-        from ..evaluation.executors import write_slurm
+        from ..evaluation.executors import slurm_instructions, write_slurm
 
         settings = [str(args.config.resolve()), "--out", str(args.out.resolve())]
         settings += [f"--set={o}" for o in args.overrides]
         units, collect = write_slurm(args.out, args.out.name, [["evaluate", *settings, "--fold", str(k)] for k in folds],
                                      ["collect", str(args.out.resolve())], args.slurm_options)
-        print(f"{len(folds)} units: sbatch {units}\nthen: sbatch --dependency=afterok:<array job id> {collect}")
-        print(units.parent.resolve())
+        print(slurm_instructions(units, collect, len(folds)))
         return 0
     if args.executor == "ray":
-        from ..evaluation.executors import run_ray
+        from ..evaluation.executors import check_failures, run_ray
 
-        _check_failures(run_ray([(config, args.out, k, f"fold {k}") for k in folds], args.ray_address,
+        check_failures(run_ray([(config, args.out, k, f"fold {k}") for k in folds], args.ray_address,
                                 args.unit_cpus, args.unit_gpus))
         if args.folds is None:
             evaluate(config, args.out, collect_only=True)
@@ -109,20 +102,19 @@ def cmd_ablate(args: argparse.Namespace) -> int:
                 print(cell.key, fold)
             return 0
         if args.executor == "slurm":
-            from ..evaluation.executors import write_slurm
+            from ..evaluation.executors import slurm_instructions, write_slurm
 
             grid = [str(args.config.resolve()), "--out", str(args.out.resolve()), "--subsets", args.subsets]
             grid += ([f"--sources={args.sources}"] if args.sources else []) + [f"--set={o}" for o in args.overrides]
             script, collect = write_slurm(args.out, args.out.name,
                                           [["ablate", *grid, "--cell", c.key, "--fold", str(k)] for c, k in units],
                                           ["ablate", *grid, "--collect"], args.slurm_options)
-            print(f"{len(units)} units: sbatch {script}\nthen: sbatch --dependency=afterok:<array job id> {collect}")
-            print(script.parent.resolve())
+            print(slurm_instructions(script, collect, len(units)))
             return 0
         from ..evaluation.ablation import cell_dir, run_cell_unit
-        from ..evaluation.executors import run_ray
+        from ..evaluation.executors import check_failures, run_ray
 
-        _check_failures(run_ray([(c.config, cell_dir(args.out, c), k, f"{c.key} fold {k}") for c, k in units],
+        check_failures(run_ray([(c.config, cell_dir(args.out, c), k, f"{c.key} fold {k}") for c, k in units],
                                 args.ray_address, args.unit_cpus, args.unit_gpus, run_unit=run_cell_unit))
     state = run_grid(cells, args.out, command=command, collect_only=args.collect or args.executor == "ray")
     if args.track == "mlflow":

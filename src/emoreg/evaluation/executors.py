@@ -46,6 +46,21 @@ def write_slurm(folder: Path, name: str, units: list[list[str]], collect: list[s
             atomic_write_text(slurm / "collect.sbatch", collect_script))
 
 
+def slurm_instructions(units: Path, collect: Path, n_units: int) -> str:
+    """What to run after ``write_slurm``: the array, then the collect step once it succeeded."""
+    return (f"{n_units} units: sbatch {units}\nthen: sbatch --dependency=afterok:<array job id> {collect}\n"
+            f"{units.parent.resolve()}")
+
+
+def check_failures(failures: list[str]) -> None:
+    """Units that failed twice (``run_ray``) end the command with an error that says how to redo them."""
+    from ..errors import EmoregError
+
+    if failures:
+        raise EmoregError("unit(s) failed twice (the others finished; run the same command again to "
+                          "redo only these):\n  " + "\n  ".join(failures))
+
+
 def run_ray(units: list[tuple], address: str | None = None, cpus: float = 1, gpus: float = 0,
             unit_hook=None, run_unit=None) -> list[str]:
     """Run every unit ``(config, out, fold, label)`` as a Ray task (``cpus``/``gpus`` each) on an
