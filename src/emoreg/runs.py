@@ -98,6 +98,7 @@ def prediction_row(segment, proba, labels, **extra: Any) -> dict[str, Any]:
 
 
 FOLD_FILE = re.compile(r"fold-(\d+)\.jsonl")
+FOLD_MODEL = re.compile(r"fold-(\d+)-model")
 
 
 def fold_path(out: Path, index: int, suffix: str = ".jsonl") -> Path:
@@ -110,6 +111,22 @@ def finished_folds(out: Path) -> list[int]:
     """The folds of a run folder whose predictions are written (``fold-NN.jsonl``, any width)."""
     found = (FOLD_FILE.fullmatch(p.name) for p in (Path(out) / "folds").glob("fold-*.jsonl"))
     return sorted(int(m.group(1)) for m in found if m)
+
+
+def fold_of_model(model_dir: Path) -> tuple[Path, int] | None:
+    """(run folder, fold index) of a fold model an evaluation saved (``RUN/folds/fold-NN-model``
+    of a run folder with folds.json), else None."""
+    model_dir = Path(model_dir).resolve()
+    found = FOLD_MODEL.fullmatch(model_dir.name)
+    run = model_dir.parent.parent
+    if found is None or not (run / "folds.json").is_file():
+        return None
+    return run, int(found.group(1))
+
+
+def fold_tests(run: Path) -> dict[int, set[str]]:
+    """The test subjects of every fold of a run's split (run or not), by fold index."""
+    return {f["fold"]: set(f["test_subjects"]) for f in read_json(Path(run) / "folds.json")}
 
 
 def read_config(run: Path) -> dict[str, Any]:

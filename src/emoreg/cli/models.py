@@ -34,17 +34,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 def held_out(model_dir: Path, segments: list) -> list:
     """The segments of the test subjects of the fold whose saved model is ``model_dir``
     (RUN/folds/fold-NN-model): what that model never saw."""
-    import re
+    from ..runs import fold_of_model, fold_tests
 
-    from ..runs import read_json
-
-    found = re.fullmatch(r"fold-(\d+)-model", model_dir.resolve().name)
-    run = model_dir.resolve().parent.parent
-    if found is None or not (run / "folds.json").is_file():
+    found = fold_of_model(model_dir)
+    if found is None:
         raise EmoregError(f"--held-out needs a fold model saved by an evaluation (RUN/folds/fold-NN-model, "
                           f"with save_models: true); {model_dir} is not one")
-    fold = int(found.group(1))
-    subjects = {s for f in read_json(run / "folds.json") if f["fold"] == fold for s in f["test_subjects"]}
+    run, fold = found
+    subjects = fold_tests(run).get(fold, set())
     chosen = [s for s in segments if s.subject_id in subjects]
     if not chosen:
         raise EmoregError(f"--held-out: no segment of --corpus belongs to the {len(subjects)} test subjects of fold "

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EmoregError
-from ..runs import finished_folds, fold_path, read_json, read_jsonl
+from ..runs import finished_folds, fold_path, fold_tests, read_jsonl
 from .base import SegmentClassifier
 from .rules import text
 
@@ -54,7 +54,7 @@ class Replay(SegmentClassifier):
         if not (run / "folds.json").is_file():
             raise EmoregError(f"replay: {run} is not a run folder (no folds.json); give params.run a folder "
                               "written by `emoreg evaluate`")
-        folds = {f["fold"]: set(f["test_subjects"]) for f in read_json(run / "folds.json")}
+        folds = fold_tests(run)
         rows = {}
         for k in finished_folds(run):
             for row in read_jsonl(fold_path(run, k)):
