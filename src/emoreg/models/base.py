@@ -132,12 +132,11 @@ class SegmentClassifier:
         that do not go together (``conflicts``)."""
         from .rules import broken
 
-        problems = broken(cls.rules, params)
+        bad = broken(cls.rules, params)
         # combinations are judged with every broken or unknown value at its default, so that one
         # round lists them all and a conflict check never meets a value of the wrong kind
-        valid = {k: v for k, v in params.items()
-                 if k in cls.defaults and not (k in cls.rules and not cls.rules[k][1](v))}
-        problems += cls.conflicts(valid)
+        valid = {k: v for k, v in params.items() if k in cls.defaults and k not in bad}
+        problems = list(bad.values()) + cls.conflicts(valid)
         unknown = sorted(set(params) - set(cls.defaults))
         if unknown:
             valid = ", ".join(sorted(cls.defaults)) or "none"

@@ -52,10 +52,7 @@ def or_null(rule: Rule) -> Rule:
     return f"{what}, or null", lambda v: v is None or test(v)
 
 
-def broken(rules: dict[str, Rule], params: dict[str, Any]) -> list[str]:
-    """One message per parameter whose value breaks its rule."""
-    out = []
-    for key, value in params.items():
-        if key in rules and not rules[key][1](value):
-            out.append(f"{key} must be {rules[key][0]}, found {value!r}")
-    return out
+def broken(rules: dict[str, Rule], params: dict[str, Any]) -> dict[str, str]:
+    """Each parameter whose value breaks its rule, with the message that says so."""
+    return {key: f"{key} must be {rules[key][0]}, found {value!r}"
+            for key, value in params.items() if key in rules and not rules[key][1](value)}
