@@ -42,8 +42,9 @@ def merged(clf: LlmClassifier):
     import torch
 
     model = clf.model_
-    lora = [m for m in model.modules() if hasattr(m, "base_layer") and hasattr(m, "lora_A")]
-    if not clf._param("merge_lora") or clf._param("quantize_4bit") or not lora:
+    wanted = clf._param("merge_lora") and not clf._param("quantize_4bit")
+    lora = [m for m in model.modules() if hasattr(m, "base_layer") and hasattr(m, "lora_A")] if wanted else []
+    if not lora:
         yield
         return
     saved = [m.base_layer.weight.detach().clone() for m in lora]
