@@ -18,6 +18,9 @@ def test_fine_tuned_minilm_learns_updates_every_weight_and_round_trips(toy_split
     proba = model.predict_proba(test)
     assert np.allclose(proba.sum(axis=1), 1)
     assert np.mean([p == s.label for p, s in zip(model.predict(test), test)]) == 1.0
+    # scored in length order, returned in the caller's: each row belongs to its own segment
+    assert np.allclose(model.predict_proba(test[::-1]), proba[::-1], atol=1e-5)
+    assert np.allclose(model.predict_proba(test[:1]), proba[:1], atol=1e-5)
     before = dict(fresh.encoder_.named_parameters())
     used = [n for n in before if not n.startswith("pooler.")]  # BERT's pooler is not used by mean pooling
     changed = [n for n, p in model.encoder_.named_parameters() if not torch.equal(p, before[n])]

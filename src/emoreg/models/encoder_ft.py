@@ -25,6 +25,7 @@ from ..progress import progress
 from .base import NotFittedError, SegmentClassifier
 from .embedding import encoder_path
 from .llm import warmup_linear_schedule
+from .llm.tokens import length_grouped
 from .rules import at_least, choice, positive, share, text, whole
 
 
@@ -81,11 +82,13 @@ class FinetunedEncoder(SegmentClassifier):
         self.unseen_ = [k for k in range(len(self.task.labels)) if counts[k] == 0]  # get no probability
         self.history_ = []
         self.encoder_.train()
+        # batches of similar length (padding was 3.7x the word pieces of AnnoMI's utterances in random
+        # batches of 16, 1.06x grouped), in shuffled order
+        lengths = [len(ids) for ids in self.tokenizer_(texts, truncation=True,
+                                                       max_length=self._param("max_length"))["input_ids"]]
         bar = progress(total=total, desc=f"encoder fine-tuning ({len(texts)} texts)", unit="step", leave=False)
         for _ in range(epochs):
-            order = torch.randperm(len(texts), generator=generator).tolist()
-            for at in range(0, len(order), size):
-                idx = order[at:at + size]
+            for idx in length_grouped(lengths, size, generator):
                 logits = self.head_(self._pooled([texts[i] for i in idx]))
                 loss = torch.nn.functional.cross_entropy(logits, target[idx], weight=weight)
                 loss.backward()
@@ -104,13 +107,15 @@ class FinetunedEncoder(SegmentClassifier):
         if not hasattr(self, "encoder_"):
             raise NotFittedError("encoder-ft: call fit() before predict_proba()")
         texts = self._texts(segments, self._param("text"))
-        out = []
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # short with short: less padding
+        out = np.zeros((len(texts), len(self.task.labels)))
         with torch.inference_mode():
             for at in range(0, len(texts), 64):
-                logits = self.head_(self._pooled(texts[at:at + 64]))
+                idx = order[at:at + 64]
+                logits = self.head_(self._pooled([texts[i] for i in idx]))
                 logits[:, self.unseen_] = -torch.inf
-                out.append(torch.softmax(logits, -1).numpy())
-        return np.concatenate(out)
+                out[idx] = torch.softmax(logits, -1).numpy()
+        return out
 
     def describe(self):
         return {"loss": getattr(self, "history_", []), "dtype": "fp32"}
