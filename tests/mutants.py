@@ -33,6 +33,12 @@ MUTANTS = [
     ("runner: one test segment joins the training set", "src/emoreg/evaluation/runner.py",
      "        train, test = fold.split(segments)\n", "        train, test = fold.split(segments)\n        train = train + test[:1]\n",
      "tests/test_runner.py::test_no_test_subject_ever_reaches_fit"),
+    ("last_token: the query rotated as if at position 0", "src/emoreg/models/llm/last_token.py",
+     "cos[0, last][:, None], sin[0, last][:, None]", "cos[0, :1].expand(batch, -1)[:, None], sin[0, :1].expand(batch, -1)[:, None]",
+     "tests/test_llm_head.py::test_the_top_layer_at_the_last_token_is_the_whole_layer_read_there"),
+    ("last_token: padding keys attended", "src/emoreg/models/llm/last_token.py",
+     "attn_mask=seen,", "attn_mask=None,",
+     "tests/test_llm_head.py::test_the_top_layer_at_the_last_token_is_the_whole_layer_read_there"),
     ("ensemble: members reused across folds", "src/emoreg/models/ensemble.py",
      "            member = make_model(spec[\"model\"], self.task, self.prompt, self.seed, spec[\"params\"])\n",
      "            member = getattr(Ensemble, '_m' + spec['name'], None) or make_model(\n"

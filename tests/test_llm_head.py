@@ -61,6 +61,32 @@ def test_only_the_top_layers_are_trained(tiny_llama, toy_split):
     assert not all(torch.equal(a, b) for a, b in zip(top, fresh_top))
 
 
+@pytest.mark.parametrize("tune_layers", [1, 2])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_the_top_layer_at_the_last_token_is_the_whole_layer_read_there(tiny_llama, toy_split, dtype, tune_layers):
+    """The top layer computed at the last prompt token only gives the logits and the gradients of
+    the whole layer, with the states padded to different lengths."""
+    train, test = toy_split
+    model = head_model(tiny_llama, tune_layers=tune_layers, tune="full", epochs=1, dtype=dtype).fit(train[:16])
+    start = 2 - tune_layers
+    prefixes = [model._prefix_ids(s) for s in test[:6]]
+    prefixes[0] = prefixes[0] + prefixes[1][-4:]
+    states = llm_head.entering_states(model, prefixes, start)
+    _, decoder = llm_head.decoder_of(model.model_)
+    assert llm_head.last_token.supported(decoder, decoder.layers[-1])  # the fast path is what is tested
+    tuned = [p for p in model.model_.parameters() if p.requires_grad] + list(model.head_.parameters())
+    results = []
+    for last_only in (True, False):
+        logits = llm_head.label_logits(model, states, start, last_only=last_only)
+        grads = torch.autograd.grad(logits.logsumexp(-1).sum() + logits[:, 0].sum(), tuned)
+        results.append((logits.detach(), grads))
+    tol = {"fp32": 1e-5, "bf16": 3e-2}[dtype]
+    (fast, fast_grads), (whole, whole_grads) = results
+    assert fast.shape == (6, len(DEEP_SHAME.labels)) and torch.allclose(fast, whole, atol=tol)
+    for a, b in zip(fast_grads, whole_grads):
+        assert torch.allclose(a, b, atol=tol * max(1.0, float(b.abs().max())))
+
+
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 def test_cached_states_and_the_top_pass_equal_one_full_forward(tiny_llama, toy_split, dtype):
     """The hook captures exactly the states entering the first tuned layer, and running only the
