@@ -83,8 +83,8 @@ def _load_shards(folder) -> dict:
 
     states = {}
     for shard in sorted(folder.glob("shard-*.pt")) if folder is not None and folder.is_dir() else []:
-        try:
-            states.update(torch.load(shard, weights_only=True))
+        try:  # memory-mapped: a state is read from disk when a batch uses it, never all at once
+            states.update(torch.load(shard, weights_only=True, mmap=True))
         except Exception:  # a shard cut short by a kill: recomputed, and replaced below
             shard.unlink(missing_ok=True)
     return states
