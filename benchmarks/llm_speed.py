@@ -29,7 +29,8 @@ head: the ``head: classify`` recipe against the floor of one epoch, in one run: 
 in the training dtype; the floor (one forward pass of every prompt through the whole model at
 that peak: 2 x non-embedding parameters x prompt tokens); the measured time of one plain forward
 pass of every prompt (batched, no gradients); then the recipe's seconds for the cached states
-(once), for each epoch of the tuned layers, and for one epoch in all (states + one epoch), with
+(once), for each epoch of the tuned layers (and, for its speed-up, for an epoch with the top layer
+run whole at every position instead of at the last token only), and for one epoch in all (states + one epoch), with
 its ratio to the floor; and the plain Trainer recipe's prompt tokens per second on the same
 prompts (fp32, whole-sequence loss) against the recipe's epoch.
 
@@ -293,15 +294,26 @@ def _sig(x: float) -> float:
 
 def bench_head(args) -> dict:
     from emoreg.models.llm import head as llm_head
+    from emoreg.models.llm import last_token
     from emoreg.models.llm.loading import load_base
     from emoreg.models.llm.tokens import padded
 
     task, segments = _segments(args.prompts, seed=2)
-    clf = _llm(task, args.model, args.max_tokens, head="classify", tune_layers=args.tune_layers,
-               epochs=args.epochs, batch_size=16, score_batch=16, lr=1e-3, lora_r=16, lora_alpha=32,
-               class_weight="balanced", dtype=args.dtype, state_cache=False)
+    settings = dict(head="classify", tune_layers=args.tune_layers, epochs=args.epochs, batch_size=16,
+                    score_batch=16, lr=1e-3, lora_r=16, lora_alpha=32, class_weight="balanced",
+                    dtype=args.dtype, state_cache=False)
+    clf = _llm(task, args.model, args.max_tokens, **settings)
     llm_head._STATES.update(key=None, states={}, folder=None)
     clf.fit(segments)
+    # the same epochs with the top layer run whole at every position (before last_token.py): the
+    # states are in memory now, so only the tuned layers run
+    saved, last_token.SUPPORTED = last_token.SUPPORTED, ()
+    try:
+        whole = _llm(task, args.model, args.max_tokens, **settings)
+        whole.fit(segments)
+    finally:
+        last_token.SUPPORTED = saved
+    epoch_whole = whole.train_seconds_ / args.epochs
     dtype = torch.bfloat16 if clf.bf16_ else torch.float32
     tokens = sum(len(clf._prefix_ids(s)) for s in segments)
     base, _ = load_base(args.model, bf16=clf.bf16_)
@@ -328,6 +340,7 @@ def bench_head(args) -> dict:
         "states_s": _sig(clf.states_seconds_), "epoch_of_tuned_layers_s": _sig(epoch),
         "one_epoch_s": _sig(one_epoch), "one_epoch_over_floor": _sig(one_epoch / floor),
         "each_later_epoch_over_floor": _sig(epoch / floor),
+        "epoch_with_whole_top_layer_s": _sig(epoch_whole), "last_token_top_layer_speedup": _sig(epoch_whole / epoch),
         "plain_recipe_epoch_s": _sig(plain_epoch), "speedup_over_plain_one_epoch": _sig(plain_epoch / one_epoch),
         "peak_rss_mb": _sig(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }

@@ -17,6 +17,7 @@ def test_llm_speed_benchmarks_run(tiny_llama, annomi_data_dir):
     head = llm_speed.main(["head", "--model", tiny_llama, "--prompts", "8", "--batch", "4", "--tune-layers", "1",
                            "--epochs", "2", "--max-tokens", "64", "--dtype", "fp32"])
     assert head["floor_s"] > 0 and head["one_epoch_over_floor"] > 0 and head["speedup_over_plain_one_epoch"] > 0
+    assert head["epoch_with_whole_top_layer_s"] > 0 and head["last_token_top_layer_speedup"] > 0
 
 
 def test_random_llama_benchmark_runs():
