@@ -246,6 +246,20 @@ def test_split_only_runs_the_named_folds_and_save_models_keeps_them(toy_corpus, 
         evaluate(config(toy_corpus, "majority", split={"kind": "group-kfold", "folds": 3, "only": [5]}), tmp_path / "r2")
 
 
+def test_split_seed_keeps_the_folds_while_the_model_seed_changes(toy_corpus, tmp_path):
+    def tests_of(run):
+        return [f["test_subjects"] for f in json.loads((run / "folds.json").read_text())]
+
+    split = {"kind": "group-kfold", "folds": 3}
+    zero = tests_of(evaluate(config(toy_corpus, "majority", split=split, seed=0), tmp_path / "s0"))
+    one = tests_of(evaluate(config(toy_corpus, "majority", split=split, seed=1), tmp_path / "s1"))
+    kept = evaluate(config(toy_corpus, "majority", split=split | {"seed": 0}, seed=1), tmp_path / "s1-folds0")
+    assert one != zero and tests_of(kept) == zero  # the top-level seed alone moves the folds; split.seed holds them
+    assert yaml.safe_load((kept / "config.yaml").read_text())["seed"] == 1
+    with pytest.raises(ValidationError, match="split.seed: expected a whole number from 0 to 2\\*\\*32 - 1"):
+        config_from_dict({"corpus": "annomi", "split": {"kind": "loso", "seed": -1}}, "c.yaml")
+
+
 def test_validation_split_within_a_fold_never_sees_its_test_subjects(toy_corpus, tmp_path, registered):
     outer = evaluate(config(toy_corpus, "spy", split={"kind": "group-kfold", "folds": 3}), tmp_path / "outer")
     held_out = set(json.loads((outer / "folds.json").read_text())[1]["test_subjects"])

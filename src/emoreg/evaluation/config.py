@@ -29,7 +29,7 @@ TOP_KEYS = {"corpus": str, "task": (str, type(None)), "model": str, "params": di
             "calibrate": (str, dict, type(None)), "decode": (dict, type(None))}
 PROMPT_KEYS = {"sources": (list, str), "max_tokens": (int, type(None)), "template": str,
                "feature_thresholds": dict, "behaviour_phrases": dict}
-SPLIT_KEYS = {"kind": str, "folds": int, "only": list, "within_fold": int}
+SPLIT_KEYS = {"kind": str, "folds": int, "only": list, "within_fold": int, "seed": int}
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,11 @@ class EvalConfig:
             ``within_fold: K`` makes a validation split for choosing settings: the subjects of
             fold K's test part are removed from the corpus first, and the split is made anew on
             the rest (same kind, fold count and seed), so nothing chosen on it has seen them.
-        seed: seeds fold assignment and models.
+            ``seed: S`` seeds the fold assignment alone (default: the top-level seed), so runs
+            with different model seeds can share folds: ``seed: 1`` with ``split: {seed: 0}``
+            trains on the folds of ``seed: 0`` with the models seeded 1 (a seed spread).
+        seed: seeds the models (initialisation, sampling, batch order) and, unless ``split.seed``
+            is given, the fold assignment.
         name: a label for reports (default: the run folder's name).
         save_models: also save every fold's fitted model (``folds/fold-NN-model/``; for the LLM a
             standard PEFT adapter).
@@ -73,6 +77,11 @@ class EvalConfig:
     save_models: bool = False
     calibrate: Any = None
     decode: Any = None
+
+    @property
+    def split_seed(self) -> int:
+        """The seed of the fold assignment: ``split.seed``, else the top-level seed."""
+        return self.split.get("seed", self.seed)
 
     def prompt_config(self) -> PromptConfig:
         return PromptConfig(**self.prompt)
@@ -123,9 +132,9 @@ def config_from_dict(data: Any, where: str, base_dir: Path | None = None) -> Eva
     if split.get("kind", "group-kfold") == "group-kfold" and isinstance(split.get("folds", 5), int) \
             and split.get("folds", 5) < 2:
         problems.append(Problem(where, "split.folds", "needs at least 2 folds"))
-    seed = data.get("seed", 0)
-    if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed < 2 ** 32:
-        problems.append(Problem(where, "seed", f"expected a whole number from 0 to 2**32 - 1, found {seed}"))
+    for key, seed in (("seed", data.get("seed", 0)), ("split.seed", split.get("seed", 0))):
+        if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed < 2 ** 32:
+            problems.append(Problem(where, key, f"expected a whole number from 0 to 2**32 - 1, found {seed}"))
     only = split.get("only", [])
     if not isinstance(only, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in only):
         problems.append(Problem(where, "split.only", "expected a list of fold numbers, e.g. [0, 1]"))

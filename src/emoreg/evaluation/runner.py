@@ -43,7 +43,7 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "", units: list
     split = config.split
     within = None
     if split.get("within_fold") is not None:  # a validation split: fold K's test subjects never enter
-        outer = make_folds(segments, split["kind"], split.get("folds"), config.seed)
+        outer = make_folds(segments, split["kind"], split.get("folds"), config.split_seed)
         k = split["within_fold"]
         if k not in {f.index for f in outer}:
             raise EmoregError(f"split.within_fold is {k} but the split has folds 0-{len(outer) - 1}")
@@ -51,7 +51,7 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "", units: list
         kept = [s for s in segments if s.subject_id not in held_out]
         within = {"fold": k, "excluded_subjects": len(held_out), "excluded_segments": len(segments) - len(kept)}
         segments = kept
-    all_folds = make_folds(segments, split["kind"], split.get("folds"), config.seed)
+    all_folds = make_folds(segments, split["kind"], split.get("folds"), config.split_seed)
     folds = all_folds
     if split.get("only"):
         unknown = sorted(set(split["only"]) - {f.index for f in all_folds})
