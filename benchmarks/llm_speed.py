@@ -4,6 +4,7 @@
     python benchmarks/llm_speed.py score [--model smollm2-135m] [--prompts 24] [--max-tokens 256]
     python benchmarks/llm_speed.py random [--shape 7b] [--plain]   (on a GPU: --steps 30 --max-tokens 512)
     python benchmarks/llm_speed.py head [--prompts 256] [--tune-layers 4] [--epochs 2] [--dtype auto]
+                                        [--layers 18 --tune full]
 
 train: emoreg's trainer (loss on the answer tokens from their hidden states only, length-grouped
 dynamic padding, bf16 autocast where the CPU runs bf16 fast) against what a user would write with
@@ -26,7 +27,8 @@ the steps after the first 10 (warm-up), MFU against the bf16 (or fp32) matmul pe
 same device, and peak memory; ``--plain`` runs the plain Trainer recipe (fp32) beside it.
 
 head: the ``head: classify`` recipe against the floor of one epoch, in one run: the matmul peak
-in the training dtype; the floor (one forward pass of every prompt through the whole model at
+in the training dtype; the floor (one forward pass of every prompt through the whole model, all
+its layers even where ``--layers`` keeps fewer, at
 that peak: 2 x non-embedding parameters x prompt tokens); the measured time of one plain forward
 pass of every prompt (batched, no gradients); then the recipe's seconds for the cached states
 (once), for each epoch of the tuned layers (and, for its speed-up, for an epoch with the top layer
@@ -300,8 +302,10 @@ def bench_head(args) -> dict:
 
     task, segments = _segments(args.prompts, seed=2)
     settings = dict(head="classify", tune_layers=args.tune_layers, epochs=args.epochs, batch_size=16,
-                    score_batch=16, lr=1e-3, lora_r=16, lora_alpha=32, class_weight="balanced",
-                    dtype=args.dtype, state_cache=False)
+                    score_batch=16, lr=1e-3, class_weight="balanced", dtype=args.dtype, state_cache=False,
+                    layers=args.layers, tune=args.tune)
+    if args.tune == "lora":
+        settings |= {"lora_r": 16, "lora_alpha": 32}
     clf = _llm(task, args.model, args.max_tokens, **settings)
     llm_head._STATES.update(key=None, states={}, folder=None)
     clf.fit(segments)
@@ -334,7 +338,8 @@ def bench_head(args) -> dict:
     plain_epoch = plain["seconds"] * len(segments) / (steps * args.batch)  # its epoch over every prompt
     return {
         "model": args.model, "prompts": len(segments), "prompt_tokens": tokens, "dtype": str(dtype),
-        "tune_layers": args.tune_layers, "epochs": args.epochs, "matmul_peak_gflops": _sig(peak),
+        "layers": args.layers or "all", "tune_layers": args.tune_layers, "tune": args.tune, "epochs": args.epochs,
+        "matmul_peak_gflops": _sig(peak),
         "floor_s": _sig(floor), "plain_forward_s": _sig(forward),
         "forward_mfu": _sig(floor / forward),
         "states_s": _sig(clf.states_seconds_), "epoch_of_tuned_layers_s": _sig(epoch),
@@ -351,6 +356,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("what", choices=["train", "score", "random", "head"])
     parser.add_argument("--tune-layers", type=int, default=4, help="head: tuned top layers")
     parser.add_argument("--epochs", type=int, default=2, help="head: epochs")
+    parser.add_argument("--layers", type=int, default=None, help="head: keep the first N layers (default all)")
+    parser.add_argument("--tune", choices=["lora", "full"], default="lora", help="head: LoRA r 16 or every weight")
     parser.add_argument("--dtype", default="auto", help="head and score: auto, bf16 or fp32")
     parser.add_argument("--shape", choices=sorted(SHAPES), default="7b", help="random: the model's shape")
     parser.add_argument("--plain", action="store_true", help="random: also run the plain Trainer recipe (fp32)")
