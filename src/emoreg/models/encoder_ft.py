@@ -82,8 +82,7 @@ class FinetunedEncoder(SegmentClassifier):
         self.unseen_ = [k for k in range(len(self.task.labels)) if counts[k] == 0]  # get no probability
         self.history_ = []
         self.encoder_.train()
-        # batches of similar length (padding was 3.7x the word pieces of AnnoMI's utterances in random
-        # batches of 16, 1.06x grouped), in shuffled order
+        # batches of similar length, in shuffled order: short utterances are not padded to the long
         lengths = [len(ids) for ids in self.tokenizer_(texts, truncation=True,
                                                        max_length=self._param("max_length"))["input_ids"]]
         bar = progress(total=total, desc=f"encoder fine-tuning ({len(texts)} texts)", unit="step", leave=False)
