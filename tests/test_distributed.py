@@ -22,34 +22,53 @@ def test_processes_refuses_a_cluster_executor(tmp_path, capsys):
     assert "--processes runs here" in capsys.readouterr().err
 
 
-# per dtype: how close two runs that sum the same gradients in a different order stay. In bf16 a
-# probability near a tie can flip the predicted label, so labels are compared in fp32 only.
+# per dtype: how close two runs that sum the same gradients in a different order stay (in bf16,
+# how close to the fp32 result). In bf16 a probability near a tie can flip the predicted label,
+# so labels are compared in fp32 only.
 # bf16 rounding compounds over the steps, so the bf16 run trains one epoch (8 steps) instead of 3.
 TOLERANCE = {"fp32": {"proba": 1e-4, "loss": 1e-4, "epochs": 3}, "bf16": {"proba": 6e-2, "loss": 5e-2, "epochs": 1}}
+
+
+def _config(path, corpus, model, epochs, dtype):
+    path.write_text(
+        f"corpus: {corpus}\ntask: deep-shame\nmodel: llm\n"
+        f"params: {{model: {model}, epochs: {epochs}, batch_size: 5, lr: 1.0e-2, lora_dropout: 0.0, system: null,\n"
+        f"         dtype: {dtype},\n"
+        "         class_weight: balanced, checkpoint_minutes: 0}\n"
+        "prompt: {sources: [utterance], template: emoreg-v1-compact}\n"
+        "split: {kind: group-kfold, folds: 2}\nsave_models: true\n")
+    return path
+
+
+def _proba(run):
+    return np.array([list(r["proba"].values()) for r in read_jsonl(run / "predictions.jsonl")])
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 def test_two_processes_give_the_result_of_one(tiny_llama, toy_corpus, tmp_path, dtype):
     # 36 training segments per fold in batches of 5: shards of 3 and 2 prompts, and a last batch
     # of one prompt, which leaves the second process without one (it joins at weight 0)
-    config = tmp_path / "llm.yaml"
     tol = TOLERANCE[dtype]
-    config.write_text(
-        f"corpus: {toy_corpus}\ntask: deep-shame\nmodel: llm\n"
-        f"params: {{model: {tiny_llama}, epochs: {tol['epochs']}, batch_size: 5, lr: 1.0e-2, lora_dropout: 0.0, system: null,\n"
-        f"         dtype: {dtype},\n"
-        "         class_weight: balanced, checkpoint_minutes: 0}\n"
-        "prompt: {sources: [utterance], template: emoreg-v1-compact}\n"
-        "split: {kind: group-kfold, folds: 2}\nsave_models: true\n")
+    config = _config(tmp_path / "llm.yaml", toy_corpus, tiny_llama, tol["epochs"], dtype)
     one, two = tmp_path / "one", tmp_path / "two"
     assert main(["evaluate", str(config), "--out", str(one)]) == 0
     assert main(["evaluate", str(config), "--out", str(two), "--processes", "2"]) == 0
 
     a, b = read_jsonl(one / "predictions.jsonl"), read_jsonl(two / "predictions.jsonl")
     assert [r["segment_id"] for r in a] == [r["segment_id"] for r in b]
-    pa = np.array([list(r["proba"].values()) for r in a])
-    pb = np.array([list(r["proba"].values()) for r in b])
-    assert np.allclose(pa, pb, atol=tol["proba"])
+    pa, pb = _proba(one), _proba(two)
+    if dtype == "fp32":
+        assert np.allclose(pa, pb, atol=tol["proba"])
+    else:
+        # bf16 rounds differently per CPU (AVX-512 BF16, AMX tiles) and per shard shape, so the two
+        # bf16 runs are compared through the exact result they both approximate, the one-process
+        # run in fp32: the two-process run must be no further from it than the one-process run
+        # is (its own rounding on this CPU, with a margin), or than the fixed tolerance.
+        ref = tmp_path / "one-fp32"
+        assert main(["evaluate", str(_config(tmp_path / "fp32.yaml", toy_corpus, tiny_llama, tol["epochs"], "fp32")),
+                     "--out", str(ref)]) == 0
+        rounding = np.abs(pa - _proba(ref)).max()
+        assert np.abs(pb - _proba(ref)).max() <= max(tol["proba"], 1.5 * rounding)
     if dtype == "fp32":
         assert [r["predicted"] for r in a] == [r["predicted"] for r in b]
         assert read_json(one / "metrics.json")["pooled"] == read_json(two / "metrics.json")["pooled"]

@@ -31,6 +31,23 @@ def test_probabilities_are_the_weighted_mean_of_the_members_fitted_alone(toy_spl
     assert np.allclose(load_model(tmp_path / "m").predict_proba(test), proba)
 
 
+def test_a_members_seed_is_added_to_the_runs_seed(toy_split, tmp_path):
+    """A seed ensemble: members of the same kind differ only by their seed; each is fitted as the
+    model alone would be with the run's seed plus the member's."""
+    train, test = toy_split
+    prompt = PromptConfig(sources=("utterance",))
+    members = [{"name": "s0", "model": "stratified"}, {"name": "s1", "model": "stratified", "seed": 1}]
+    ensemble = make_model("ensemble", DEEP_SHAME, prompt, 3, {"members": members}).fit(train)
+    ensemble.predict_proba(test)
+    kept = ensemble.describe()["member_proba"]
+    for name, seed in (("s0", 3), ("s1", 4)):
+        alone = make_model("stratified", DEEP_SHAME, prompt, seed, {}).fit(train).predict_proba(test)
+        assert np.allclose(kept[name], alone)
+    assert not np.allclose(kept["s0"], kept["s1"])
+    ensemble.save(tmp_path / "m")
+    assert np.allclose(load_model(tmp_path / "m").predict_proba(test), ensemble.predict_proba(test))
+
+
 def test_an_llm_member_in_a_run_records_its_dtype_and_member_probabilities(toy_corpus, tiny_llama, tmp_path):
     members = [{"name": "llm", "model": "llm", "params": {
         "model": tiny_llama, "head": "classify", "tune_layers": 1, "epochs": 3, "lr": 1e-2, "system": None,
@@ -66,6 +83,8 @@ def test_an_llm_member_in_a_run_records_its_dtype_and_member_probabilities(toy_c
     ({"members": [MEMBERS[0], {"name": "words", "model": "majority"}]}, "member names must differ"),
     ({"members": MEMBERS, "weights": [1, -1]}, "weights must be null \\(equal\\) or 2 non-negative numbers"),
     ({"members": MEMBERS, "weights": [1]}, "weights must be null"),
+    ({"members": [MEMBERS[0], {"model": "majority", "seed": -1}]}, r"members\[1\].seed must be a non-negative integer"),
+    ({"members": [MEMBERS[0], {"model": "majority", "seed": "1"}]}, r"members\[1\].seed must be a non-negative integer"),
 ])
 def test_bad_ensembles_fail_when_the_config_is_read(params, message):
     with pytest.raises(EmoregError, match=message):

@@ -7,6 +7,11 @@
         - {name: tfidf, model: tfidf, params: {text: utterance}}
       weights: null          # null: equal weights; or one non-negative number per member
 
+A member's optional ``seed`` (an integer, default 0) is added to the run's seed for that member
+alone, so members of the same kind and settings differ only by their seed: a seed ensemble
+(``configs/annomi-llm-head18-seeds.yaml``), whose member with ``seed: 1`` is fitted exactly as the
+member alone would be with ``--set seed=<run seed + 1>``.
+
 Every member sees the same training segments and the config's prompt (sources, template,
 budget); each is a fresh model of its own kind, so nothing about the fold differs from running
 the members alone. The fold metadata keeps each member's test probabilities
@@ -35,9 +40,13 @@ def _check_members(members: Any, weights: Any) -> list[dict]:
         where = f"ensemble: params.members[{i}]"
         if not isinstance(m, dict) or not isinstance(m.get("model"), str):
             raise EmoregError(f"{where} must be a mapping with a `model` (and optional `name`, `params`)")
-        unknown = sorted(set(m) - {"name", "model", "params"})
+        unknown = sorted(set(m) - {"name", "model", "params", "seed"})
         if unknown:
-            raise EmoregError(f"{where} has unknown key(s) {', '.join(unknown)} (valid: name, model, params)")
+            raise EmoregError(f"{where} has unknown key(s) {', '.join(unknown)} (valid: name, model, params, seed)")
+        seed = m.get("seed", 0)
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise EmoregError(f"{where}.seed must be a non-negative integer added to the run's seed "
+                              f"for this member (got {seed!r}), e.g. seed: 1")
         if m["model"] not in MODELS or m["model"] == "ensemble":
             valid = ", ".join(sorted(k for k in MODELS if k != "ensemble"))
             raise EmoregError(f"{where}: unknown model {m['model']!r}; choose from: {valid}")
@@ -57,7 +66,8 @@ def _check_members(members: Any, weights: Any) -> list[dict]:
                 or not sum(weights) > 0):
             raise EmoregError(f"ensemble: params.weights must be null (equal) or {len(members)} non-negative "
                               f"numbers, not all zero; got {weights!r}")
-    return [{"name": n, "model": m["model"], "params": dict(m.get("params") or {})} for n, m in zip(names, members)]
+    return [{"name": n, "model": m["model"], "params": dict(m.get("params") or {}), "seed": m.get("seed", 0)}
+            for n, m in zip(names, members)]
 
 
 class Ensemble(SegmentClassifier):
@@ -85,7 +95,7 @@ class Ensemble(SegmentClassifier):
         self.specs_ = _check_members(self._param("members"), self._param("weights"))
         self.members_ = []
         for spec in self.specs_:
-            member = make_model(spec["model"], self.task, self.prompt, self.seed, spec["params"])
+            member = make_model(spec["model"], self.task, self.prompt, self.seed + spec["seed"], spec["params"])
             if hasattr(member, "checkpoint_dir") and self.checkpoint_dir is not None:
                 member.checkpoint_dir = Path(self.checkpoint_dir) / spec["name"]
             self.members_.append(member.fit(segments))
