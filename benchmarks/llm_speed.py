@@ -33,8 +33,10 @@ that peak: 2 x non-embedding parameters x prompt tokens); the measured time of o
 pass of every prompt (batched, no gradients); then the recipe's seconds for the cached states
 (once), for each epoch of the tuned layers (and, for its speed-up, for an epoch with the top layer
 run whole at every position instead of at the last token only), and for one epoch in all (states + one epoch), with
-its ratio to the floor; and the plain Trainer recipe's prompt tokens per second on the same
-prompts (fp32, whole-sequence loss) against the recipe's epoch.
+its ratio to the floor; the plain Trainer recipe's prompt tokens per second on the same
+prompts (fp32, whole-sequence loss) against the recipe's epoch; and the trained head scoring the
+prompts afresh (states not cached): seconds, MFU (the matmul FLOPs scoring needs over seconds x
+peak) and p50/p95 of one prompt scored alone.
 
 All print peak resident memory. AnnoMI client talk supplies the prompts of train and score
 ($EMOREG_DATA_DIR).
@@ -294,6 +296,35 @@ def _sig(x: float) -> float:
     return float(f"{x:.3g}")  # 3 significant digits
 
 
+def score_unseen(clf, segments, alone: int = 32) -> dict:
+    """The trained head scoring prompts it has not seen (the state cache emptied first, as for a test
+    fold): seconds for all of them batched, and p50/p95 of one prompt scored alone (the live
+    service's case). ``useful_flop``: the matmul FLOPs that scoring needs, every kept layer below
+    the top at every prompt token and the top layer at the last token only (2 x their parameters
+    per token; attention scores and the head left out, as in the floor)."""
+    from emoreg.models.llm import head as llm_head
+
+    def fresh():
+        llm_head._STATES.update(key=None, states={}, folder=None)
+
+    fresh()
+    started = time.perf_counter()
+    clf.predict_proba(segments)
+    seconds = time.perf_counter() - started
+    one = []
+    for s in segments[:alone]:
+        fresh()
+        started = time.perf_counter()
+        clf.predict_proba([s])
+        one.append((time.perf_counter() - started) * 1e3)
+    layers = list(llm_head.decoder_of(clf.model_)[1].layers)
+    size = [sum(p.numel() for p in layer.parameters()) for layer in layers]
+    tokens = sum(len(clf._prefix_ids(s)) for s in segments)
+    useful = 2 * (sum(size[:-1]) * tokens + size[-1] * len(segments))
+    return {"score_s": seconds, "p50_ms": float(np.percentile(one, 50)), "p95_ms": float(np.percentile(one, 95)),
+            "useful_flop": useful}
+
+
 def bench_head(args) -> dict:
     from emoreg.models.llm import head as llm_head
     from emoreg.models.llm import last_token
@@ -318,6 +349,7 @@ def bench_head(args) -> dict:
     finally:
         last_token.SUPPORTED = saved
     epoch_whole = whole.train_seconds_ / args.epochs
+    scoring = score_unseen(clf, segments)
     dtype = torch.bfloat16 if clf.bf16_ else torch.float32
     tokens = sum(len(clf._prefix_ids(s)) for s in segments)
     base, _ = load_base(args.model, bf16=clf.bf16_)
@@ -331,6 +363,7 @@ def bench_head(args) -> dict:
             ids, mask = padded(prefixes[at:at + 16], clf.pad_id_)
             base.model(input_ids=ids, attention_mask=mask)
     forward = time.perf_counter() - started
+    useful = scoring.pop("useful_flop")
     epoch = clf.train_seconds_ / args.epochs
     one_epoch = clf.states_seconds_ + epoch
     steps = len(segments) // args.batch
@@ -347,6 +380,8 @@ def bench_head(args) -> dict:
         "each_later_epoch_over_floor": _sig(epoch / floor),
         "epoch_with_whole_top_layer_s": _sig(epoch_whole), "last_token_top_layer_speedup": _sig(epoch_whole / epoch),
         "plain_recipe_epoch_s": _sig(plain_epoch), "speedup_over_plain_one_epoch": _sig(plain_epoch / one_epoch),
+        "score_s": _sig(scoring["score_s"]), "score_mfu": _sig(useful / scoring["score_s"] / (peak * 1e9)),
+        "score_p50_ms_one_prompt": _sig(scoring["p50_ms"]), "score_p95_ms_one_prompt": _sig(scoring["p95_ms"]),
         "peak_rss_mb": _sig(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
 
