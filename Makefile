@@ -26,8 +26,9 @@ $(STAMP): pyproject.toml constraints.txt
 BASELINES := majority tfidf minilm bayesnet
 EMOREG    := $(VENV)/bin/emoreg
 
-# The main job (about 19 minutes on 2 AMD cores in fp32, 10 on 2 Intel cores with AMX): SmolLM2-135M cut to 17 layers with a label
-# head on layer 16 against TF-IDF on the same test fold of AnnoMI client talk, with a report.
+# The main job (about 19 minutes on 2 AMD cores in fp32, 10 on 2 Intel cores with AMX):
+# SmolLM2-135M cut to 17 layers with a label head on layer 16 against TF-IDF on the same test
+# fold of AnnoMI client talk, with a report.
 run: setup
 	$(EMOREG) data fetch annomi
 	$(EMOREG) check --corpus annomi --out runs/annomi-check
