@@ -56,9 +56,14 @@ import torch
 
 
 def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5, trials: int = 3,
-                       device: str = "cpu") -> float:
-    """The best of ``trials`` timings of ``repeats`` square matmuls: the machine's practical peak."""
-    a, b = (torch.randn(size, size, dtype=dtype, device=device) for _ in range(2))
+                       device: str = "cpu", shape: tuple[int, int, int] | None = None) -> float:
+    """The best of ``trials`` timings of ``repeats`` square matmuls: the machine's practical peak.
+    ``shape=(rows, inner, outer)`` times a (rows x inner) @ (inner x outer) matmul instead: the
+    peak at the shapes a model's projections run at (a batch of prompt tokens through a layer's
+    weights)."""
+    rows, inner, outer = shape or (size, size, size)
+    a = torch.randn(rows, inner, dtype=dtype, device=device)
+    b = torch.randn(inner, outer, dtype=dtype, device=device)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     a @ b
     sync()
@@ -68,22 +73,6 @@ def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5, t
         for _ in range(repeats):
             a @ b
         sync()
-        best = max(best, 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9)
-    return best
-
-
-def shaped_peak_gflops(dtype: torch.dtype, rows: int, inner: int, outer: int, repeats: int = 20,
-                       trials: int = 3) -> float:
-    """The best rate of a (rows x inner) @ (inner x outer) matmul: the peak at the shapes a model's
-    projections run at (a batch of prompt tokens through a layer's weights), which on a CPU with
-    AMX can sit far below the square 2048^3 peak."""
-    a, b = torch.randn(rows, inner, dtype=dtype), torch.randn(inner, outer, dtype=dtype)
-    a @ b
-    best = 0.0
-    for _ in range(trials):
-        started = time.perf_counter()
-        for _ in range(repeats):
-            a @ b
         best = max(best, 2 * rows * inner * outer * repeats / (time.perf_counter() - started) / 1e9)
     return best
 
@@ -313,7 +302,14 @@ def _sig(x: float) -> float:
     return float(f"{x:.3g}")  # 3 significant digits
 
 
-def score_unseen(clf, segments, alone: int = 32) -> dict:
+def _empty_state_cache() -> None:
+    """Forget the states the head cached in this process (the benchmark keeps none on disk)."""
+    from emoreg.models.llm import head as llm_head
+
+    llm_head._STATES.update(key=None, states={}, folder=None)
+
+
+def score_unseen(clf, segments, tokens: int, alone: int = 32) -> dict:
     """The trained head scoring prompts it has not seen (the state cache emptied first, as for a test
     fold): seconds for all of them batched, and p50/p95 of one prompt scored alone (the live
     service's case). ``useful_flop``: the matmul FLOPs that scoring needs, every kept layer below
@@ -321,29 +317,24 @@ def score_unseen(clf, segments, alone: int = 32) -> dict:
     per token; attention scores and the head left out, as in the floor)."""
     from emoreg.models.llm import head as llm_head
 
-    def fresh():
-        llm_head._STATES.update(key=None, states={}, folder=None)
-
-    fresh()
+    _empty_state_cache()
     started = time.perf_counter()
     clf.predict_proba(segments)
     seconds = time.perf_counter() - started
     one = []
     for s in segments[:alone]:
-        fresh()
+        _empty_state_cache()
         started = time.perf_counter()
         clf.predict_proba([s])
         one.append((time.perf_counter() - started) * 1e3)
     layers = list(llm_head.decoder_of(clf.model_)[1].layers)
     size = [sum(p.numel() for p in layer.parameters()) for layer in layers]
-    tokens = sum(len(clf._prefix_ids(s)) for s in segments)
     useful = 2 * (sum(size[:-1]) * tokens + size[-1] * len(segments))
     return {"score_s": seconds, "p50_ms": float(np.percentile(one, 50)), "p95_ms": float(np.percentile(one, 95)),
             "useful_flop": useful}
 
 
 def bench_head(args) -> dict:
-    from emoreg.models.llm import head as llm_head
     from emoreg.models.llm import last_token
     from emoreg.models.llm.loading import load_base
     from emoreg.models.llm.tokens import padded
@@ -355,7 +346,7 @@ def bench_head(args) -> dict:
     if args.tune == "lora":
         settings |= {"lora_r": 16, "lora_alpha": 32}
     clf = _llm(task, args.model, args.max_tokens, **settings)
-    llm_head._STATES.update(key=None, states={}, folder=None)
+    _empty_state_cache()
     clf.fit(segments)
     # the same epochs with the top layer run whole at every position (before last_token.py): the
     # states are in memory now, so only the tuned layers run
@@ -366,23 +357,24 @@ def bench_head(args) -> dict:
     finally:
         last_token.SUPPORTED = saved
     epoch_whole = whole.train_seconds_ / args.epochs
-    scoring = score_unseen(clf, segments)
     dtype = torch.bfloat16 if clf.bf16_ else torch.float32
-    tokens = sum(len(clf._prefix_ids(s)) for s in segments)
+    prefixes = [clf._prefix_ids(s) for s in segments]
+    tokens = sum(len(p) for p in prefixes)
+    scoring = score_unseen(clf, segments, tokens)
     base, _ = load_base(args.model, bf16=clf.bf16_)
     params = matmul_params(base)
     peak = matmul_peak_gflops(dtype)
     config = base.config  # the MLP's up projection over a batch of 16 prompts of the mean length
-    shaped = shaped_peak_gflops(dtype, 16 * tokens // len(segments), config.hidden_size, config.intermediate_size)
+    shaped = matmul_peak_gflops(dtype, repeats=20,
+                                shape=(16 * tokens // len(segments), config.hidden_size, config.intermediate_size))
     floor = 2 * params * tokens / (peak * 1e9)
-    prefixes = [clf._prefix_ids(s) for s in segments]
     started = time.perf_counter()
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=clf.bf16_):
         for at in range(0, len(prefixes), 16):
             ids, mask = padded(prefixes[at:at + 16], clf.pad_id_)
             base.model(input_ids=ids, attention_mask=mask)
     forward = time.perf_counter() - started
-    useful = scoring.pop("useful_flop")
+    useful = scoring["useful_flop"]
     epoch = clf.train_seconds_ / args.epochs
     one_epoch = clf.states_seconds_ + epoch
     steps = len(segments) // args.batch
