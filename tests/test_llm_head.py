@@ -1,6 +1,8 @@
 """head: classify on the tiny Llama: a label head on the last prompt token, only the top layers
 tuned, the states entering them cached (and equal to a full forward pass)."""
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -191,6 +193,34 @@ def test_states_persist_on_disk_for_the_next_process(tiny_llama, toy_split, tmp_
     assert memory_only.states_computed_ > 0  # state_cache false: nothing read from disk
     other_layer = head_model(tiny_llama, tune_layers=2, epochs=1).fit(train)  # another layer, another folder
     assert other_layer.states_computed_ > 0 and len(list((tmp_path / "states").iterdir())) == 2
+
+
+def _mapped_file(tensor) -> str | None:
+    """The file whose memory mapping holds the tensor's data (Linux), or None for heap memory."""
+    at = tensor.data_ptr()
+    for line in open("/proc/self/maps"):
+        fields = line.split(maxsplit=5)
+        low, high = (int(x, 16) for x in fields[0].split("-"))
+        if low <= at < high:
+            return fields[5].strip() if len(fields) == 6 and fields[5].startswith("/") else None
+    return None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+def test_cached_states_are_mapped_from_their_shards_not_held_in_the_heap(tiny_llama, toy_split, tmp_path):
+    """With the disk cache, the states kept for later epochs and folds are the shards' memory-mapped
+    copies (page cache), with the same predictions as states held in memory."""
+    train, test = toy_split
+    on_disk = head_model(tiny_llama, tune_layers=1, epochs=2).fit(train)
+    proba = on_disk.predict_proba(test)
+    shards = {str(p) for p in (tmp_path / "states").glob("*/shard-*.pt")}
+    states = llm_head._STATES["states"]
+    assert len(states) == on_disk.states_computed_ > 0  # every distinct prompt of both sets
+    assert shards and {_mapped_file(v) for v in states.values()} <= shards
+    llm_head._STATES.update(key=None, states={}, folder=None)
+    in_memory = head_model(tiny_llama, tune_layers=1, epochs=2, state_cache=False).fit(train)
+    assert {_mapped_file(v) for v in llm_head._STATES["states"].values()} == {None}
+    assert np.array_equal(in_memory.predict_proba(test), proba)
 
 
 def test_the_state_cache_stays_bounded(tiny_llama, toy_split, monkeypatch):

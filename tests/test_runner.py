@@ -1,4 +1,6 @@
+import gc
 import json
+import weakref
 
 import numpy as np
 import pytest
@@ -52,10 +54,30 @@ class CrashOnce(SegmentClassifier):
         return self.inner_.predict_proba(segments)
 
 
+class Cyclic(SegmentClassifier):
+    """Holds itself in a reference cycle, as a fitted LLM and its hooks can: freed only by a
+    garbage collection. Fails if a previous fold's model is still alive when it is fitted."""
+
+    name = "cyclic"
+    defaults = {}
+    alive: list = []
+
+    def _fit(self, segments, y):
+        survivors = [ref for ref in Cyclic.alive if ref() is not None]
+        assert not survivors, "the previous fold's model is still in memory"
+        self.me_ = self
+        Cyclic.alive.append(weakref.ref(self))
+
+    def _predict_proba(self, segments):
+        return np.full((len(segments), len(self.task.labels)), 1 / len(self.task.labels))
+
+
 @pytest.fixture
 def registered(monkeypatch):
     monkeypatch.setitem(MODELS, "spy", Spy)
     monkeypatch.setitem(MODELS, "crash-once", CrashOnce)
+    monkeypatch.setitem(MODELS, "cyclic", Cyclic)
+    Cyclic.alive = []
     Spy.log = []
     Spy.fitted_by = []
     CrashOnce.crashed = False
@@ -175,6 +197,17 @@ def test_interrupted_run_resumes_to_the_same_result(toy_corpus, tmp_path, regist
     evaluate(config(toy_corpus, "crash-once"), tmp_path / "run")
     assert (tmp_path / "run" / "predictions.jsonl").read_text() == (ref / "predictions.jsonl").read_text()
     assert load_run(tmp_path / "run").metrics == load_run(ref).metrics
+
+
+def test_a_fold_s_model_is_freed_before_the_next_is_fitted(toy_corpus, tmp_path, registered):
+    """The runner drops each fold's model and collects it (reference cycles included) before it
+    fits the next, so a run holds one fold's model at a time (BENCHMARKS.md, "Memory of one fold")."""
+    gc.disable()  # only the runner's own collection can free the cycle
+    try:
+        evaluate(config(toy_corpus, "cyclic"), tmp_path / "run")
+    finally:
+        gc.enable()
+    assert len(Cyclic.alive) == 6
 
 
 def test_finished_folds_are_not_redone(toy_corpus, tmp_path, registered):

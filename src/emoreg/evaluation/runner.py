@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from .. import distributed
+from .. import distributed, heap
 from ..atomic import atomic_write_text
 from ..corpora import load_corpus
 from ..errors import EmoregError
@@ -84,6 +84,8 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "", units: list
         if done.is_file():
             continue
         train, test = fold.split(segments)
+        model = proba = None  # the previous fold's model goes before this fold's is built
+        heap.release()
         model = config.build_model(corpus.task)
         checkpoint = fold_path(out, fold.index, ".checkpoint")
         if hasattr(model, "checkpoint_dir"):  # long fits save their state there and resume from it

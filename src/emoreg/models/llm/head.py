@@ -17,7 +17,9 @@
   fitted, so sharing it between folds cannot leak a test subject into training. With
   ``state_cache: true`` (the default) it also persists on disk (``$EMOREG_STATE_CACHE``, default
   ~/.cache/emoreg/states; one folder per model, layer and dtype, shards written atomically), so
-  a second run, or a run resumed after a kill, skips the prompts whose states it already has.
+  a second run, or a run resumed after a kill, skips the prompts whose states it already has;
+  the states in memory are then the shards' memory-mapped copies (page cache the kernel can drop
+  and read back, not the process's heap).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ... import heap
 from ...errors import EmoregError
 from ...progress import progress
 from . import last_token
@@ -40,6 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _STATES: dict = {"key": None, "states": {}, "folder": None}  # per process: one model/layer/dtype at a time
 HEAD_FILE = "head.safetensors"
+TRIM_EVERY = 25  # training steps between returns of the heap's free pages (BENCHMARKS.md, "Memory of one fold")
 MAX_CACHED = 20_000  # prompts kept (~2.7 GB in bf16 at ~120 tokens); past it, states are computed and dropped
 
 
@@ -90,7 +94,10 @@ def _load_shards(folder) -> dict:
     return states
 
 
-def _save_shard(folder, new: dict) -> None:
+def _save_shard(folder, new: dict, cache: dict) -> None:
+    """Write ``new`` as a shard, and put its memory-mapped copies in ``cache`` in place of the
+    in-memory ones: the states then live in the page cache, which the kernel can drop and read
+    back, rather than in the process's heap (where they would also pin freed activations)."""
     import hashlib
     import os
 
@@ -102,7 +109,12 @@ def _save_shard(folder, new: dict) -> None:
     name = hashlib.sha256(repr(sorted(new)).encode()).hexdigest()[:16]
     tmp = folder / f".shard-{name}.{os.getpid()}.tmp"
     torch.save(new, tmp)
-    tmp.replace(folder / f"shard-{name}.pt")  # atomic: a shard is whole or absent
+    shard = folder / f"shard-{name}.pt"
+    tmp.replace(shard)  # atomic: a shard is whole or absent
+    mapped = torch.load(shard, weights_only=True, mmap=True)
+    for tokens in new:
+        if tokens in cache:
+            cache[tokens] = mapped[tokens]
 
 
 class _Stop(Exception):
@@ -195,11 +207,14 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int) -
                     else:
                         overflow[tokens] = state
                 if len(new) >= 512:  # an interrupted pass keeps what it computed
-                    _save_shard(_STATES["folder"], new)
+                    _save_shard(_STATES["folder"], new, cache)
                     new = {}
     finally:
         hook.remove()
-        _save_shard(_STATES["folder"], new)
+        _save_shard(_STATES["folder"], new, cache)
+        del new  # its states are in the cache now, memory-mapped where a shard holds them
+        if todo:
+            heap.release()  # the pass's activations, freed among the states, go back to the system
     clf.states_computed_ = getattr(clf, "states_computed_", 0) + len(todo)
     clf.states_reused_ = getattr(clf, "states_reused_", 0) + len(prefixes) - len(todo)
     return [cache[tuple(p)] if tuple(p) in cache else overflow[tuple(p)] for p in prefixes]
@@ -314,6 +329,8 @@ def fit_head(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
             pending.append((loss.detach(), scheduler.get_last_lr()[0], tokens, time.perf_counter() - trained_at))
             if step % 10 == 0 or step == total:
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+            if step % TRIM_EVERY == 0:  # batches of many lengths fragment the heap: give back what is free
+                heap.trim()
     bar.close()
     clf.model_.eval()
     clf.train_seconds_ = time.perf_counter() - trained_at
