@@ -43,7 +43,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _STATES: dict = {"key": None, "states": {}, "folder": None}  # per process: one model/layer/dtype at a time
 HEAD_FILE = "head.safetensors"
-TRIM_EVERY = 25  # training steps between returns of the heap's free pages (BENCHMARKS.md, "Memory of one fold")
+# training steps, batches of the states pass and of scoring between returns of the heap's free pages
+# (BENCHMARKS.md, "Memory of one fold")
+TRIM_EVERY = 5
 MAX_CACHED = 20_000  # prompts kept (~2.7 GB in bf16 at ~120 tokens); past it, states are computed and dropped
 
 
@@ -209,6 +211,8 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int) -
                 if len(new) >= 512:  # an interrupted pass keeps what it computed
                     _save_shard(_STATES["folder"], new, cache)
                     new = {}
+                if (at // size + 1) % TRIM_EVERY == 0:
+                    heap.trim()
     finally:
         hook.remove()
         _save_shard(_STATES["folder"], new, cache)
@@ -347,11 +351,14 @@ def predict_head(clf: LlmClassifier, prefixes: list[list[int]]) -> np.ndarray:
     order = sorted(range(len(prefixes)), key=lambda i: len(prefixes[i]))
     size = clf._param("score_batch")
     with torch.inference_mode():
-        for at in progress(range(0, len(order), size), desc="scoring (head)", unit="batch", leave=False):
+        for batch, at in enumerate(progress(range(0, len(order), size), desc="scoring (head)", unit="batch",
+                                            leave=False), start=1):
             idx = order[at:at + size]
             logits = label_logits(clf, [states[i] for i in idx], start)
             logits[:, getattr(clf, "unseen_", [])] = -torch.inf
             out[idx] = torch.softmax(logits, -1).cpu().numpy()
+            if batch % TRIM_EVERY == 0:
+                heap.trim()
     return out
 
 
