@@ -85,7 +85,8 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "", units: list
             continue
         train, test = fold.split(segments)
         model = proba = None  # the previous fold's model goes before this fold's is built
-        heap.release()
+        if distributed.world_size() == 1:  # precaution: a forced collection once aborted a 2-process run
+            heap.release()
         model = config.build_model(corpus.task)
         checkpoint = fold_path(out, fold.index, ".checkpoint")
         if hasattr(model, "checkpoint_dir"):  # long fits save their state there and resume from it
