@@ -12,24 +12,23 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
+import itertools
 
-_LIBC: list = []
 
-
-def _trim():
-    if not _LIBC:
-        name = ctypes.util.find_library("c")
-        try:
-            _LIBC.append(ctypes.CDLL(name).malloc_trim if name else None)
-        except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to call
-            _LIBC.append(None)
-    return _LIBC[0]
+@functools.cache
+def _malloc_trim():
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to call
+        return None
 
 
 def trim() -> bool:
     """Return the heap's free pages to the system; True where glibc did it."""
-    call = _trim()
+    call = _malloc_trim()
     if call is None:
         return False
     call(0)
@@ -40,3 +39,14 @@ def release() -> bool:
     """Collect garbage, then ``trim()``."""
     gc.collect()
     return trim()
+
+
+def trimmer(every: int):
+    """A function to call once per batch of a loop: it trims the heap on every ``every``-th call."""
+    calls = itertools.count(1)
+
+    def tick() -> None:
+        if next(calls) % every == 0:
+            trim()
+
+    return tick

@@ -43,8 +43,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _STATES: dict = {"key": None, "states": {}, "folder": None}  # per process: one model/layer/dtype at a time
 HEAD_FILE = "head.safetensors"
-# training steps, batches of the states pass and of scoring between returns of the heap's free pages
-# (BENCHMARKS.md, "Memory of one fold")
+# batches (of the states pass, training and scoring) between returns of the heap's free pages:
+# batches of many lengths fragment it (BENCHMARKS.md, "Memory of one fold")
 TRIM_EVERY = 5
 MAX_CACHED = 20_000  # prompts kept (~2.7 GB in bf16 at ~120 tokens); past it, states are computed and dropped
 
@@ -113,10 +113,7 @@ def _save_shard(folder, new: dict, cache: dict) -> None:
     torch.save(new, tmp)
     shard = folder / f"shard-{name}.pt"
     tmp.replace(shard)  # atomic: a shard is whole or absent
-    mapped = torch.load(shard, weights_only=True, mmap=True)
-    for tokens in new:
-        if tokens in cache:
-            cache[tokens] = mapped[tokens]
+    cache.update(torch.load(shard, weights_only=True, mmap=True))
 
 
 class _Stop(Exception):
@@ -190,6 +187,7 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int) -
     size = clf._param("score_batch")
     stored = torch.bfloat16 if clf.bf16_ else torch.float32
     new, overflow = {}, {}
+    tick = heap.trimmer(TRIM_EVERY)
     try:
         with torch.inference_mode():
             for at in progress(range(0, len(todo), size), desc=f"states entering layer {start}", unit="batch",
@@ -211,8 +209,7 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int) -
                 if len(new) >= 512:  # an interrupted pass keeps what it computed
                     _save_shard(_STATES["folder"], new, cache)
                     new = {}
-                if (at // size + 1) % TRIM_EVERY == 0:
-                    heap.trim()
+                tick()
     finally:
         hook.remove()
         _save_shard(_STATES["folder"], new, cache)
@@ -319,6 +316,7 @@ def fit_head(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
     bar = progress(total=total, desc=f"head training ({len(prefixes)} prompts, {tuned} layers)", unit="step",
                    leave=False)
     step, trained_at = 0, time.perf_counter()
+    tick = heap.trimmer(TRIM_EVERY)
     pending = []
     for _ in range(epochs):
         for batch in length_grouped([len(p) for p in prefixes], size, generator):
@@ -333,8 +331,7 @@ def fit_head(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
             pending.append((loss.detach(), scheduler.get_last_lr()[0], tokens, time.perf_counter() - trained_at))
             if step % 10 == 0 or step == total:
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-            if step % TRIM_EVERY == 0:  # batches of many lengths fragment the heap: give back what is free
-                heap.trim()
+            tick()
     bar.close()
     clf.model_.eval()
     clf.train_seconds_ = time.perf_counter() - trained_at
@@ -351,14 +348,13 @@ def predict_head(clf: LlmClassifier, prefixes: list[list[int]]) -> np.ndarray:
     order = sorted(range(len(prefixes)), key=lambda i: len(prefixes[i]))
     size = clf._param("score_batch")
     with torch.inference_mode():
-        for batch, at in enumerate(progress(range(0, len(order), size), desc="scoring (head)", unit="batch",
-                                            leave=False), start=1):
+        tick = heap.trimmer(TRIM_EVERY)
+        for at in progress(range(0, len(order), size), desc="scoring (head)", unit="batch", leave=False):
             idx = order[at:at + size]
             logits = label_logits(clf, [states[i] for i in idx], start)
             logits[:, getattr(clf, "unseen_", [])] = -torch.inf
             out[idx] = torch.softmax(logits, -1).cpu().numpy()
-            if batch % TRIM_EVERY == 0:
-                heap.trim()
+            tick()
     return out
 
 
