@@ -333,3 +333,17 @@ def test_interrupted_training_resumes_from_its_checkpoint_with_the_same_result(t
     with pytest.warns(UserWarning, match="starting this fit afresh"):
         other.fit(train[:30])
     assert len(other.history_) == 2 * 4
+
+
+def test_class_weights_balanced_sqrt_and_none():
+    from emoreg.models.llm.trainer import class_weights
+
+    y = np.array([0] * 8 + [1] * 2)  # class 1 is 4x rarer; label 2 is absent
+    balanced = class_weights(y, 3, "balanced").numpy()
+    sqrt = class_weights(y, 3, "sqrt").numpy()
+    assert np.allclose(balanced[[0, -1]], [10 / (2 * 8), 10 / (2 * 2)])  # n / (k * count), k = present classes
+    assert np.allclose(sqrt, np.sqrt(balanced))  # 4x rarer weighs 2x, not 4x
+    assert sqrt[-1] / sqrt[0] == pytest.approx(2.0)
+    assert np.allclose(class_weights(y, 3, None).numpy(), 1.0)
+    with pytest.raises(EmoregError, match="balanced, sqrt or null, got 'log'"):
+        class_weights(y, 3, "log")

@@ -38,8 +38,9 @@ class LlmClassifier(SegmentClassifier):
     model: short name (smollm2-135m, gemma3-270m), local folder or hub id.
     epochs, batch_size, lr, warmup (share of steps), weight_decay, max_grad_norm.
     lora_r, lora_alpha, lora_dropout, target_modules (list, or "auto": attention projections).
-    class_weight: "balanced" or null. max_train: subsample this many training segments per
-    fold (stratified, seeded; null: all). dtype: auto, bf16 or fp32. quantize_4bit (CUDA only).
+    class_weight: "balanced", "sqrt" (the square root of balanced: milder) or null. max_train:
+    subsample this many training segments per fold (stratified, seeded; null: all). dtype: auto,
+    bf16 or fp32. quantize_4bit (CUDA only).
     decode: score or generate. score_batch: prompts per scoring pass. system: the system
     message of the chat template (null: the model's own default).
     trainer: emoreg (default) or hf: the plain recipe most users write, Hugging Face ``Trainer``
@@ -84,7 +85,7 @@ class LlmClassifier(SegmentClassifier):
     rules = {
         "model": text(), "epochs": whole(0), "batch_size": whole(1), "lr": positive(), "warmup": share(),
         "weight_decay": at_least(0), "max_grad_norm": positive(), "lora_r": whole(1), "lora_alpha": positive(),
-        "lora_dropout": share(), "class_weight": choice("balanced", None), "max_train": or_null(whole(1)),
+        "lora_dropout": share(), "class_weight": choice("balanced", "sqrt", None), "max_train": or_null(whole(1)),
         "dtype": choice("auto", "bf16", "fp32"), "quantize_4bit": choice(True, False),
         "decode": choice("score", "generate"), "score_batch": whole(1), "trainer": choice("emoreg", "hf"),
         "checkpoint_minutes": or_null(at_least(0)), "answer_loss": choice("mean", "sum"),
