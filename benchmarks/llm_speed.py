@@ -5,6 +5,7 @@
     python benchmarks/llm_speed.py random [--shape 7b] [--plain]   (on a GPU: --steps 30 --max-tokens 512)
     python benchmarks/llm_speed.py head [--prompts 256] [--tune-layers 4] [--epochs 2] [--dtype auto]
                                         [--layers 18 --tune full]
+    python benchmarks/llm_speed.py alone [--prompts 32] [--layers 18 --tune-layers 2 --tune full] [--dtype fp32]
 
 train: emoreg's trainer (loss on the answer tokens from their hidden states only, length-grouped
 dynamic padding, bf16 autocast where the CPU runs bf16 fast) against what a user would write with
@@ -38,6 +39,11 @@ prompts (fp32, whole-sequence loss) against the recipe's epoch; and the trained 
 prompts afresh (states not cached): seconds, MFU (the matmul FLOPs scoring needs over seconds x
 peak; also over the peak of a matmul of the model's own shapes, 16 prompts of tokens through
 the MLP's up projection) and p50/p95 of one prompt scored alone.
+
+alone: only the last measurement of head, cheaply: a head trained one epoch on 16 prompts, then
+``--prompts`` other prompts each scored alone, its states not cached (the live service's case):
+p50/p95 milliseconds. Run it once with ``PYTHONPATH`` pointed at another version's ``src`` to
+compare two versions on one machine.
 
 All print peak resident memory. AnnoMI client talk supplies the prompts of train and score
 ($EMOREG_DATA_DIR).
@@ -399,9 +405,25 @@ def bench_head(args) -> dict:
     }
 
 
+def bench_alone(args) -> dict:
+    task, segments = _segments(16 + args.prompts, seed=2)
+    settings = dict(head="classify", tune_layers=args.tune_layers, epochs=1, batch_size=16, score_batch=16, lr=1e-3,
+                    class_weight="balanced", dtype=args.dtype, state_cache=False, layers=args.layers, tune=args.tune)
+    clf = _llm(task, args.model, args.max_tokens, **settings)
+    _empty_state_cache()
+    clf.fit(segments[:16])
+    unseen = segments[16:]
+    tokens = sum(len(clf._prefix_ids(s)) for s in unseen)
+    scoring = score_unseen(clf, unseen, tokens, alone=len(unseen))
+    return {"model": args.model, "prompts": len(unseen), "prompt_tokens": tokens, "dtype": "bf16" if clf.bf16_ else "fp32",
+            "layers": args.layers or "all", "tune_layers": args.tune_layers,
+            "score_p50_ms_one_prompt": _sig(scoring["p50_ms"]), "score_p95_ms_one_prompt": _sig(scoring["p95_ms"]),
+            "peak_rss_mb": _sig(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["train", "score", "random", "head"])
+    parser.add_argument("what", choices=["train", "score", "random", "head", "alone"])
     parser.add_argument("--tune-layers", type=int, default=4, help="head: tuned top layers")
     parser.add_argument("--epochs", type=int, default=2, help="head: epochs")
     parser.add_argument("--layers", type=int, default=None, help="head: keep the first N layers (default all)")
@@ -416,7 +438,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--prompts", type=int, default=24)
     parser.add_argument("--max-tokens", type=int, default=256)
     args = parser.parse_args(argv)
-    result = {"train": bench_train, "score": bench_score, "random": bench_random, "head": bench_head}[args.what](args)
+    result = {"train": bench_train, "score": bench_score, "random": bench_random, "head": bench_head,
+              "alone": bench_alone}[args.what](args)
     print(json.dumps(result, indent=2))
     return result
 

@@ -20,6 +20,9 @@ def test_llm_speed_benchmarks_run(tiny_llama, annomi_data_dir):
     assert head["epoch_with_whole_top_layer_s"] > 0 and head["last_token_top_layer_speedup"] > 0
     assert head["score_s"] > 0 and head["score_mfu"] > 0 and head["score_mfu_at_model_shapes"] > 0
     assert head["score_p95_ms_one_prompt"] >= head["score_p50_ms_one_prompt"] > 0
+    alone = llm_speed.main(["alone", "--model", tiny_llama, "--prompts", "3", "--tune-layers", "1", "--max-tokens", "64",
+                            "--dtype", "fp32", "--tune", "full"])
+    assert alone["prompts"] == 3 and alone["score_p95_ms_one_prompt"] >= alone["score_p50_ms_one_prompt"] > 0
 
 
 def test_random_llama_benchmark_runs():

@@ -255,3 +255,21 @@ def test_labels_of_very_different_lengths_are_learned_alike(tiny_llama, toy_spli
     predicted = model.predict(test)
     assert set(predicted) == set(task.labels)
     assert np.mean([p == s.label for p, s in zip(predicted, test)]) == 1.0
+
+
+def test_a_long_states_pass_collects_garbage_and_one_prompt_only_trims(tiny_llama, toy_split, monkeypatch):
+    """A full garbage collection after the states pass returns a long pass's memory, but it costs more
+    than one prompt's pass (the live service's case), so a short pass only trims the heap."""
+    train, test = toy_split
+    calls = []
+    monkeypatch.setattr(llm_head.heap, "release", lambda: calls.append("release"))
+    monkeypatch.setattr(llm_head.heap, "trim", lambda: calls.append("trim"))
+    model = head_model(tiny_llama, tune_layers=1, epochs=1, score_batch=1, state_cache=False).fit(train)
+    assert len(train) > llm_head.TRIM_EVERY and "release" in calls  # a pass of every training prompt
+    calls.clear()
+    llm_head._STATES.update(key=None, states={}, folder=None)  # as a new process: every prompt unseen
+    model.predict_proba(test[:1])  # one prompt
+    assert calls == ["trim"]
+    calls.clear()
+    model.predict_proba(test[:1])  # seen: nothing computed, nothing to hand back
+    assert calls == []

@@ -214,8 +214,10 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int) -
         hook.remove()
         _save_shard(_STATES["folder"], new, cache)
         del new  # its states are in the cache now, memory-mapped where a shard holds them
-        if todo:
-            heap.release()  # the pass's activations, freed among the states, go back to the system
+        if len(todo) > TRIM_EVERY * size:  # a long pass: its activations, freed among the states, go back
+            heap.release()
+        elif todo:  # a few prompts (the live service's one): a full garbage collection would cost more
+            heap.trim()  # than their pass (236 ms against ~200 ms on a 2-core CPU, BENCHMARKS.md)
     clf.states_computed_ = getattr(clf, "states_computed_", 0) + len(todo)
     clf.states_reused_ = getattr(clf, "states_reused_", 0) + len(prefixes) - len(todo)
     return [cache[tuple(p)] if tuple(p) in cache else overflow[tuple(p)] for p in prefixes]
@@ -301,7 +303,7 @@ def fit_head(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
     params = trainable(clf, start)
     weights = class_weights(y, len(clf.task.labels), clf._param("class_weight"))  # per example
     per_class = torch.zeros(len(clf.task.labels))
-    per_class[torch.as_tensor(y)] = weights  # balanced: n / (k * count); else ones
+    per_class[torch.as_tensor(y)] = weights  # balanced: n / (k * count); sqrt: its root; else ones
     per_class = per_class.to(clf.device_)
     optimizer = torch.optim.AdamW(params, lr=clf._param("lr"), weight_decay=clf._param("weight_decay"),
                                   fused=clf.device_.type == "cuda")
