@@ -40,10 +40,10 @@ prompts afresh (states not cached): seconds, MFU (the matmul FLOPs scoring needs
 peak; also over the peak of a matmul of the model's own shapes, 16 prompts of tokens through
 the MLP's up projection) and p50/p95 of one prompt scored alone.
 
-alone: only the last measurement of head, cheaply: a head trained one epoch on 16 prompts, then
-``--prompts`` other prompts each scored alone, its states not cached (the live service's case):
-p50/p95 milliseconds. Run it once with ``PYTHONPATH`` pointed at another version's ``src`` to
-compare two versions on one machine.
+alone: only the last measurement of head, cheaply: a head trained one epoch on 16 prompts (their
+states pass batched, per prompt, is printed too), then ``--prompts`` other prompts each scored
+alone, its states not cached (the live service's case): p50/p95 milliseconds. Run it once with
+``PYTHONPATH`` pointed at another version's ``src`` to compare two versions on one machine.
 
 All print peak resident memory. AnnoMI client talk supplies the prompts of train and score
 ($EMOREG_DATA_DIR).
@@ -417,6 +417,7 @@ def bench_alone(args) -> dict:
     scoring = score_unseen(clf, unseen, tokens, alone=len(unseen))
     return {"model": args.model, "prompts": len(unseen), "prompt_tokens": tokens, "dtype": "bf16" if clf.bf16_ else "fp32",
             "layers": args.layers or "all", "tune_layers": args.tune_layers,
+            "states_ms_per_training_prompt": _sig(clf.states_seconds_ * 1e3 / 16),
             "score_p50_ms_one_prompt": _sig(scoring["p50_ms"]), "score_p95_ms_one_prompt": _sig(scoring["p95_ms"]),
             "peak_rss_mb": _sig(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 

@@ -97,13 +97,13 @@ CHATML = ("{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }
           "{% if add_generation_prompt %}<|im_start|> assistant {% endif %}")
 
 
-@pytest.fixture(scope="session")
-def tiny_llama(tmp_path_factory):
-    """A 2-layer, 32-wide Llama with a word-level tokenizer and a ChatML-like template, saved to a
-    folder (the real loading code reads it by path)."""
+def _tiny_decoder(folder, architecture: str) -> str:
+    """A 2-layer, 32-wide decoder (``llama`` or ``qwen2``: the same shape, Qwen2's attention
+    projections with biases) with a word-level tokenizer and a ChatML-like template, saved to
+    ``folder`` (the real loading code reads it by path)."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
     from emoreg.corpora import load_corpus
     from emoreg.prompts import PromptConfig, render_prompt
@@ -126,14 +126,27 @@ def tiny_llama(tmp_path_factory):
                                         eos_token="<|im_end|>")
     tokenizer.chat_template = CHATML
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                         pad_token_id=1, eos_token_id=2, bos_token_id=3, tie_word_embeddings=True,
-                         initializer_range=0.3)  # large enough that the tied head can be confident
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(folder)
+    config_class, model_class = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}[
+        architecture]
+    config = config_class(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                          pad_token_id=1, eos_token_id=2, bos_token_id=3, tie_word_embeddings=True,
+                          initializer_range=0.3)  # large enough that the tied head can be confident
+    model_class(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory):
+    """A 2-layer, 32-wide Llama with a word-level tokenizer and a ChatML-like template, in a folder."""
+    return _tiny_decoder(tmp_path_factory.mktemp("tiny-llama"), "llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2(tmp_path_factory):
+    """The same as ``tiny_llama`` in Qwen2's architecture (the larger shipped model's)."""
+    return _tiny_decoder(tmp_path_factory.mktemp("tiny-qwen2"), "qwen2")
 
 
 @pytest.fixture(autouse=True, scope="session")

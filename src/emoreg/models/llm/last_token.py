@@ -8,7 +8,8 @@ there alone, and only its keys and values at every position. For SmolLM2-135M th
 projections are 6% of a layer's weights (grouped-query attention, 3 of 9 heads), so the top layer
 costs ~6% of a full one, forward and backward. The result is the same function of the same
 weights (tested against the whole layer, fp32 and bf16, values and gradients), so it needs no
-switch: it is used wherever the layer is a known Llama layer, and the whole layer runs otherwise.
+switch: it is used wherever the layer is a known Llama or Qwen2 layer (without a sliding window),
+and the whole layer runs otherwise.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from contextlib import contextmanager
 
 # layer classes whose forward is exactly: x + attn(norm1(x)); h + mlp(norm2(h)), rotary positions,
 # grouped-query attention with no extra norms, no sliding window, no soft-capping
-SUPPORTED = ("LlamaDecoderLayer",)
+SUPPORTED = ("LlamaDecoderLayer", "Qwen2DecoderLayer")  # Qwen2: biased q/k/v projections, same forward
 
 
 def supported(decoder, layer) -> bool:
     attn = getattr(layer, "self_attn", None)
     return (type(layer).__name__ in SUPPORTED and hasattr(decoder, "rotary_emb")
+            and getattr(attn, "sliding_window", None) is None  # Qwen2 with use_sliding_window: the whole layer
             and all(hasattr(attn, k) for k in ("q_proj", "k_proj", "v_proj", "o_proj", "head_dim", "scaling"))
             and all(hasattr(layer, k) for k in ("input_layernorm", "post_attention_layernorm", "mlp")))
 

