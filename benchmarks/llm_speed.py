@@ -5,6 +5,7 @@
     python benchmarks/llm_speed.py random [--shape 7b] [--plain]   (on a GPU: --steps 30 --max-tokens 512)
     python benchmarks/llm_speed.py head [--prompts 256] [--tune-layers 4] [--epochs 2] [--dtype auto]
                                         [--layers 18 --tune full]
+    python benchmarks/llm_speed.py tokens [--prompts 0] [--max-tokens 192] [--batch 16]
     python benchmarks/llm_speed.py alone [--prompts 32] [--layers 18 --tune-layers 2 --tune full] [--dtype fp32]
 
 train: emoreg's trainer (loss on the answer tokens from their hidden states only, length-grouped
@@ -39,6 +40,11 @@ prompts (fp32, whole-sequence loss) against the recipe's epoch; and the trained 
 prompts afresh (states not cached): seconds, MFU (the matmul FLOPs scoring needs over seconds x
 peak; also over the peak of a matmul of the model's own shapes, 16 prompts of tokens through
 the MLP's up projection) and p50/p95 of one prompt scored alone.
+
+tokens: no model pass, only the tokenizer over the corpus (``--prompts 0``: every segment): prompt
+tokens with the recipe's system message and with none (the model's own default then), and the share
+of padding in batches of ``--batch`` as the states pass forms them (sorted by length), as training
+forms them (length-grouped, shuffled) and in corpus order: what sequence packing could save at most.
 
 alone: only the last measurement of head, cheaply: a head trained one epoch on 16 prompts (their
 states pass batched, per prompt, is printed too), then ``--prompts`` other prompts each scored
@@ -405,6 +411,38 @@ def bench_head(args) -> dict:
     }
 
 
+def _pad_share(lengths: list[int], batches: list[list[int]]) -> float:
+    real = sum(lengths)
+    return 1 - real / sum(max(lengths[i] for i in b) * len(b) for b in batches)
+
+
+def bench_tokens(args) -> dict:
+    from emoreg.corpora import load_corpus
+    from emoreg.models.llm.tokens import length_grouped
+
+    corpus = load_corpus("annomi")
+    segments = corpus.segments if args.prompts == 0 else corpus.segments[:args.prompts]
+    out = {"model": args.model, "prompts": len(segments), "max_tokens": args.max_tokens, "batch": args.batch}
+    for name, system in (("recipe_system", "default"), ("no_system", None)):
+        settings = {} if system == "default" else {"system": None}
+        clf = _llm(corpus.task, args.model, args.max_tokens, head="classify", **settings)
+        clf._setup()
+        clf._load()
+        lengths = [len(clf._prefix_ids(s)) for s in segments]
+        out[f"{name}_mean_tokens"] = _sig(float(np.mean(lengths)))
+        if system == "default":
+            size = args.batch
+            by_length = sorted(range(len(lengths)), key=lambda i: lengths[i])
+            out["pad_share_states_pass"] = _sig(_pad_share(lengths, [by_length[i:i + size]
+                                                                     for i in range(0, len(lengths), size)]))
+            grouped = length_grouped(lengths, size, torch.Generator().manual_seed(0))
+            out["pad_share_training"] = _sig(_pad_share(lengths, grouped))
+            out["pad_share_corpus_order"] = _sig(_pad_share(lengths, [list(range(i, min(i + size, len(lengths))))
+                                                                      for i in range(0, len(lengths), size)]))
+    out["system_message_tokens_saved"] = _sig(out["recipe_system_mean_tokens"] - out["no_system_mean_tokens"])
+    return out
+
+
 def bench_alone(args) -> dict:
     task, segments = _segments(16 + args.prompts, seed=2)
     settings = dict(head="classify", tune_layers=args.tune_layers, epochs=1, batch_size=16, score_batch=16, lr=1e-3,
@@ -424,7 +462,7 @@ def bench_alone(args) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["train", "score", "random", "head", "alone"])
+    parser.add_argument("what", choices=["train", "score", "random", "head", "alone", "tokens"])
     parser.add_argument("--tune-layers", type=int, default=4, help="head: tuned top layers")
     parser.add_argument("--epochs", type=int, default=2, help="head: epochs")
     parser.add_argument("--layers", type=int, default=None, help="head: keep the first N layers (default all)")
@@ -440,7 +478,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-tokens", type=int, default=256)
     args = parser.parse_args(argv)
     result = {"train": bench_train, "score": bench_score, "random": bench_random, "head": bench_head,
-              "alone": bench_alone}[args.what](args)
+              "alone": bench_alone, "tokens": bench_tokens}[args.what](args)
     print(json.dumps(result, indent=2))
     return result
 
