@@ -5,6 +5,7 @@
     python benchmarks/llm_speed.py random [--shape 7b] [--plain]   (on a GPU: --steps 30 --max-tokens 512)
     python benchmarks/llm_speed.py head [--prompts 256] [--tune-layers 4] [--epochs 2] [--dtype auto]
                                         [--layers 18 --tune full]
+    python benchmarks/llm_speed.py compile [--prompts 128] [--layers 16] [--dtype fp32]
     python benchmarks/llm_speed.py tokens [--prompts 0] [--max-tokens 192] [--batch 16]
     python benchmarks/llm_speed.py alone [--prompts 32] [--layers 18 --tune-layers 2 --tune full] [--dtype fp32]
 
@@ -40,6 +41,10 @@ prompts (fp32, whole-sequence loss) against the recipe's epoch; and the trained 
 prompts afresh (states not cached): seconds, MFU (the matmul FLOPs scoring needs over seconds x
 peak; also over the peak of a matmul of the model's own shapes, 16 prompts of tokens through
 the MLP's up projection) and p50/p95 of one prompt scored alone.
+
+compile: the states pass's work (a forward pass of the prompts through the first ``--layers``
+layers, no gradients, batches of 16 sorted by length) eager, with ``torch.compile`` (dynamic shapes,
+the compile time reported apart, measured on a second pass) and eager with one thread, alternating.
 
 tokens: no model pass, only the tokenizer over the corpus (``--prompts 0``: every segment): prompt
 tokens with the recipe's system message and with none (the model's own default then), and the share
@@ -411,6 +416,51 @@ def bench_head(args) -> dict:
     }
 
 
+def bench_compile(args) -> dict:
+    from emoreg.models.llm.head import truncate
+    from emoreg.models.llm.loading import load_base
+    from emoreg.models.llm.tokens import padded
+
+    task, segments = _segments(args.prompts, seed=2)
+    clf = _llm(task, args.model, args.max_tokens, head="classify", dtype=args.dtype)
+    clf._setup()
+    clf._load()
+    prefixes = sorted((clf._prefix_ids(s) for s in segments), key=len)
+    batches = [padded(prefixes[i:i + 16], clf.pad_id_) for i in range(0, len(prefixes), 16)]
+    base, _ = load_base(args.model, bf16=clf.bf16_)
+    if args.layers:
+        truncate(base, args.layers)
+    eager = base.model
+    threads = torch.get_num_threads()
+
+    def run(module) -> float:
+        started = time.perf_counter()
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=clf.bf16_):
+            for ids, mask in batches:
+                module(input_ids=ids, attention_mask=mask, use_cache=False)
+        return time.perf_counter() - started
+
+    compiled = torch.compile(eager, dynamic=True)
+    first_compiled = run(compiled)  # compiles (and recompiles where a shape needs it)
+    times = {"eager": [], "compiled": [], "eager_one_thread": []}
+    for _ in range(args.repeats):
+        times["eager"].append(run(eager))
+        times["compiled"].append(run(compiled))
+        torch.set_num_threads(1)
+        try:
+            times["eager_one_thread"].append(run(eager))
+        finally:
+            torch.set_num_threads(threads)
+    best = {k: min(v) for k, v in times.items()}
+    return {"model": args.model, "prompts": len(prefixes), "prompt_tokens": sum(map(len, prefixes)),
+            "layers": args.layers or "all", "dtype": "bf16" if clf.bf16_ else "fp32", "threads": threads,
+            "repeats": args.repeats, **{f"{k}_s": [_sig(x) for x in v] for k, v in times.items()},
+            "first_compiled_pass_s": _sig(first_compiled),
+            "compiled_speedup": _sig(best["eager"] / best["compiled"]),
+            "one_thread_speedup": _sig(best["eager"] / best["eager_one_thread"]),
+            "peak_rss_mb": _sig(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
 def _pad_share(lengths: list[int], batches: list[list[int]]) -> float:
     real = sum(lengths)
     return 1 - real / sum(max(lengths[i] for i in b) * len(b) for b in batches)
@@ -462,7 +512,7 @@ def bench_alone(args) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["train", "score", "random", "head", "alone", "tokens"])
+    parser.add_argument("what", choices=["train", "score", "random", "head", "alone", "tokens", "compile"])
     parser.add_argument("--tune-layers", type=int, default=4, help="head: tuned top layers")
     parser.add_argument("--epochs", type=int, default=2, help="head: epochs")
     parser.add_argument("--layers", type=int, default=None, help="head: keep the first N layers (default all)")
@@ -478,7 +528,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-tokens", type=int, default=256)
     args = parser.parse_args(argv)
     result = {"train": bench_train, "score": bench_score, "random": bench_random, "head": bench_head,
-              "alone": bench_alone, "tokens": bench_tokens}[args.what](args)
+              "alone": bench_alone, "tokens": bench_tokens,
+              "compile": bench_compile}[args.what](args)
     print(json.dumps(result, indent=2))
     return result
 

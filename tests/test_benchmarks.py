@@ -26,6 +26,9 @@ def test_llm_speed_benchmarks_run(tiny_llama, annomi_data_dir):
     tokens = llm_speed.main(["tokens", "--model", tiny_llama, "--prompts", "12", "--batch", "4", "--max-tokens", "64"])
     assert 0 <= tokens["pad_share_states_pass"] <= tokens["pad_share_corpus_order"] < 1  # sorted pads least
     assert tokens["recipe_system_mean_tokens"] > 0 and tokens["no_system_mean_tokens"] > 0
+    compiled = llm_speed.main(["compile", "--model", tiny_llama, "--prompts", "4", "--layers", "1", "--repeats", "1",
+                               "--max-tokens", "64", "--dtype", "fp32"])
+    assert compiled["compiled_speedup"] > 0 and compiled["one_thread_speedup"] > 0 and len(compiled["eager_s"]) == 1
 
 
 def test_random_llama_benchmark_runs():

@@ -35,7 +35,7 @@ from .tokens import DEFAULT_SYSTEM, answer_ids, prompt_ids
 class LlmClassifier(SegmentClassifier):
     """Parameters (see the module docstring for what they do):
 
-    model: short name (smollm2-135m, gemma3-270m), local folder or hub id.
+    model: short name (smollm2-135m, gemma3-270m, qwen2.5-coder-1.5b), local folder or hub id.
     epochs, batch_size, lr, warmup (share of steps), weight_decay, max_grad_norm.
     lora_r, lora_alpha, lora_dropout, target_modules (list, or "auto": attention projections).
     class_weight: "balanced", "sqrt" (the square root of balanced: milder) or null. max_train:
