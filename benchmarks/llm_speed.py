@@ -357,11 +357,7 @@ def bench_head(args) -> dict:
     from emoreg.models.llm.tokens import padded
 
     task, segments = _segments(args.prompts, seed=2)
-    settings = dict(head="classify", tune_layers=args.tune_layers, epochs=args.epochs, batch_size=16,
-                    score_batch=16, lr=1e-3, class_weight="balanced", dtype=args.dtype, state_cache=False,
-                    layers=args.layers, tune=args.tune)
-    if args.tune == "lora":
-        settings |= {"lora_r": 16, "lora_alpha": 32}
+    settings = _head_settings(args, args.epochs)
     clf = _llm(task, args.model, args.max_tokens, **settings)
     _empty_state_cache()
     clf.fit(segments)
@@ -416,16 +412,32 @@ def bench_head(args) -> dict:
     }
 
 
+def _head_settings(args, epochs: int) -> dict:
+    """The ``head: classify`` settings that head and alone measure (LoRA r 16 where ``--tune lora``)."""
+    settings = dict(head="classify", tune_layers=args.tune_layers, epochs=epochs, batch_size=16, score_batch=16,
+                    lr=1e-3, class_weight="balanced", dtype=args.dtype, state_cache=False, layers=args.layers,
+                    tune=args.tune)
+    if args.tune == "lora":
+        settings |= {"lora_r": 16, "lora_alpha": 32}
+    return settings
+
+
+def _prompt_ids(task, segments, args, **params):
+    """A head classifier with its model and tokenizer loaded (untrained), and every segment's prompt ids."""
+    clf = _llm(task, args.model, args.max_tokens, head="classify", **params)
+    clf._setup()
+    clf._load()
+    return clf, [clf._prefix_ids(s) for s in segments]
+
+
 def bench_compile(args) -> dict:
     from emoreg.models.llm.head import truncate
     from emoreg.models.llm.loading import load_base
     from emoreg.models.llm.tokens import padded
 
     task, segments = _segments(args.prompts, seed=2)
-    clf = _llm(task, args.model, args.max_tokens, head="classify", dtype=args.dtype)
-    clf._setup()
-    clf._load()
-    prefixes = sorted((clf._prefix_ids(s) for s in segments), key=len)
+    clf, prefixes = _prompt_ids(task, segments, args, dtype=args.dtype)
+    prefixes = sorted(prefixes, key=len)
     batches = [padded(prefixes[i:i + 16], clf.pad_id_) for i in range(0, len(prefixes), 16)]
     base, _ = load_base(args.model, bf16=clf.bf16_)
     if args.layers:
@@ -475,10 +487,8 @@ def bench_tokens(args) -> dict:
     out = {"model": args.model, "prompts": len(segments), "max_tokens": args.max_tokens, "batch": args.batch}
     for name, system in (("recipe_system", "default"), ("no_system", None)):
         settings = {} if system == "default" else {"system": None}
-        clf = _llm(corpus.task, args.model, args.max_tokens, head="classify", **settings)
-        clf._setup()
-        clf._load()
-        lengths = [len(clf._prefix_ids(s)) for s in segments]
+        _, prefixes = _prompt_ids(corpus.task, segments, args, **settings)
+        lengths = [len(p) for p in prefixes]
         out[f"{name}_mean_tokens"] = _sig(float(np.mean(lengths)))
         if system == "default":
             size = args.batch
@@ -495,9 +505,7 @@ def bench_tokens(args) -> dict:
 
 def bench_alone(args) -> dict:
     task, segments = _segments(16 + args.prompts, seed=2)
-    settings = dict(head="classify", tune_layers=args.tune_layers, epochs=1, batch_size=16, score_batch=16, lr=1e-3,
-                    class_weight="balanced", dtype=args.dtype, state_cache=False, layers=args.layers, tune=args.tune)
-    clf = _llm(task, args.model, args.max_tokens, **settings)
+    clf = _llm(task, args.model, args.max_tokens, **_head_settings(args, epochs=1))
     _empty_state_cache()
     clf.fit(segments[:16])
     unseen = segments[16:]
