@@ -126,12 +126,17 @@ def _tiny_decoder(folder, architecture: str) -> str:
                                         eos_token="<|im_end|>")
     tokenizer.chat_template = CHATML
     torch.manual_seed(0)
-    config_class, model_class = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}[
-        architecture]
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    config_class, model_class = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+                                 "gemma3": (Gemma3TextConfig, Gemma3ForCausalLM)}[architecture]
+    # Gemma 3: a global layer under a local one with a window of 4 positions (their rotary bases differ)
+    gemma = {"head_dim": 8, "query_pre_attn_scalar": 8, "sliding_window": 4,
+             "layer_types": ["full_attention", "sliding_attention"]} if architecture == "gemma3" else {}
     config = config_class(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
                           pad_token_id=1, eos_token_id=2, bos_token_id=3, tie_word_embeddings=True,
-                          initializer_range=0.3)  # large enough that the tied head can be confident
+                          initializer_range=0.3, **gemma)  # large enough that the tied head can be confident
     model_class(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
@@ -147,6 +152,13 @@ def tiny_llama(tmp_path_factory):
 def tiny_qwen2(tmp_path_factory):
     """The same as ``tiny_llama`` in Qwen2's architecture (the larger shipped model's)."""
     return _tiny_decoder(tmp_path_factory.mktemp("tiny-qwen2"), "qwen2")
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3(tmp_path_factory):
+    """The same in Gemma 3's architecture (the study's second family): query/key norms, four norms a
+    layer, a local layer with a sliding window over a global one."""
+    return _tiny_decoder(tmp_path_factory.mktemp("tiny-gemma3"), "gemma3")
 
 
 @pytest.fixture(autouse=True, scope="session")

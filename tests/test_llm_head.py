@@ -65,11 +65,12 @@ def test_only_the_top_layers_are_trained(tiny_llama, toy_split):
 
 @pytest.mark.parametrize("tune_layers", [1, 2])
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
-@pytest.mark.parametrize("architecture", ["tiny_llama", "tiny_qwen2"])
+@pytest.mark.parametrize("architecture", ["tiny_llama", "tiny_qwen2", "tiny_gemma3"])
 def test_the_top_layer_at_the_last_token_is_the_whole_layer_read_there(request, architecture, toy_split, dtype,
                                                                         tune_layers):
     """The top layer computed at the last prompt token only gives the logits and the gradients of
-    the whole layer, with the states padded to different lengths, for Llama's layer and Qwen2's."""
+    the whole layer, with the states padded to different lengths, for Llama's layer, Qwen2's and
+    Gemma 3's (its prompts are longer than its local layer's window of 4)."""
     train, test = toy_split
     folder = request.getfixturevalue(architecture)
     model = head_model(folder, tune_layers=tune_layers, tune="full", epochs=1, dtype=dtype).fit(train[:16])
@@ -93,11 +94,15 @@ def test_the_top_layer_at_the_last_token_is_the_whole_layer_read_there(request, 
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
-def test_cached_states_and_the_top_pass_equal_one_full_forward(tiny_llama, toy_split, dtype):
+@pytest.mark.parametrize("architecture", ["tiny_llama", "tiny_gemma3"])
+@pytest.mark.parametrize("last_only", [True, False])
+def test_cached_states_and_the_top_pass_equal_one_full_forward(request, architecture, toy_split, dtype, last_only):
     """The hook captures exactly the states entering the first tuned layer, and running only the
-    tuned layers on them gives the logits of the whole model's last hidden state."""
+    tuned layers on them gives the logits of the whole model's last hidden state: also for Gemma 3,
+    whose tuned global layer must keep its own mask and rotary table when run apart from the
+    local layer below it (whole, ``last_only=False``, or at the last token)."""
     train, test = toy_split
-    model = head_model(tiny_llama, tune_layers=1, epochs=1, dtype=dtype).fit(train[:16])
+    model = head_model(request.getfixturevalue(architecture), tune_layers=1, epochs=1, dtype=dtype).fit(train[:16])
     prefixes = [model._prefix_ids(s) for s in test[:5]]
     prefixes[0] = prefixes[0] + prefixes[1][-4:]  # different lengths: padding is exercised
     states = llm_head.entering_states(model, prefixes, 1)
@@ -109,7 +114,7 @@ def test_cached_states_and_the_top_pass_equal_one_full_forward(tiny_llama, toy_s
             base = model.model_.get_base_model().model
             last = base(input_ids=torch.tensor([p])).last_hidden_state[0, -1]
             expected = torch.softmax(model.head_(last.float()), -1)
-            got = torch.softmax(llm_head.label_logits(model, [s], 1), -1)[0]
+            got = torch.softmax(llm_head.label_logits(model, [s], 1, last_only=last_only), -1)[0]
             assert torch.allclose(got, expected, atol=tol)
 
 

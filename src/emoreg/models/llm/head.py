@@ -154,15 +154,24 @@ def first_tuned(model, tune_layers: int | None) -> int:
 
 
 @contextmanager
-def _only_layers(decoder, layers):
+def _only_layers(decoder, layers, first: int):
+    """Run the decoder over ``layers`` alone, the first of them the model's layer ``first``. Where the
+    config gives each layer a type (Gemma 3: local or global attention, each with its own mask and
+    rotary table; the decoder looks them up by position in its list), the types follow the layers."""
     import torch
 
     saved = decoder.layers
+    config = getattr(decoder, "config", None)
+    types = getattr(config, "layer_types", None)
     decoder.layers = torch.nn.ModuleList(layers)
+    if isinstance(types, list):
+        config.layer_types = types[first:first + len(layers)]
     try:
         yield
     finally:
         decoder.layers = saved
+        if isinstance(types, list):
+            config.layer_types = types
 
 
 def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int) -> list:
@@ -237,11 +246,11 @@ def label_logits(clf: LlmClassifier, states: list, start: int, last_only: bool =
         if last_only and last_token.supported(decoder, layers[-1]):
             hidden = x
             if len(layers) > 1:
-                with _only_layers(decoder, layers[:-1]), last_token.no_final_norm(decoder):
+                with _only_layers(decoder, layers[:-1], start), last_token.no_final_norm(decoder):
                     hidden = decoder(inputs_embeds=x, attention_mask=mask, use_cache=False).last_hidden_state
             last = decoder.norm(last_token.top_layer_at_last(decoder, layers[-1], hidden, mask))
         else:
-            with _only_layers(decoder, layers):
+            with _only_layers(decoder, layers, start):
                 hidden = decoder(inputs_embeds=x, attention_mask=mask, use_cache=False).last_hidden_state
             last = hidden[torch.arange(len(states), device=clf.device_), mask.sum(-1) - 1]
     return clf.head_(last.float())
