@@ -1,6 +1,7 @@
 """head: classify on the tiny Llama: a label head on the last prompt token, only the top layers
 tuned, the states entering them cached (and equal to a full forward pass)."""
 
+import re
 import sys
 
 import numpy as np
@@ -178,10 +179,35 @@ def test_layers_truncates_the_decoder_and_the_head_reads_that_layer(tiny_llama, 
     ({"layers": 0}, "layers must be a whole number of at least 1, or null, found 0"),
     ({"layers": 1, "tune_layers": 2}, "tune_layers (2) cannot exceed layers (1)"),
     ({"layers": 1, "head": "lm"}, "layers (a truncated decoder) needs head: classify"),
+    ({"state_layers": [0], "head": "lm"}, "state_layers (more layers' states kept on disk) needs head: classify"),
+    ({"state_layers": [0], "state_cache": False}, "needs head: classify and state_cache: true"),
+    ({"state_layers": [1], "layers": 1}, "state_layers [1] must each be below layers (1)"),
+    ({"state_layers": []}, "state_layers must be a non-empty list of distinct whole numbers of at least 0"),
+    ({"state_layers": [0, 0]}, "state_layers must be a non-empty list of distinct whole numbers"),
 ])
 def test_bad_head_settings_are_clear_errors(tiny_llama, toy_split, params, message):
-    with pytest.raises(EmoregError, match=message.replace("(", "\\(").replace(")", "\\)")):
+    with pytest.raises(EmoregError, match=re.escape(message)):
         head_model(tiny_llama, epochs=1, **params).fit(toy_split[0][:8])
+
+
+@pytest.mark.parametrize("architecture", ["tiny_llama", "tiny_gemma3"])
+def test_one_pass_keeps_the_states_of_several_layers(request, architecture, toy_split):
+    """``state_layers``: the pass to the tuned layer also keeps the states entering a lower one, so
+    a later run tuning from that layer computes nothing, and finds the very states a pass of its
+    own would have computed."""
+    train, test = toy_split
+    folder = request.getfixturevalue(architecture)
+    deep = head_model(folder, tune_layers=1, epochs=1, state_layers=[0]).fit(train)  # reads layer 1, keeps 0
+    assert deep.states_computed_ == len({tuple(deep._prefix_ids(s)) for s in train})
+    llm_head._STATES.update(key=None, states={}, folder=None)  # a new process
+    shallow = head_model(folder, tune_layers=2, epochs=1).fit(train)  # reads layer 0
+    assert shallow.states_computed_ == 0 and shallow.states_reused_ == len(train)
+    kept = dict(llm_head._STATES["states"])
+    llm_head._STATES.update(key=None, states={}, folder=None)
+    fresh = head_model(folder, tune_layers=2, epochs=1, state_cache=False).fit(train)
+    assert fresh.states_computed_ > 0 and set(llm_head._STATES["states"]) == set(kept)
+    assert all(torch.equal(kept[k], v) for k, v in llm_head._STATES["states"].items())
+    assert np.array_equal(shallow.predict_proba(test), fresh.predict_proba(test))
 
 
 def test_states_persist_on_disk_for_the_next_process(tiny_llama, toy_split, tmp_path):

@@ -34,6 +34,15 @@ def whole(low: int = 1) -> Rule:
     return f"a whole number of at least {low}", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
 
 
+def whole_list(low: int = 0) -> Rule:
+    """A non-empty list of distinct whole numbers of at least ``low``."""
+    def test(v: Any) -> bool:
+        return (isinstance(v, list) and bool(v) and len(set(v)) == len(v)
+                and all(isinstance(x, int) and not isinstance(x, bool) and x >= low for x in v))
+
+    return f"a non-empty list of distinct whole numbers of at least {low}", test
+
+
 def choice(*options: Any) -> Rule:
     names = ", ".join("null" if o is None else str(o) for o in options)
 

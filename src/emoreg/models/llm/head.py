@@ -35,6 +35,7 @@ from ... import heap
 from ...errors import EmoregError
 from ...progress import progress
 from . import last_token
+from .state_cache import disk_folder, load_shards, save_shard
 from .tokens import length_grouped, padded
 from .trainer import advance, class_weights, warmup_linear_schedule
 
@@ -47,73 +48,6 @@ HEAD_FILE = "head.safetensors"
 # batches of many lengths fragment it (BENCHMARKS.md, "Memory of one fold")
 TRIM_EVERY = 5
 MAX_CACHED = 20_000  # prompts kept (~2.7 GB in bf16 at ~120 tokens); past it, states are computed and dropped
-
-
-def state_cache_dir():
-    """Where states persist between processes: ``$EMOREG_STATE_CACHE``, else ~/.cache/emoreg/states."""
-    import os
-    from pathlib import Path
-
-    if os.environ.get("EMOREG_STATE_CACHE"):
-        return Path(os.environ["EMOREG_STATE_CACHE"]).expanduser()
-    from ...atomic import user_cache
-
-    return user_cache("states")
-
-
-def _model_identity(name: str) -> str:
-    """The model's name and, for a folder, the size and time of its weight files: a changed model
-    never meets states computed by another."""
-    from pathlib import Path
-
-    from .loading import resolve
-
-    folder = Path(resolve(name))
-    if not folder.is_dir():
-        return name
-    files = sorted(f for f in folder.iterdir() if f.suffix in (".safetensors", ".bin", ".json"))
-    return name + "|" + "|".join(f"{f.name}:{f.stat().st_size}:{int(f.stat().st_mtime)}" for f in files)
-
-
-def _disk_folder(clf: LlmClassifier, start: int):
-    import hashlib
-
-    if not clf._param("state_cache"):
-        return None
-    key = f"{_model_identity(str(clf._param('model')))}|layer {start}|{'bf16' if clf.bf16_ else 'fp32'}"
-    return state_cache_dir() / hashlib.sha256(key.encode()).hexdigest()[:24]
-
-
-def _load_shards(folder) -> dict:
-    import torch
-
-    states = {}
-    for shard in sorted(folder.glob("shard-*.pt")) if folder is not None and folder.is_dir() else []:
-        try:  # memory-mapped: a state is read from disk when a batch uses it, never all at once
-            states.update(torch.load(shard, weights_only=True, mmap=True))
-        except Exception:  # a shard cut short by a kill: recomputed, and replaced below
-            shard.unlink(missing_ok=True)
-    return states
-
-
-def _save_shard(folder, new: dict, cache: dict) -> None:
-    """Write ``new`` as a shard, and put its memory-mapped copies in ``cache`` in place of the
-    in-memory ones: the states then live in the page cache, which the kernel can drop and read
-    back, rather than in the process's heap (where they would also pin freed activations)."""
-    import hashlib
-    import os
-
-    import torch
-
-    if folder is None or not new:
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    name = hashlib.sha256(repr(sorted(new)).encode()).hexdigest()[:16]
-    tmp = folder / f".shard-{name}.{os.getpid()}.tmp"
-    torch.save(new, tmp)
-    shard = folder / f"shard-{name}.pt"
-    tmp.replace(shard)  # atomic: a shard is whole or absent
-    cache.update(torch.load(shard, weights_only=True, mmap=True))
 
 
 class _Stop(Exception):
@@ -174,33 +108,53 @@ def _only_layers(decoder, layers, first: int):
             config.layer_types = types
 
 
-def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int) -> list:
+def _cache_folder(clf: LlmClassifier, layer: int):
+    return disk_folder(str(clf._param("model")), layer, clf.bf16_) if clf._param("state_cache") else None
+
+
+def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int, also=()) -> list:
     """The hidden states entering layer ``start`` for every prompt, one (tokens, hidden) tensor
-    each, from the cache where a prompt was seen before, else computed without gradients."""
+    each, from the cache where a prompt was seen before, else computed without gradients.
+
+    ``also``: more layers whose entering states the same pass keeps on disk (``state_layers``):
+    the pass runs to the deepest of them once, and a later run reading any of those layers finds
+    its states cached (a depth sweep costs one pass, not one per depth)."""
     import torch
 
     key = (str(clf._param("model")), start, clf.bf16_, clf._param("state_cache"))
     if _STATES["key"] != key:
-        folder = _disk_folder(clf, start)
-        _STATES.update(key=key, states=_load_shards(folder), folder=folder)
+        folder = _cache_folder(clf, start)
+        _STATES.update(key=key, states=load_shards(folder), folder=folder)
     cache = _STATES["states"]
-    todo = sorted({tuple(p) for p in prefixes if tuple(p) not in cache}, key=len)
+    extra = {layer: _cache_folder(clf, layer) for layer in sorted(set(also) - {start})}
+    extra_keys = {layer: set(load_shards(folder)) for layer, folder in extra.items()}
+    todo = sorted({tuple(p) for p in prefixes
+                   if tuple(p) not in cache or any(tuple(p) not in k for k in extra_keys.values())}, key=len)
     _, decoder = decoder_of(clf.model_)
+    wanted = sorted({start, *extra})
+    if wanted[-1] >= len(decoder.layers):
+        raise EmoregError(f"llm: state_layers {sorted(extra)} must be below this model's {len(decoder.layers)} "
+                          f"kept layers (layers)")
     captured = {}
 
-    def capture(module, args, kwargs):
-        captured["h"] = kwargs.get("hidden_states", args[0] if args else None)
-        raise _Stop
+    def capture(layer):
+        def hook(module, args, kwargs):
+            captured[layer] = kwargs.get("hidden_states", args[0] if args else None)
+            if layer == wanted[-1]:
+                raise _Stop  # the deepest wanted layer: nothing above it is needed
 
-    hook = decoder.layers[start].register_forward_pre_hook(capture, with_kwargs=True)
+        return hook
+
+    hooks = [decoder.layers[layer].register_forward_pre_hook(capture(layer), with_kwargs=True) for layer in wanted]
     size = clf._param("score_batch")
     stored = torch.bfloat16 if clf.bf16_ else torch.float32
     new, overflow = {}, {}
+    new_extra = {layer: {} for layer in extra}
     tick = heap.trimmer(TRIM_EVERY)
+    desc = f"states entering layer{'s' if extra else ''} {', '.join(map(str, wanted))}"
     try:
         with torch.inference_mode():
-            for at in progress(range(0, len(todo), size), desc=f"states entering layer {start}", unit="batch",
-                               leave=False):
+            for at in progress(range(0, len(todo), size), desc=desc, unit="batch", leave=False):
                 batch = todo[at:at + size]
                 ids, mask = padded([list(b) for b in batch], clf.pad_id_)
                 with clf._autocast():
@@ -208,21 +162,32 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int) -
                         decoder(input_ids=ids.to(clf.device_), attention_mask=mask.to(clf.device_), use_cache=False)
                     except _Stop:
                         pass
-                hidden = captured.pop("h")
+                hidden = captured.pop(start)
                 for b, tokens in enumerate(batch):
                     state = hidden[b, :len(tokens)].to("cpu", stored).clone()
                     if len(cache) < MAX_CACHED:  # a long-lived process (the service) stays bounded
                         new[tokens] = cache[tokens] = state
                     else:
                         overflow[tokens] = state
+                    for layer, more in new_extra.items():
+                        if tokens not in extra_keys[layer]:
+                            more[tokens] = captured[layer][b, :len(tokens)].to("cpu", stored).clone()
+                captured.clear()
                 if len(new) >= 512:  # an interrupted pass keeps what it computed
-                    _save_shard(_STATES["folder"], new, cache)
+                    save_shard(_STATES["folder"], new, cache)
                     new = {}
+                for layer, more in new_extra.items():
+                    if len(more) >= 512:
+                        save_shard(extra[layer], more, {})
+                        more.clear()
                 tick()
     finally:
-        hook.remove()
-        _save_shard(_STATES["folder"], new, cache)
-        del new  # its states are in the cache now, memory-mapped where a shard holds them
+        for hook in hooks:
+            hook.remove()
+        save_shard(_STATES["folder"], new, cache)
+        for layer, more in new_extra.items():
+            save_shard(extra[layer], more, {})
+        del new, new_extra  # their states are on disk now, memory-mapped where the cache holds them
         if len(todo) > TRIM_EVERY * size:  # a long pass: its activations, freed among the states, go back
             heap.release()
         elif todo:  # a few prompts (the live service's one): a full garbage collection would cost more
@@ -230,6 +195,7 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int) -
     clf.states_computed_ = getattr(clf, "states_computed_", 0) + len(todo)
     clf.states_reused_ = getattr(clf, "states_reused_", 0) + len(prefixes) - len(todo)
     return [cache[tuple(p)] if tuple(p) in cache else overflow[tuple(p)] for p in prefixes]
+
 
 
 def label_logits(clf: LlmClassifier, states: list, start: int, last_only: bool = True):
@@ -304,7 +270,7 @@ def fit_head(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
     clf.unseen_ = sorted(set(range(len(clf.task.labels))) - set(np.asarray(y).tolist()))  # get no probability
     clf.head_ = make_head(clf)
     began = time.perf_counter()
-    states = entering_states(clf, prefixes, start)
+    states = entering_states(clf, prefixes, start, also=clf._param("state_layers") or ())
     clf.states_seconds_ = time.perf_counter() - began
     epochs = clf._param("epochs")
     if epochs == 0:

@@ -26,7 +26,7 @@ from ... import distributed
 from ...errors import EmoregError
 from ...progress import progress
 from ..base import NotFittedError, SegmentClassifier
-from ..rules import at_least, choice, or_null, positive, share, text, whole
+from ..rules import at_least, choice, or_null, positive, share, text, whole, whole_list
 from .loading import load_base
 from .numerics import resolve_dtype
 from .tokens import DEFAULT_SYSTEM, answer_ids, prompt_ids
@@ -63,6 +63,9 @@ class LlmClassifier(SegmentClassifier):
     layers: use only the first N decoder layers (null: all); head classify only. The head then
     reads the state after layer N (through the final norm), and every pass costs N/L of the
     whole model's; the layers above N are dropped from memory.
+    state_layers: with head classify, more layers whose entering states the states pass keeps on
+    disk on its way to the tuned layer (each below ``layers``): a depth sweep's deepest cell fills
+    the caches of the shallower ones in one pass (``head.entering_states``).
     head_init: labels (the output rows of each label's first answer token) or zeros.
     merge_lora: fold the LoRA weights into the base weights while scoring (``head: lm``; the base
     weights are restored exactly afterwards); see BENCHMARKS.md for what it saves.
@@ -80,7 +83,7 @@ class LlmClassifier(SegmentClassifier):
         "quantize_4bit": False, "decode": "score", "score_batch": 8, "system": DEFAULT_SYSTEM,
         "trainer": "emoreg", "checkpoint_minutes": 10, "answer_loss": "mean", "answer_prefix": "",
         "head": "lm", "tune_layers": None, "tune": "lora", "head_init": "labels", "state_cache": True,
-        "layers": None, "merge_lora": False,
+        "layers": None, "merge_lora": False, "state_layers": None,
     }
     rules = {
         "model": text(), "epochs": whole(0), "batch_size": whole(1), "lr": positive(), "warmup": share(),
@@ -91,7 +94,7 @@ class LlmClassifier(SegmentClassifier):
         "checkpoint_minutes": or_null(at_least(0)), "answer_loss": choice("mean", "sum"),
         "head": choice("lm", "classify"), "tune_layers": or_null(whole(1)), "tune": choice("lora", "full"),
         "head_init": choice("labels", "zeros"), "state_cache": choice(True, False), "layers": or_null(whole(1)),
-        "merge_lora": choice(True, False), "answer_prefix": ("text (e.g. \" \"; empty for none)", lambda v: isinstance(v, str)),
+        "merge_lora": choice(True, False), "state_layers": or_null(whole_list(0)), "answer_prefix": ("text (e.g. \" \"; empty for none)", lambda v: isinstance(v, str)),
     }
     checkpoint_dir: Path | None = None  # set by the runner: where an interrupted fit resumes from
 
@@ -116,6 +119,11 @@ class LlmClassifier(SegmentClassifier):
             out.append("head classify has its own training loop; leave trainer at emoreg")
         if classify and get("decode") != "score":
             out.append("head classify predicts from its label head; set decode to score (the default)")
+        extra = get("state_layers")
+        if extra is not None and not (classify and get("state_cache")):
+            out.append("state_layers (more layers' states kept on disk) needs head: classify and state_cache: true")
+        if isinstance(extra, list) and isinstance(n, int) and any(isinstance(x, int) and x >= n for x in extra):
+            out.append(f"state_layers {extra} must each be below layers ({n}): a truncated model has no deeper layer")
         if get("trainer") == "hf" and get("class_weight") is not None:
             out.append("trainer hf (the plain Trainer recipe) takes no class weights; set class_weight to null")
         return out
