@@ -95,8 +95,9 @@ class SegmentClassifier:
         """``model.json`` for models saved as files of their own (not one joblib): kind, parameters,
         seed, label order, task and prompt config as plain fields, and ``extra``."""
         state = SegmentClassifier.__getstate__(self)
+        params = extra.pop("params", self.params)  # a model that chose settings in fit saves the chosen ones
         atomic_write_text(folder / "model.json", json.dumps({
-            "model": self.name, "params": self.params, "seed": self.seed, "labels": list(self.labels_),
+            "model": self.name, "params": params, "seed": self.seed, "labels": list(self.labels_),
             "task": state["task"] | {"labels": list(self.task.labels)},
             "prompt": state["prompt"] | {"sources": list(self.prompt.sources)}, **extra,
         }, indent=2) + "\n")

@@ -309,6 +309,10 @@ def fit_head(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
             if step % 10 == 0 or step == total:
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
             tick()
+        if clf.epoch_callback is not None:  # e.g. the inner validation score of ``layers: auto``
+            clf.model_.eval()
+            clf.epoch_callback(clf)
+            clf.model_.train()
     bar.close()
     clf.model_.eval()
     clf.train_seconds_ = time.perf_counter() - trained_at

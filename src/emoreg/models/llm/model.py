@@ -63,6 +63,11 @@ class LlmClassifier(SegmentClassifier):
     layers: use only the first N decoder layers (null: all); head classify only. The head then
     reads the state after layer N (through the final norm), and every pass costs N/L of the
     whole model's; the layers above N are dropped from memory.
+    layers: auto (head classify): the depth and the epochs (1 to ``epochs``) are chosen inside each
+    fold on an inner split of its training subjects, then refitted on all of them (``auto_depth``);
+    candidates: the values of ``layers`` to try (null: four, at 40-70% of the model); inner_share:
+    the share of training subjects held out for the choice; min_subjects: below this many training
+    subjects the choice falls back to fallback_layers (null: the candidate nearest 55% of the model).
     state_layers: with head classify, more layers whose entering states the states pass keeps on
     disk on its way to the tuned layer (each below ``layers``): a depth sweep's deepest cell fills
     the caches of the shallower ones in one pass (``head.entering_states``).
@@ -84,6 +89,7 @@ class LlmClassifier(SegmentClassifier):
         "trainer": "emoreg", "checkpoint_minutes": 10, "answer_loss": "mean", "answer_prefix": "",
         "head": "lm", "tune_layers": None, "tune": "lora", "head_init": "labels", "state_cache": True,
         "layers": None, "merge_lora": False, "state_layers": None,
+        "candidates": None, "inner_share": 0.2, "min_subjects": 8, "fallback_layers": None,
     }
     rules = {
         "model": text(), "epochs": whole(0), "batch_size": whole(1), "lr": positive(), "warmup": share(),
@@ -93,8 +99,12 @@ class LlmClassifier(SegmentClassifier):
         "decode": choice("score", "generate"), "score_batch": whole(1), "trainer": choice("emoreg", "hf"),
         "checkpoint_minutes": or_null(at_least(0)), "answer_loss": choice("mean", "sum"),
         "head": choice("lm", "classify"), "tune_layers": or_null(whole(1)), "tune": choice("lora", "full"),
-        "head_init": choice("labels", "zeros"), "state_cache": choice(True, False), "layers": or_null(whole(1)),
-        "merge_lora": choice(True, False), "state_layers": or_null(whole_list(0)), "answer_prefix": ("text (e.g. \" \"; empty for none)", lambda v: isinstance(v, str)),
+        "head_init": choice("labels", "zeros"), "state_cache": choice(True, False),
+        "layers": ("a whole number of at least 1, auto, or null",
+                   lambda v: v is None or v == "auto" or whole(1)[1](v)),
+        "merge_lora": choice(True, False), "state_layers": or_null(whole_list(0)),
+        "candidates": or_null(whole_list(1)), "inner_share": ("a share above 0 and below 1", lambda v: share()[1](v) and v > 0),
+        "min_subjects": whole(2), "fallback_layers": or_null(whole(1)), "answer_prefix": ("text (e.g. \" \"; empty for none)", lambda v: isinstance(v, str)),
     }
     checkpoint_dir: Path | None = None  # set by the runner: where an interrupted fit resumes from
 
@@ -115,6 +125,21 @@ class LlmClassifier(SegmentClassifier):
         k, n = get("tune_layers"), get("layers")
         if isinstance(k, int) and isinstance(n, int) and k > n:
             out.append(f"tune_layers ({k}) cannot exceed layers ({n})")
+        auto = n == "auto"
+        if auto and get("epochs") < 1:
+            out.append("layers auto chooses the epochs too, from 1 to epochs; set epochs to at least 1")
+        if auto and get("state_layers") is not None:
+            out.append("layers auto keeps its candidates' states itself; leave state_layers out")
+        if auto and k is None:
+            out.append("layers auto needs tune_layers (a whole number): the depth is where the tuned layers sit")
+        for key in ("candidates", "fallback_layers"):
+            if params.get(key) is not None and not auto:
+                out.append(f"{key} is a setting of layers: auto; set layers to auto or leave {key} out")
+        low = k if isinstance(k, int) else 1
+        for key, values in (("candidates", get("candidates") or []), ("fallback_layers", [get("fallback_layers")])):
+            small = [v for v in values if isinstance(v, int) and v < low]
+            if small:
+                out.append(f"{key} {small} cannot be below tune_layers ({low})")
         if classify and get("trainer") != "emoreg":
             out.append("head classify has its own training loop; leave trainer at emoreg")
         if classify and get("decode") != "score":
@@ -199,7 +224,17 @@ class LlmClassifier(SegmentClassifier):
         return torch.autocast(self.device_.type, dtype=torch.bfloat16, enabled=self.bf16_)
 
     # ------------------------------------------------------------------ training
+    epoch_callback = None  # called with the model after each training epoch (``auto_depth``'s inner scores)
+
     def _fit(self, segments, y):
+        if self._param("layers") == "auto":
+            from .auto_depth import fit_auto
+
+            final = fit_auto(self, segments, y)
+            for key, value in vars(final).items():  # the chosen cell's learned state becomes this model's
+                if key.endswith("_") and key not in ("labels_", "fit_subjects_"):
+                    setattr(self, key, value)
+            return None
         self._setup()
         self._load()
         keep = self._subsample(y)
@@ -265,7 +300,9 @@ class LlmClassifier(SegmentClassifier):
         """With head classify: where tuning starts, and what the state cache saved."""
         if self._param("head") != "classify":
             return {}
-        return {"head": "classify", "layers": self._param("layers"),
+        choice = getattr(self, "depth_choice_", None)
+        return {"head": "classify", "layers": choice["chosen_layers"] if choice else self._param("layers"),
+                **({"depth_choice": choice} if choice else {}),
                 "first_tuned_layer": getattr(self, "first_tuned_", None),
                 "states_computed": getattr(self, "states_computed_", 0),
                 "states_reused": getattr(self, "states_reused_", 0),
@@ -290,8 +327,20 @@ class LlmClassifier(SegmentClassifier):
         if not (self._param("head") == "classify" and self._param("tune") == "full"):
             self.model_.save_pretrained(str(folder / "adapter"))  # standard PEFT format
         self._write_spec(folder, history=getattr(self, "history_", []), n_train=getattr(self, "n_train_", None),
-                         unseen_labels=getattr(self, "unseen_", []))  # head classify: labels absent from training
+                         unseen_labels=getattr(self, "unseen_", []),  # head classify: labels absent from training
+                         params=self.fitted_params(), **({"depth_choice": self.depth_choice_}
+                                                         if hasattr(self, "depth_choice_") else {}))
         return folder
+
+    def fitted_params(self) -> dict[str, Any]:
+        """The parameters that rebuild this fitted model: with layers auto, the chosen depth and epochs."""
+        choice = getattr(self, "depth_choice_", None)
+        if choice is None:
+            return dict(self.params)
+        from .auto_depth import AUTO_ONLY
+
+        return {k: v for k, v in self.params.items() if k not in AUTO_ONLY} | {
+            "layers": choice["chosen_layers"], "epochs": choice["chosen_epochs"]}
 
     @classmethod
     def load(cls, folder: str | Path) -> LlmClassifier:

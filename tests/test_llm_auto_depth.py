@@ -1,0 +1,97 @@
+"""``layers: auto``: the head's depth and epochs chosen on an inner split of the training subjects."""
+
+import re
+
+import numpy as np
+import pytest
+
+from emoreg.errors import EmoregError
+from emoreg.models import load_model
+from emoreg.models.llm import auto_depth
+from emoreg.models.llm import head as llm_head
+from emoreg.models.llm.model import LlmClassifier
+from test_llm_head import head_model
+
+
+@pytest.fixture(autouse=True)
+def empty_state_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOREG_STATE_CACHE", str(tmp_path / "states"))
+    llm_head._STATES.update(key=None, states={}, folder=None)
+
+
+def auto_model(folder, **params):
+    return head_model(folder, **{"layers": "auto", "tune_layers": 1, "tune": "full", "epochs": 3, "candidates": [1, 2],
+                                 "inner_share": 0.25, "min_subjects": 2} | params)
+
+
+def test_the_choice_sees_training_subjects_only_and_the_refit_is_the_chosen_cell(tiny_llama, toy_split, monkeypatch):
+    train, test = toy_split
+    seen = []
+    original = LlmClassifier._prefix_ids
+    monkeypatch.setattr(LlmClassifier, "_prefix_ids", lambda self, s: seen.append(s.subject_id) or original(self, s))
+    model = auto_model(tiny_llama).fit(train)
+    assert set(seen) == {s.subject_id for s in train}  # every prompt built in fit: training subjects only
+    choice = model.describe()["depth_choice"]
+    assert set(choice["inner_scores"]) == {"1", "2"} and all(len(v) == 3 for v in choice["inner_scores"].values())
+    assert choice["inner_subjects"] == 1 and choice["inner_segments"] + choice["fit_segments"] == len(train)
+    best = max(max(v) for v in choice["inner_scores"].values())
+    assert choice["inner_scores"][str(choice["chosen_layers"])][choice["chosen_epochs"] - 1] == best
+    assert model.describe()["layers"] == choice["chosen_layers"]
+    fixed = head_model(tiny_llama, layers=choice["chosen_layers"], tune_layers=1, tune="full",
+                       epochs=choice["chosen_epochs"]).fit(train)
+    assert np.allclose(model.predict_proba(test), fixed.predict_proba(test), atol=1e-6)
+
+
+def test_one_pass_gives_every_candidate_its_states(tiny_llama, toy_split, monkeypatch):
+    """The states of all training prompts for every candidate come from one pass to the deepest."""
+    calls = []
+    original = llm_head.entering_states
+    monkeypatch.setattr(llm_head, "entering_states", lambda clf, p, start, also=(): calls.append(
+        (start, tuple(also), clf.states_computed_ if hasattr(clf, "states_computed_") else 0))
+        or original(clf, p, start, also))
+    train, _ = toy_split
+    model = auto_model(tiny_llama).fit(train)
+    assert calls[0][:2] == (1, (0,))  # the deepest candidate's layer, keeping the shallower one's
+    assert model.states_computed_ == 0  # the refit found every state cached
+
+
+def test_an_auto_model_saves_its_choice_and_loads_as_that_cell(tiny_llama, toy_split, tmp_path):
+    train, test = toy_split
+    model = auto_model(tiny_llama).fit(train)
+    model.save(tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    assert again.params["layers"] == model.depth_choice_["chosen_layers"] and "candidates" not in again.params
+    assert np.allclose(again.predict_proba(test), model.predict_proba(test), atol=1e-6)
+
+
+def test_few_training_subjects_fall_back_to_the_default_depth(tiny_llama, toy_split):
+    train, _ = toy_split
+    model = auto_model(tiny_llama, min_subjects=5, fallback_layers=1).fit(train)
+    choice = model.depth_choice_
+    assert choice["chosen_layers"] == 1 and choice["chosen_epochs"] == 3 and choice["inner_scores"] is None
+    assert "4 training subjects" in choice["reason"]
+
+
+def test_default_candidates_sit_between_40_and_70_percent():
+    assert auto_depth.default_candidates(30, 1) == [13, 16, 19, 22]  # SmolLM2-135M: layers 12-21 tuned
+    assert auto_depth.default_candidates(18, 1) == [8, 10, 12, 14]  # Gemma 3 270M
+    assert auto_depth.default_candidates(2, 1) == [2]  # a tiny model: one depth, the epochs still chosen
+    assert auto_depth.fallback_depth([13, 16, 19, 22], 30) == 16
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"candidates": [1]}, "candidates is a setting of layers: auto; set layers to auto or leave candidates out"),
+    ({"layers": "auto", "epochs": 0}, "layers auto chooses the epochs too, from 1 to epochs"),
+    ({"layers": "auto", "tune_layers": None}, "layers auto needs tune_layers"),
+    ({"layers": "auto", "tune_layers": 2, "candidates": [1, 2]}, "candidates [1] cannot be below tune_layers (2)"),
+    ({"layers": "deep"}, "layers must be a whole number of at least 1, auto, or null, found 'deep'"),
+    ({"layers": "auto", "inner_share": 0}, "inner_share must be a share above 0 and below 1"),
+])
+def test_bad_auto_settings_are_clear_errors_before_fitting(params, message):
+    with pytest.raises(EmoregError, match=re.escape(message)):
+        LlmClassifier.check_params({"head": "classify", "tune_layers": 1} | params)
+
+
+def test_candidates_deeper_than_the_model_are_named(tiny_llama, toy_split):
+    with pytest.raises(EmoregError, match=re.escape("candidates [3] are not depths of")):
+        auto_model(tiny_llama, candidates=[1, 3]).fit(toy_split[0])
