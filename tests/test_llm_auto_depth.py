@@ -4,13 +4,13 @@ import re
 
 import numpy as np
 import pytest
+from test_llm_head import head_model
 
 from emoreg.errors import EmoregError
 from emoreg.models import load_model
 from emoreg.models.llm import auto_depth
 from emoreg.models.llm import head as llm_head
 from emoreg.models.llm.model import LlmClassifier
-from test_llm_head import head_model
 
 
 @pytest.fixture(autouse=True)

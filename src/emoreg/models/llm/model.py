@@ -104,7 +104,8 @@ class LlmClassifier(SegmentClassifier):
                    lambda v: v is None or v == "auto" or whole(1)[1](v)),
         "merge_lora": choice(True, False), "state_layers": or_null(whole_list(0)),
         "candidates": or_null(whole_list(1)), "inner_share": ("a share above 0 and below 1", lambda v: share()[1](v) and v > 0),
-        "min_subjects": whole(2), "fallback_layers": or_null(whole(1)), "answer_prefix": ("text (e.g. \" \"; empty for none)", lambda v: isinstance(v, str)),
+        "min_subjects": whole(2), "fallback_layers": or_null(whole(1)),
+        "answer_prefix": ("text (e.g. \" \"; empty for none)", lambda v: isinstance(v, str)),
     }
     checkpoint_dir: Path | None = None  # set by the runner: where an interrupted fit resumes from
 
