@@ -119,3 +119,40 @@ def test_report_has_calibration_metrics_a_reliability_figure_and_what_calibrate_
     assert "| run | ECE | Brier | log-loss |" in text and "| calibrated | " in text
     assert "calibrated: calibrate temperature, decide argmax, fitted on" in text and "held-out log-loss" in text
     assert (tmp_path / "report" / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_layers_auto_chooses_in_each_fold_from_its_training_subjects_and_the_report_shows_it(
+        toy_corpus, tiny_llama, tmp_path, monkeypatch):
+    """A spy on every prompt built while ``layers: auto`` chooses: only the fold's training subjects,
+    never one of its test subjects; each fold's choice is in its metadata and in the report."""
+    import json
+
+    from emoreg.models.llm import auto_depth
+    from emoreg.models.llm.model import LlmClassifier
+
+    calls, seen = [], []
+    original_fit, original_ids = auto_depth.fit_auto, LlmClassifier._prefix_ids
+    monkeypatch.setattr(LlmClassifier, "_prefix_ids", lambda self, s: seen.append(s.subject_id) or original_ids(self, s))
+
+    def spy(clf, segments, y):
+        seen.clear()
+        final = original_fit(clf, segments, y)
+        calls.append(({s.subject_id for s in segments}, set(seen)))
+        return final
+
+    monkeypatch.setattr(auto_depth, "fit_auto", spy)
+    params = {"model": tiny_llama, "head": "classify", "layers": "auto", "tune_layers": 1, "tune": "full",
+              "epochs": 2, "candidates": [1, 2], "inner_share": 0.25, "min_subjects": 2, "system": None,
+              "lr": 1e-2, "checkpoint_minutes": None, "dtype": "fp32"}
+    out = evaluate(config_from_dict({"corpus": str(toy_corpus), "task": "deep-shame", "model": "llm", "params": params,
+                                     "split": {"kind": "group-kfold", "folds": 3}}, "test"), tmp_path / "auto")
+    folds = json.loads((out / "folds.json").read_text())
+    folds = folds["folds"] if isinstance(folds, dict) else folds
+    assert len(calls) == 3
+    for (given, built), fold in zip(calls, folds):
+        assert built <= given and not given & set(fold["test_subjects"])
+    metas = [json.loads(p.read_text()) for p in sorted((out / "folds").glob("fold-*.meta.json"))]
+    assert all(m["model"]["depth_choice"]["chosen_layers"] in (1, 2) for m in metas)
+    text = write_report([out], tmp_path / "report").read_text()
+    assert "the LLM head's depth chosen in each fold" in text
+    assert sum(line.startswith(("| 0 |", "| 1 |", "| 2 |")) and " of 2 |" in line for line in text.splitlines()) == 3

@@ -89,6 +89,30 @@ def _model_notes(run: Run) -> list[str]:
     return lines
 
 
+def depth_choices(run: Run) -> list[str]:
+    """The LLM head's depth and epochs as ``layers: auto`` chose them in each fold (of an ensemble's
+    members too), with the inner validation macro-F1 of every candidate at its best epoch."""
+    rows = []
+    for path in sorted((run.path / "folds").glob("fold-*.meta.json")):
+        meta, fold = json.loads(path.read_text()), int(path.name.split(".")[0].split("-")[1])
+        model = meta.get("model") or {}
+        found = [("", model)] + [(f" ({name})", m) for name, m in (model.get("members") or {}).items()]
+        for name, m in found:
+            choice = (m or {}).get("depth_choice")
+            if not choice:
+                continue
+            scores = choice.get("inner_scores")
+            inner = ", ".join(f"{d}: {max(v):.3f} (epoch {v.index(max(v)) + 1})" for d, v in scores.items()) \
+                if scores else choice.get("reason", "")
+            rows.append(f"| {fold}{name} | {choice['chosen_layers']} of {choice['model_layers']} | "
+                        f"{choice['chosen_epochs']} | {inner} |")
+    if not rows:
+        return []
+    return [f"{run.name}: the LLM head's depth chosen in each fold on an inner split of its training subjects "
+            "(`layers: auto`; inner validation macro-F1 of each candidate depth at its best epoch):", "",
+            "| fold | layers kept | epochs | inner macro-F1 by depth |", "|---|---|---|---|", *rows]
+
+
 def numeric_path(run: Run) -> str | None:
     """The dtype the run's models trained and scored in (None for models without one), with the
     CPU flags that decided it: "bf16 (avx512_bf16)", "fp32 (CPU without fast bf16)", "mixed: ..."."""
@@ -379,5 +403,8 @@ def write_report(run_paths: Sequence[str | Path], out: str | Path, finished_fold
         for note in _model_notes(run):
             lines.append(f"- {run.name}: {note}")
     lines.append("")
+    for run in runs:
+        choices = depth_choices(run)
+        lines += choices + ([""] if choices else [])
     lines += ["## Runs", ""] + [f"- {r.name}: `{r.path}`" for r in runs] + [""]
     return atomic_write_text(out / "report.md", "\n".join(lines))
