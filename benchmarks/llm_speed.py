@@ -115,7 +115,7 @@ def _llm(task, model: str, max_tokens: int, **params):
 
     prompt = PromptConfig(sources=("context", "history", "utterance"), max_tokens=max_tokens,
                           template="emoreg-v1-compact")
-    return make_model("llm", task, prompt, seed=0, params={"model": model, **params})
+    return make_model("llm", task, prompt, seed=0, params={"model": model, "head": "lm", **params})
 
 
 def ours_train(task, segments, model: str, steps: int, batch: int, max_tokens: int) -> dict:
@@ -283,7 +283,7 @@ def bench_random(args) -> dict:
                 torch.cuda.reset_peak_memory_stats()
             extra = {"trainer": "hf", "class_weight": None, "dtype": "fp32"} if name == "plain" else {}
             clf = make_model("llm", corpus.task, prompt, seed=0, params={
-                "model": folder, "epochs": 1, "batch_size": args.batch, "system": None, **extra})
+                "model": folder, "head": "lm", "epochs": 1, "batch_size": args.batch, "system": None, **extra})
             clf.fit(segments)
             if name == "plain":
                 tokens = _prompt_tokens(clf, corpus.task, segments)

@@ -47,7 +47,7 @@ def _configs(folder: Path, corpus: Path, llm: Path) -> dict[str, Path]:
         "tfidf": "model: tfidf\nparams: {text: utterance}\n",
         "bayesnet": "model: bayesnet\nprompt: {sources: [context, nonverbal, person]}\n",
         "embedding": "model: embedding\nparams: {text: utterance}\n",
-        "llm": (f"model: llm\nparams: {{model: {llm}, epochs: 1, batch_size: 8, lr: 1.0e-2, lora_dropout: 0.1, "
+        "llm": (f"model: llm\nparams: {{model: {llm}, head: lm, epochs: 1, batch_size: 8, lr: 1.0e-2, lora_dropout: 0.1, "
                 "system: null, dtype: fp32, checkpoint_minutes: null}\n"
                 "prompt: {sources: [utterance], template: emoreg-v1-compact}\n"),
         "llm-features": (f"model: llm-features\nparams: {{model: {llm}, system: null, dtype: fp32}}\n"

@@ -32,7 +32,7 @@ TOLERANCE = {"fp32": {"proba": 1e-4, "loss": 1e-4, "epochs": 3}, "bf16": {"proba
 def _config(path, corpus, model, epochs, dtype):
     path.write_text(
         f"corpus: {corpus}\ntask: deep-shame\nmodel: llm\n"
-        f"params: {{model: {model}, epochs: {epochs}, batch_size: 5, lr: 1.0e-2, lora_dropout: 0.0, system: null,\n"
+        f"params: {{model: {model}, head: lm, epochs: {epochs}, batch_size: 5, lr: 1.0e-2, lora_dropout: 0.0, system: null,\n"
         f"         dtype: {dtype},\n"
         "         class_weight: balanced, checkpoint_minutes: 0}\n"
         "prompt: {sources: [utterance], template: emoreg-v1-compact}\n"

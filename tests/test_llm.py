@@ -17,7 +17,7 @@ from emoreg.tasks import DEEP_SHAME
 def tiny(folder, **params):
     """The tiny Llama as an LLM classifier, in fp32 unless ``dtype`` says otherwise: which numeric
     path a test takes never depends on the CPU it runs on."""
-    settings = {"model": folder, "epochs": 10, "batch_size": 8, "lr": 1e-2, "lora_r": 8, "lora_alpha": 16,
+    settings = {"model": folder, "head": "lm", "epochs": 10, "batch_size": 8, "lr": 1e-2, "lora_r": 8, "lora_alpha": 16,
                 "lora_dropout": 0.0, "system": None, "dtype": "fp32"} | params
     return make_model("llm", DEEP_SHAME, PromptConfig(sources=("utterance",), template="emoreg-v1-compact"),
                       seed=0, params=settings)
@@ -230,7 +230,7 @@ def test_gpu_bf16_and_4bit(tiny_llama, toy_split):
 
 def test_real_smollm2_scores_prompts_from_its_package(annomi_client):
     model = make_model("llm", annomi_client.task, PromptConfig(sources=("context", "utterance"), max_tokens=96),
-                       seed=0, params={"epochs": 0})
+                       seed=0, params={"head": "lm", "epochs": 0})
     segments = annomi_client.segments[:4]
     model.fit(segments)  # epochs 0: loads the shipped GGUF (dequantised once, then cached), no training
     proba = model.predict_proba(segments)
@@ -242,13 +242,13 @@ def test_real_smollm2_scores_prompts_from_its_package(annomi_client):
     # every AnnoMI label is one token of its own (as the prompt's label list spells them)
     assert model.describe()["answer_tokens"]["sustain"] == ["s", "ustain", "<|im_end|>"]
     spaced = make_model("llm", annomi_client.task, PromptConfig(sources=("context", "utterance"), max_tokens=96),
-                        seed=0, params={"epochs": 0, "answer_prefix": " "}).fit(segments)
+                        seed=0, params={"head": "lm", "epochs": 0, "answer_prefix": " "}).fit(segments)
     assert spaced.describe()["answer_tokens"] == {label: ["\u0120" + label, "<|im_end|>"]
                                                   for label in annomi_client.task.labels}
     assert np.allclose(spaced.predict_proba(segments).sum(axis=1), 1)
     with pytest.raises(EmoregError, match="answer_prefix must be text"):
         make_model("llm", annomi_client.task, PromptConfig(sources=("utterance",)), seed=0,
-                   params={"epochs": 0, "answer_prefix": 1}).fit(segments)
+                   params={"head": "lm", "epochs": 0, "answer_prefix": 1}).fit(segments)
 
 
 def test_a_missing_model_package_says_how_to_install_it(monkeypatch, tmp_path):

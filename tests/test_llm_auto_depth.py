@@ -80,7 +80,7 @@ def test_default_candidates_sit_between_40_and_70_percent():
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"candidates": [1]}, "candidates is a setting of layers: auto; set layers to auto or leave candidates out"),
+    ({"layers": 2, "candidates": [1]}, "candidates is a setting of layers: auto; set layers to auto or leave candidates out"),
     ({"layers": "auto", "epochs": 0}, "layers auto chooses the epochs too, from 1 to epochs"),
     ({"layers": "auto", "tune_layers": None}, "layers auto needs tune_layers"),
     ({"layers": "auto", "tune_layers": 2, "candidates": [1, 2]}, "candidates [1] cannot be below tune_layers (2)"),
@@ -95,3 +95,19 @@ def test_bad_auto_settings_are_clear_errors_before_fitting(params, message):
 def test_candidates_deeper_than_the_model_are_named(tiny_llama, toy_split):
     with pytest.raises(EmoregError, match=re.escape("candidates [3] are not depths of")):
         auto_model(tiny_llama, candidates=[1, 3]).fit(toy_split[0])
+
+
+def test_the_defaults_are_the_measured_recipe_and_head_lm_keeps_its_own():
+    """``model: llm`` with no params is configs/annomi-llm-auto.yaml's recipe (the measured one);
+    ``head: lm`` alone is the study's LoRA label scoring as before (1 epoch, LoRA on every layer)."""
+    from pathlib import Path
+
+    import yaml
+
+    measured = yaml.safe_load((Path(__file__).parents[1] / "configs" / "annomi-llm-auto.yaml").read_text())["params"]
+    assert {k: LlmClassifier.default_of({}, k) for k in measured} == measured
+    lm = {k: LlmClassifier.default_of({"head": "lm"}, k) for k in ("epochs", "tune", "layers", "tune_layers",
+                                                                   "class_weight", "batch_size")}
+    assert lm == {"epochs": 1, "tune": "lora", "layers": None, "tune_layers": None, "class_weight": None,
+                  "batch_size": 8}
+    assert LlmClassifier.conflicts({}) == [] and LlmClassifier.conflicts({"head": "lm"}) == []

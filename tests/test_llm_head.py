@@ -18,7 +18,9 @@ from emoreg.tasks import DEEP_SHAME
 def head_model(folder, **params):
     settings = {"model": folder, "epochs": 10, "batch_size": 8, "lr": 1e-2, "lora_r": 8, "lora_alpha": 16,
                 "lora_dropout": 0.0, "system": None, "dtype": "fp32", "head": "classify",
-                "checkpoint_minutes": None} | params
+                "checkpoint_minutes": None,
+                # the head's settings before its defaults became the measured recipe (test_llm_auto_depth)
+                "layers": None, "tune_layers": None, "tune": "lora", "class_weight": None, "score_batch": 8} | params
     return make_model("llm", DEEP_SHAME, PromptConfig(sources=("utterance",), template="emoreg-v1-compact"),
                       seed=0, params=settings)
 
@@ -176,7 +178,7 @@ def test_layers_truncates_the_decoder_and_the_head_reads_that_layer(tiny_llama, 
     ({"head": "mlp"}, "head must be one of lm, classify, found 'mlp'"),
     ({"decode": "generate"}, "head classify predicts from its label head; set decode to score"),
     ({"layers": 3}, "layers must be between 1 and 2 (this model's layers), got 3"),
-    ({"layers": 0}, "layers must be a whole number of at least 1, or null, found 0"),
+    ({"layers": 0}, "layers must be a whole number of at least 1, auto, or null, found 0"),
     ({"layers": 1, "tune_layers": 2}, "tune_layers (2) cannot exceed layers (1)"),
     ({"layers": 1, "head": "lm"}, "layers (a truncated decoder) needs head: classify"),
     ({"state_layers": [0], "head": "lm"}, "state_layers (more layers' states kept on disk) needs head: classify"),

@@ -154,7 +154,7 @@ def test_golden_chat_wrapped_model_input(tiny_annomi, tiny_llama):
     corpus = load_annomi(path=tiny_annomi)
     segment = next(s for s in corpus.segments if s.segment_id == "annomi-t000-u003")
     model = make_model("llm", ANNOMI_CLIENT_TALK, PromptConfig(sources=("context", "history", "utterance"),
-                       max_tokens=96, template="emoreg-v1-compact"), 0, {"model": tiny_llama, "dtype": "fp32"})
+                       max_tokens=96, template="emoreg-v1-compact"), 0, {"model": tiny_llama, "head": "lm", "dtype": "fp32"})
     model._setup()
     model._load()
     check_golden("annomi_t000-u003_chat.txt", model.tokenizer_.decode(model._prefix_ids(segment)))

@@ -89,7 +89,7 @@ def test_report_shows_each_runs_numeric_path_and_flags_mixed_dtypes(toy_corpus, 
     tfidf = run(toy_corpus, tmp_path / "tfidf", "tfidf", min_df=1, text="utterance")
     runs = {d: evaluate(config_from_dict({
         "corpus": str(toy_corpus), "task": "deep-shame", "model": "llm", "name": d,
-        "params": common | {"model": tiny_llama, "dtype": d},
+        "params": common | {"model": tiny_llama, "head": "lm", "dtype": d},
         "split": {"kind": "group-kfold", "folds": 3}}, "test"), tmp_path / d) for d in ("fp32", "bf16")}
     env = json.loads((runs["fp32"] / "environment.json").read_text())["numerics"]
     assert env["cpu_bf16_flags"] == cpu_bf16_flags() and env["torch_threads"] >= 1

