@@ -50,3 +50,23 @@ def test_a_log_gets_no_library_bars_when_a_model_loads(log, tiny_llama):
     load_base(str(tiny_llama))
     assert "Loading weights" not in log.readouterr().err
     assert hf_logging.is_progress_bar_enabled()  # switched back on afterwards
+
+
+def test_a_log_on_a_pipe_gets_one_line_a_minute_whatever_the_bar_reports(tmp_path):
+    """A real pipe (as nohup or SLURM give): a bar of 300 steps that sets its loss on every step
+    writes its first and its last line only (the run lasts well under the minute), each once."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "bar.py"
+    script.write_text("from emoreg.progress import progress\n"
+                      "bar = progress(total=300, desc='train', unit='step')\n"
+                      "for i in range(300):\n"
+                      "    bar.update(1)\n"
+                      "    bar.set_postfix(loss=f'{i:.3f}')\n"
+                      "bar.close()\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("CI", "EMOREG_PROGRESS")}
+    env["EMOREG_PROGRESS_SECONDS"] = "60"
+    done = subprocess.run([sys.executable, str(script)], stderr=subprocess.PIPE, text=True, env=env, check=True)
+    lines = done.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("train:   0%") and "300/300" in lines[1], lines

@@ -18,15 +18,28 @@ _CURSOR = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # a nested bar moves the cursor 
 
 class _Lines:
     """A file for tqdm that turns its carriage-return redraws into whole lines (and drops the cursor
-    moves of nested bars, which mean nothing in a log)."""
+    moves of nested bars, which mean nothing in a log, and a line that repeats the one before)."""
 
     def __init__(self, stream):
         self.stream = stream
+        self.last = None
 
     def write(self, text: str) -> None:
         for line in _CURSOR.sub("", text).replace("\r", "\n").split("\n"):
-            if line.strip():
-                self.stream.write(line.strip() + "\n")
+            if line.strip() and line.strip() != self.last:
+                self.last = line.strip()
+                self.stream.write(self.last + "\n")
+
+
+class _LogBar(tqdm):
+    """In a log, a new postfix or description (the loss every few steps) waits for the next timed
+    line instead of writing one of its own: one line a minute, as promised."""
+
+    def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+        super().set_postfix(ordered_dict, refresh=False, **kwargs)
+
+    def set_description(self, desc=None, refresh=True):
+        super().set_description(desc, refresh=False)
 
     def flush(self) -> None:
         self.stream.flush()
@@ -48,7 +61,7 @@ def progress(iterable=None, **kwargs):
         return tqdm(iterable, **kwargs)
     seconds = float(os.environ.get("EMOREG_PROGRESS_SECONDS", "60"))
     kwargs = kwargs | {"leave": True}  # in a log, the last line of a finished bar is worth keeping
-    return tqdm(iterable, file=_Lines(sys.stderr), mininterval=seconds, maxinterval=max(seconds, 10 * 60),
+    return _LogBar(iterable, file=_Lines(sys.stderr), mininterval=seconds, maxinterval=max(seconds, 10 * 60),
                 ascii=True, ncols=100, **kwargs)
 
 

@@ -324,7 +324,7 @@ def predict_head(clf: LlmClassifier, prefixes: list[list[int]]) -> np.ndarray:
     import torch
 
     start = clf.first_tuned_
-    states = entering_states(clf, prefixes, start)
+    states = entering_states(clf, prefixes, start, also=clf._param("state_layers") or ())
     out = np.zeros((len(prefixes), len(clf.task.labels)))
     order = sorted(range(len(prefixes)), key=lambda i: len(prefixes[i]))
     size = clf._param("score_batch")
