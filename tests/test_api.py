@@ -10,8 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_public_api_is_exactly_what_all_lists():
-    assert sorted(emoreg.__all__) == ["EvaluationRun", "evaluate", "load_corpus", "load_model", "load_task",
-                                      "make_model", "report"]
+    assert sorted(emoreg.__all__) == ["EmoregError", "EvaluationRun", "Segment", "evaluate", "load_corpus",
+                                      "load_model", "load_task", "make_model", "report"]
     import importlib
 
     for module in ("evaluation", "models", "reporting", "tracking", "cli", "serve.app"):
@@ -39,3 +39,28 @@ def test_the_walk_through_runs_end_to_end(tmp_path, annomi_data_dir):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "report: " in done.stdout and (tmp_path / "out" / "report" / "report.md").is_file()
     assert "AnnoMI fold 0: TF-IDF macro-F1 0.48" in done.stdout
+
+
+def test_models_take_dicts_and_dataframes_built_in_memory_with_the_files_checks():
+    """A notebook's segments: dicts of the segment file's fields or a DataFrame of them, validated
+    with the file's messages, each problem named by its position."""
+    import pandas as pd
+    import pytest
+
+    corpus = emoreg.load_corpus("deep-example")
+    model = emoreg.make_model("tfidf", corpus.task, text="utterance").fit(corpus.segments)
+    records = [s.to_dict() for s in corpus.segments[:4]]
+    expected = model.predict_proba(corpus.segments[:4])
+    assert (model.predict_proba(records) == expected).all()
+    assert (model.predict_proba(pd.DataFrame(records)) == expected).all()
+    new = {"segment_id": "n1", "subject_id": "p1", "session_id": "p1-a", "start_s": 0.0, "end_s": 2.0,
+           "transcript": [{"speaker": "Candidate", "text": "That was entirely my fault."}]}
+    assert model.predict([new])[0] in corpus.task.labels  # no label needed to predict
+    with pytest.raises(emoreg.EmoregError, match=r"predict_proba\(segments\)\[1\]: transcript"):
+        model.predict_proba([new, new | {"transcript": "not a list"}])
+    with pytest.raises(emoreg.EmoregError, match="wrap a single segment in a list"):
+        model.predict_proba(new)
+    with pytest.raises(emoreg.EmoregError, match=r"fit\(segments\)\[0\]: label: 'Sadness' is not a label"):
+        emoreg.make_model("tfidf", corpus.task, text="utterance").fit([records[0] | {"label": "Sadness"}] + records[1:])
+    segment = emoreg.Segment(segment_id="n2", subject_id="p1", session_id="p1-a", start_s=0.0, end_s=1.0)
+    assert model.predict_proba([segment]).shape == (1, len(corpus.task.labels))

@@ -2,7 +2,9 @@
 
 ``read_segments`` validates a whole file and reports every problem at once (file, line, field);
 it never coerces a value to another type and never drops a row. ``check_segments`` does the same
-for segments built in memory; ``write_segments`` writes a file atomically.
+for segments built in memory; ``as_segments`` takes what a notebook has (segments, dicts of the
+file's fields, a pandas DataFrame with those columns) through the same checks; ``write_segments``
+writes a file atomically.
 """
 
 from __future__ import annotations
@@ -89,6 +91,34 @@ def check_segments(segments: Iterable[Segment], task: Task, where: str) -> list[
     if problems:
         raise ValidationError(where, problems)
     return segments
+
+
+def as_segments(items, task: Task | None, where: str = "segments") -> list[Segment]:
+    """Segments from ``Segment`` objects, dicts of the segment file's fields, or a pandas DataFrame
+    with those columns (a cell pandas left empty, NaN or None, is a field left out), validated as a
+    file's lines are, every problem at once, each named by its position (``segments[3]``)."""
+    if hasattr(items, "to_dict") and hasattr(items, "columns"):  # a pandas DataFrame: one row a segment
+        rows = items.to_dict(orient="records")
+        items = [{k: v for k, v in row.items() if not _empty_cell(v)} for row in rows]
+    if isinstance(items, (str, bytes, dict, Segment)) or not isinstance(items, Iterable):
+        kind = type(items).__name__
+        raise ValidationError(where, [Problem(where, None, f"expected a list of segments (Segment objects, dicts of "
+                                                           f"the segment file's fields, or a DataFrame), found one {kind}; "
+                                                           f"wrap a single segment in a list")])
+    out, problems = [], []
+    for i, item in enumerate(items):
+        if isinstance(item, Segment):
+            out.append(item)
+        else:
+            segment = segment_from_dict(item, f"{where}[{i}]", problems, task)
+            out.append(segment)
+    if problems:
+        raise ValidationError(where, problems)
+    return check_segments(out, task, where) if task is not None else out
+
+
+def _empty_cell(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def write_segments(path: str | Path, segments: Iterable[Segment]) -> Path:

@@ -45,7 +45,11 @@ class SegmentClassifier:
 
     # -- the protocol
     def fit(self, segments: Sequence[Segment]) -> SegmentClassifier:
-        segments = list(segments)
+        """Fit on ``segments``: ``Segment`` objects, dicts of the segment file's fields, or a pandas
+        DataFrame of them (validated as a file is)."""
+        from ..segment_files import as_segments
+
+        segments = as_segments(segments, self.task, "fit(segments)")
         if not segments:
             raise EmoregError(f"{self.name}: cannot fit on zero segments")
         unlabelled = [s.segment_id for s in segments if s.label is None]
@@ -61,7 +65,9 @@ class SegmentClassifier:
     def predict_proba(self, segments: Sequence[Segment]) -> np.ndarray:
         if not hasattr(self, "labels_"):
             raise NotFittedError(f"{self.name}: call fit() before predict_proba() or predict()")
-        segments = list(segments)
+        from ..segment_files import as_segments
+
+        segments = as_segments(segments, None, "predict_proba(segments)")  # labels are not needed to predict
         if not segments:
             return np.zeros((0, len(self.task.labels)))
         proba = np.asarray(self._predict_proba(segments), dtype=float)
