@@ -92,9 +92,18 @@ def test_bad_auto_settings_are_clear_errors_before_fitting(params, message):
         LlmClassifier.check_params({"head": "classify", "tune_layers": 1} | params)
 
 
-def test_candidates_deeper_than_the_model_are_named(tiny_llama, toy_split):
-    with pytest.raises(EmoregError, match=re.escape("candidates [3] are not depths of")):
-        auto_model(tiny_llama, candidates=[1, 3]).fit(toy_split[0])
+def test_depths_the_model_lacks_fail_when_the_config_is_read_without_loading_it(tiny_llama, monkeypatch):
+    """The layer count comes from the folder's config.json (a shipped model's from its pinned file):
+    no weights are read, and every impossible depth is named at once."""
+    import transformers
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", None)  # loading would fail loudly
+    with pytest.raises(EmoregError) as info:
+        LlmClassifier.check_params({"model": tiny_llama, "layers": "auto", "candidates": [1, 3], "fallback_layers": 4})
+    assert "candidates [3] must be at most 2, the layers of" in str(info.value)
+    assert "fallback_layers (4) exceeds the 2 layers of" in str(info.value)
+    with pytest.raises(EmoregError, match=re.escape("layers (31) exceeds the 30 layers of smollm2-135m")):
+        LlmClassifier.check_params({"model": "smollm2-135m", "layers": 31})
 
 
 def test_the_defaults_are_the_measured_recipe_and_head_lm_keeps_its_own():

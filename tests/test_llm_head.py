@@ -174,10 +174,10 @@ def test_layers_truncates_the_decoder_and_the_head_reads_that_layer(tiny_llama, 
 @pytest.mark.parametrize("params, message", [
     ({"tune": "full", "head": "lm"}, "tune full (every weight of the tuned layers) needs head: classify"),
     ({"tune_layers": 0}, "tune_layers must be a whole number of at least 1, or null, found 0"),
-    ({"tune_layers": 5}, "tune_layers must be between 1 and 2 (this model's layers), got 5"),
+    ({"tune_layers": 5}, "tune_layers (5) exceeds the 2 layers of "),  # the folder's config.json, no weights read
     ({"head": "mlp"}, "head must be one of lm, classify, found 'mlp'"),
     ({"decode": "generate"}, "head classify predicts from its label head; set decode to score"),
-    ({"layers": 3}, "layers must be between 1 and 2 (this model's layers), got 3"),
+    ({"layers": 3}, "layers (3) exceeds the 2 layers of "),
     ({"layers": 0}, "layers must be a whole number of at least 1, auto, or null, found 0"),
     ({"layers": 1, "tune_layers": 2}, "tune_layers (2) cannot exceed layers (1)"),
     ({"layers": 1, "head": "lm"}, "layers (a truncated decoder) needs head: classify"),

