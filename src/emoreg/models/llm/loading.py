@@ -78,8 +78,8 @@ def _install_command(spec: dict) -> str:
 
 def _assemble_parts(name: str, spec: dict) -> Path:
     """Concatenate a file split over several packages, in order, into the model cache, checking its
-    size and sha256 on the way; atomic (a cut or wrong file never takes the final name)."""
-    import hashlib
+    size and sha256 on the way (``split_files``)."""
+    from ..split_files import concatenate_checked
 
     target = model_cache_dir() / f"{name}-{spec['version']}.gguf"
     if target.is_file() and target.stat().st_size == spec["bytes"]:
@@ -91,27 +91,7 @@ def _assemble_parts(name: str, spec: dict) -> Path:
             raise EmoregError(f"model {name!r}: the part package {module.replace('_', '-')}=={spec['version']} is "
                               f"missing; install all its parts with {_install_command(spec)}")
         sources.append(Path(found.submodule_search_locations[0]) / relative)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    digest, size = hashlib.sha256(), 0
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for source in sources:
-                with open(source, "rb") as part:
-                    while chunk := part.read(1 << 24):
-                        digest.update(chunk)
-                        size += len(chunk)
-                        out.write(chunk)
-        if size != spec["bytes"] or digest.hexdigest() != spec["sha256"]:
-            raise EmoregError(f"model {name!r}: the {len(sources)} parts assemble to {size:,} bytes with sha256 "
-                              f"{digest.hexdigest()}, not the pinned {spec['bytes']:,} bytes and {spec['sha256']}; "
-                              f"a part differs from what was checked. Reinstall the pinned parts ({_install_command(spec)}, "
-                              f"with --force-reinstall)")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
+    return concatenate_checked(target, sources, spec["bytes"], spec["sha256"], f"model {name!r}", _install_command(spec))
 
 
 def _gguf_location(name: str) -> tuple[Path, str]:
