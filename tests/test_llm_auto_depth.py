@@ -120,3 +120,24 @@ def test_the_defaults_are_the_measured_recipe_and_head_lm_keeps_its_own():
     assert lm == {"epochs": 1, "tune": "lora", "layers": None, "tune_layers": None, "class_weight": None,
                   "batch_size": 8}
     assert LlmClassifier.conflicts({}) == [] and LlmClassifier.conflicts({"head": "lm"}) == []
+
+
+def test_the_deep_style_example_left_one_subject_out_falls_back_and_says_so(tiny_llama, tmp_path):
+    """The study's protocol on a small corpus: leave-one-subject-out over the DEEP-style example's
+    3 subjects leaves 2 training subjects a fold, too few to hold some out for the choice
+    (min_subjects 8), so each fold takes the fallback depth and its metadata says why."""
+    import json
+
+    from emoreg.evaluation import evaluate
+    from emoreg.evaluation.config import config_from_dict
+
+    params = {"model": tiny_llama, "layers": "auto", "epochs": 1, "system": None, "checkpoint_minutes": None,
+              "dtype": "fp32"}
+    out = evaluate(config_from_dict({"corpus": "deep-example", "task": "deep-shame", "model": "llm",
+                                     "params": params, "split": {"kind": "loso"}}, "test"), tmp_path / "run")
+    metas = [json.loads(p.read_text()) for p in sorted((out / "folds").glob("fold-*.meta.json"))]
+    assert len(metas) == 3
+    for meta in metas:
+        choice = meta["model"]["depth_choice"]
+        assert choice["inner_scores"] is None and "fallback: 2 training subjects (min_subjects 8)" in choice["reason"]
+        assert choice["chosen_layers"] == 2 and meta["model"]["layers"] == 2
