@@ -2,6 +2,7 @@
 after an intended template change with UPDATE_GOLDEN=1 and read the diff."""
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,27 @@ def test_golden_chat_wrapped_model_input(tiny_annomi, tiny_llama):
     model._setup()
     model._load()
     check_golden("annomi_t000-u003_chat.txt", model.tokenizer_.decode(model._prefix_ids(segment)))
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"feature_thresholds": {"speech_rate_wps": "abc"}}, "feature_thresholds.speech_rate_wps must be a finite number"),
+    ({"feature_thresholds": {"gaze": float("nan")}}, "feature_thresholds.gaze must be a finite number, got nan"),
+    ({"max_tokens": float("nan")}, "max_tokens must be a whole number of tokens"),
+    ({"max_tokens": 96.5}, "max_tokens must be a whole number of tokens"),
+    ({"behaviour_phrases": {"gaze_away": 3}}, "behaviour_phrases.gaze_away must be the words that describe it"),
+])
+def test_prompt_settings_of_the_wrong_kind_are_refused(fields, message):
+    from emoreg.errors import EmoregError
+
+    with pytest.raises(EmoregError, match=re.escape(message)):
+        PromptConfig(**fields)
+
+
+def test_a_bad_threshold_on_the_command_line_fails_before_a_run_folder_exists(tmp_path, toy_corpus):
+    from emoreg.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text(f"corpus: {toy_corpus}\ntask: deep-shame\nmodel: tfidf\nparams: {{text: utterance}}\n")
+    code = main(["evaluate", str(config), "--out", str(tmp_path / "run"),
+                 "--set", "prompt.feature_thresholds={speech_rate_wps: abc}"])
+    assert code == 2 and not (tmp_path / "run").exists()

@@ -111,3 +111,22 @@ def test_segment_to_dict_leaves_out_absent_fields():
                       "features": {"f": 1.0}},
     }
     assert not seg.has("person") and seg.has("transcript") and seg.has("nonverbal")
+
+
+def test_a_repeated_key_and_a_nul_character_are_named_not_kept(tmp_path):
+    """json keeps the last of two equal keys without a word, and a NUL cuts the text in many tools:
+    both are problems of the line that holds them."""
+    import pytest
+
+    from emoreg.errors import ValidationError
+    from emoreg.segment_files import read_segments
+
+    good = ('{"segment_id": "a", "subject_id": "s", "session_id": "s1", "start_s": 0, "end_s": 1, '
+            '"label": "Rest"')
+    path = tmp_path / "s.jsonl"
+    path.write_text(good + ', "label": "Withdrawal"}\n' + good.replace('"a"', '"b"') + ', "context": "x\\u0000y"}\n')
+    with pytest.raises(ValidationError) as info:
+        read_segments(path)
+    text = str(info.value)
+    assert "s.jsonl:1: the key 'label' appears twice in one object" in text
+    assert "s.jsonl:2: context: holds a NUL character (at character 1)" in text

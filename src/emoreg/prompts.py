@@ -107,8 +107,19 @@ class PromptConfig:
         if self.template not in TEMPLATES:
             raise EmoregError(f"unknown prompt template {self.template!r}; known: {', '.join(TEMPLATES)}")
         object.__setattr__(self, "sources", parse_sources(self.sources))
+        if self.max_tokens is not None and (isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int)):
+            raise EmoregError(f"max_tokens must be a whole number of tokens (at least 16) or null, got {self.max_tokens!r}")
         if self.max_tokens is not None and self.max_tokens < 16:
             raise EmoregError(f"max_tokens must be at least 16, got {self.max_tokens}")
+        for name, value in dict(self.feature_thresholds).items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (
+                    float("inf"), float("-inf")):
+                raise EmoregError(f"feature_thresholds.{name} must be a finite number, got {value!r} (a threshold "
+                                  "that is not a number would drop the feature from every prompt)")
+        for code, phrase in dict(self.behaviour_phrases).items():
+            if not isinstance(phrase, str) or not phrase.strip():
+                raise EmoregError(f"behaviour_phrases.{code} must be the words that describe it (a non-empty "
+                                  f"string), got {phrase!r}")
         object.__setattr__(self, "feature_thresholds", MappingProxyType(dict(self.feature_thresholds)))
         object.__setattr__(self, "behaviour_phrases",
                            MappingProxyType({**DEFAULT_BEHAVIOUR_PHRASES, **self.behaviour_phrases}))

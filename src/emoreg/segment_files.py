@@ -46,7 +46,11 @@ def read_segments(path: str | Path, task: Task | None = None) -> list[Segment]:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(line, object_pairs_hook=_no_repeated_keys)
+            except _RepeatedKey as exc:
+                problems.append(Problem(where, None, f"the key {exc.args[0]!r} appears twice in one object; JSON "
+                                                     "readers keep either value, so say it once"))
+                continue
             except json.JSONDecodeError as exc:
                 problems.append(Problem(where, None, f"malformed JSON ({exc.msg} at column {exc.colno})"))
                 continue
@@ -91,6 +95,20 @@ def check_segments(segments: Iterable[Segment], task: Task, where: str) -> list[
     if problems:
         raise ValidationError(where, problems)
     return segments
+
+
+class _RepeatedKey(ValueError):
+    pass
+
+
+def _no_repeated_keys(pairs: list) -> dict:
+    """A JSON object whose keys are each given once (``json`` would keep the last silently)."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _RepeatedKey(key)
+        out[key] = value
+    return out
 
 
 def as_segments(items, task: Task | None, where: str = "segments") -> list[Segment]:

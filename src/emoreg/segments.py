@@ -184,6 +184,10 @@ class _Checker:
         if (required or nonempty) and not value.strip():
             self.bad(field, "is empty; expected a non-empty string")
             return None
+        if "\x00" in value:
+            self.bad(field, f"holds a NUL character (at character {value.index(chr(0))}), which no text field takes "
+                            "and many tools cut the text at; remove it at its source")
+            return None
         bad_char = lone_surrogate(value)
         if bad_char is not None:
             self.bad(field, f"holds a lone UTF-16 surrogate ({value[bad_char]!r} at character {bad_char}), which is "
