@@ -72,3 +72,33 @@ def test_ablate_logs_one_parent_run_per_cell(toy_corpus, tmp_path, store):
     assert len(parents) == len(cells) >= 3
     for run_id in parents:
         assert client.get_run(run_id).data.metrics["macro_f1"] >= 0
+
+
+def test_the_default_local_store_is_one_mlflows_own_client_and_command_read_back(toy_corpus, tmp_path, monkeypatch):
+    """Without $MLFLOW_TRACKING_URI: ./mlflow.db (SQLite) and artifacts in ./mlruns, which MLflow's
+    Python client and its `mlflow runs list` command read back with no special switch (MLflow's
+    plain file store refuses to, in current MLflow)."""
+    import subprocess
+    import sys
+
+    import mlflow
+    import yaml
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"corpus": str(toy_corpus), "task": "deep-shame", "model": "tfidf",
+                                      "params": {"min_df": 1}, "split": {"kind": "group-kfold", "folds": 2}}))
+    assert main(["evaluate", str(config), "--out", "run", "--track", "mlflow"]) == 0
+    assert (tmp_path / "mlflow.db").is_file() and (tmp_path / "mlruns").is_dir()
+    state = json.loads((tmp_path / "run" / "tracking.json").read_text())
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("emoreg")
+    assert client.get_run(state["parent"]).data.params["model"] == "tfidf"
+    assert "metrics.json" in {a.path for a in client.list_artifacts(state["parent"])}
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("MLFLOW_")}
+    listed = subprocess.run([sys.executable, "-m", "mlflow", "runs", "list", "--experiment-id", experiment.experiment_id,
+                             "--view", "all"], capture_output=True, text=True, cwd=tmp_path,
+                            env=env | {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    assert listed.returncode == 0 and state["parent"] in listed.stdout, listed.stderr[-2000:]

@@ -9,10 +9,11 @@ One parent run per evaluation (or ablation cell), one child run per finished fol
 * child ``fold-NN``: that fold's metrics, fit and predict seconds, the training loss as a metric
   history (one value per step), the fold's metadata as an artifact.
 
-Where: ``$MLFLOW_TRACKING_URI`` when set, else a local file store ``./mlruns`` (MLflow keeps its
-file store in maintenance mode; emoreg sets ``MLFLOW_ALLOW_FILE_STORE=true`` for it). The MLflow run
-ids are kept in the run folder (``tracking.json``), so a resumed or extended run continues the
-same MLflow runs and logs each fold once.
+Where: ``$MLFLOW_TRACKING_URI`` when set, else a local SQLite store ``./mlflow.db`` with the
+artifacts in ``./mlruns`` (MLflow's own client reads it back, and ``mlflow ui --backend-store-uri
+sqlite:///mlflow.db`` shows it; MLflow's plain file store is in maintenance mode and refuses to
+read back without a switch). The MLflow run ids are kept in the run folder (``tracking.json``),
+so a resumed or extended run continues the same MLflow runs and logs each fold once.
 """
 
 from __future__ import annotations
@@ -34,9 +35,26 @@ def _mlflow():
     except ImportError:
         raise EmoregError("--track mlflow needs MLflow: pip install 'emoreg[mlflow]' (or mlflow-skinny)") from None
     if not os.environ.get("MLFLOW_TRACKING_URI"):
-        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        mlflow.set_tracking_uri(Path("mlruns").resolve().as_uri())
+        try:
+            import sqlalchemy  # noqa: F401 - the SQLite store's, which mlflow-skinny leaves out
+        except ImportError:
+            raise EmoregError("--track mlflow keeps its runs in a local SQLite store (./mlflow.db), which needs "
+                              "SQLAlchemy: pip install 'emoreg[mlflow]'; or point MLFLOW_TRACKING_URI at a "
+                              "tracking server") from None
+        mlflow.set_tracking_uri(default_store())
     return mlflow
+
+
+def default_store() -> str:
+    """The local store when ``$MLFLOW_TRACKING_URI`` is not set: SQLite in ./mlflow.db."""
+    return "sqlite:///" + str(Path("mlflow.db").resolve())
+
+
+def _experiment(mlflow) -> None:
+    """The ``emoreg`` experiment, its artifacts in ./mlruns for the local store (a server keeps its own)."""
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None and not os.environ.get("MLFLOW_TRACKING_URI"):
+        mlflow.create_experiment(EXPERIMENT, artifact_location=Path("mlruns").resolve().as_uri())
+    mlflow.set_experiment(EXPERIMENT)
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, str]:
@@ -70,7 +88,7 @@ def log_run(run: str | Path) -> dict[str, Any]:
     config = read_config(run)
     state_file = run / "tracking.json"
     state = read_json(state_file) if state_file.is_file() else {"parent": None, "folds": {}}
-    mlflow.set_experiment(EXPERIMENT)
+    _experiment(mlflow)
     labels = None
     with mlflow.start_run(run_id=state["parent"], run_name=config.get("name") or run.name) as parent:
         state["parent"] = parent.info.run_id

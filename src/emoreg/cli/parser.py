@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--processes", type=int, default=1, metavar="N", help=PROCESSES_HELP)
     p.add_argument("--track", choices=["mlflow"], default=None,
                    help="also log the run to MLflow: a parent run, a child run per fold ($MLFLOW_TRACKING_URI, "
-                        "else ./mlruns); a resumed run continues the same MLflow runs")
+                        "else a local SQLite store ./mlflow.db); a resumed run continues the same MLflow runs")
 
     p = sub.add_parser("collect", help="compute the metrics of a run whose folds ran separately")
     p.add_argument("run", type=Path, help="run folder")
