@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from emoreg.cli import main
 
 
@@ -136,3 +138,11 @@ def test_the_model_card_names_each_base_model_and_its_licence():
     assert "Gemma Terms of Use" in licence_of("gemma3-270m")
     assert "Llama 2 Community License" in licence_of("/models/Llama-2-7b-chat-hf")
     assert licence_of("some/unknown-model").startswith("not known to emoreg")
+
+
+@pytest.mark.parametrize("port", ["70000", "0", "http"])
+def test_serve_refuses_a_port_that_is_not_one_in_one_line(port, capsys, tmp_path):
+    with pytest.raises(SystemExit) as info:
+        main(["serve", str(tmp_path), "--port", port])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "expected a port number from 1 to 65535" in err and "Traceback" not in err

@@ -140,3 +140,14 @@ def test_subtitles_whisper_elan_nova(tmp_path):
     (tmp_path / "s.annotation~").write_text("0.0;1.5;7;1.0\n")
     with pytest.raises(EmoregError, match="item id 7 is not in the scheme"):
         read_nova(tmp_path / "s.annotation")
+
+
+@pytest.mark.parametrize("step", ["two", "true", ".nan"])
+def test_a_step_that_is_not_a_number_of_seconds_is_a_clear_error(example, step):
+    from emoreg.errors import EmoregError
+
+    config = (example / "import.yaml").read_text().replace("segments: {mode: interval}",
+                                                           f"segments: {{mode: step, step_s: {step}}}")
+    (example / "step.yaml").write_text(config)
+    with pytest.raises(EmoregError, match="step_s must be a number of seconds above 0"):
+        import_segments(example / "step.yaml")

@@ -8,6 +8,17 @@ from pathlib import Path
 from .. import __version__
 
 
+def _port(text: str) -> int:
+    """A TCP port number (argparse turns the ValueError into a one-line usage error)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {port}")
+    return port
+
+
 def _add_corpus_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", required=True,
                    help="annomi, deep-example, a segments .jsonl file, or a CSV mapping .yaml")
@@ -116,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve a trained model over HTTP for live sessions")
     p.add_argument("model_dir", type=Path, help="a folder written by `emoreg train`")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_port, default=8000, help="TCP port, 1-65535 (default 8000)")
     p.add_argument("--db", type=Path, default=Path("emoreg-sessions.sqlite"),
                    help="SQLite file for sessions and predictions (default: ./emoreg-sessions.sqlite)")
     p.add_argument("--token-file", type=Path, default=None,

@@ -45,7 +45,10 @@ SESSION_KEYS = ("subject", "session", "face", "speech", "labels")
 def _windows(labels: list[Interval], spec: dict[str, Any]) -> list[tuple[float, float, str]]:
     if spec.get("mode", "interval") == "interval":
         return [(iv.start_s, iv.end_s, iv.value) for iv in labels]
-    step = float(spec.get("step_s", 0))
+    step = spec.get("step_s", 0)
+    if isinstance(step, bool) or not isinstance(step, (int, float)) or step != step or step in (float("inf"),):
+        raise EmoregError(f"segments: step_s must be a number of seconds above 0, found {step!r}; "
+                          "use {mode: step, step_s: 2.0}")
     if spec.get("mode") != "step" or step <= 0:
         raise EmoregError("segments: use {mode: interval} or {mode: step, step_s: SECONDS > 0}")
     if not labels:
