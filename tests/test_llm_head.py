@@ -321,3 +321,20 @@ def test_a_sliding_window_layer_runs_whole():
         config = Qwen2Config(**shape, use_sliding_window=window, sliding_window=4, max_window_layers=0)
         _, decoder = llm_head.decoder_of(Qwen2ForCausalLM(config))
         assert llm_head.last_token.supported(decoder, decoder.layers[-1]) is fast
+
+
+def test_a_scalar_mix_of_a_lower_layer_learns_round_trips_and_reports_its_weights(tiny_llama, toy_split, tmp_path):
+    """``mix_layers``: the head reads the tuned layer's output mixed with the last-token state
+    entering a lower layer; the weights start at half on the tuned layer, train, save and load."""
+    train, test = toy_split
+    model = head_model(tiny_llama, layers=2, tune_layers=1, tune="full", mix_layers=[0], epochs=10).fit(train)
+    weights = model.describe()["mix_weights"]
+    assert len(weights) == 2 and abs(sum(weights) - 1) < 1e-3 and weights != [0.5, 0.5]  # trained from 0.5/0.5
+    assert np.mean([p == s.label for p, s in zip(model.predict(test), test)]) > 0.9
+    model.save(tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    assert np.allclose(again.predict_proba(test), model.predict_proba(test), atol=1e-6)
+    plain = head_model(tiny_llama, layers=2, tune_layers=1, tune="full", epochs=10).fit(train)
+    assert not np.allclose(plain.predict_proba(test), model.predict_proba(test))
+    with pytest.raises(EmoregError, match=re.escape("mix_layers [1] must each be below the first tuned layer (1)")):
+        head_model(tiny_llama, layers=2, tune_layers=1, mix_layers=[1]).fit(train)

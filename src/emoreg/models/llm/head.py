@@ -35,6 +35,7 @@ from ... import heap
 from ...errors import EmoregError
 from ...progress import progress
 from . import last_token
+from .mix import last_states, make_mix, mixed
 from .state_cache import disk_folder, load_shards, save_shard
 from .tokens import length_grouped, padded
 from .trainer import advance, class_weights, warmup_linear_schedule
@@ -198,10 +199,11 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int, a
 
 
 
-def label_logits(clf: LlmClassifier, states: list, start: int, last_only: bool = True):
+def label_logits(clf: LlmClassifier, states: list, start: int, last_only: bool = True, extra=None):
     """Label logits for a batch of cached states: the tuned layers, the final norm, the head. The
     top layer runs at the last prompt token only where it is a known Llama layer (``last_token``:
-    the same function, ~6% of the layer's cost); ``last_only=False`` runs it whole."""
+    the same function, ~6% of the layer's cost); ``last_only=False`` runs it whole. ``extra``: the
+    batch's last-token states of the ``mix_layers`` (``mix``)."""
     import torch
 
     x, mask = padded(states, 0)
@@ -219,6 +221,7 @@ def label_logits(clf: LlmClassifier, states: list, start: int, last_only: bool =
             with _only_layers(decoder, layers, start):
                 hidden = decoder(inputs_embeds=x, attention_mask=mask, use_cache=False).last_hidden_state
             last = hidden[torch.arange(len(states), device=clf.device_), mask.sum(-1) - 1]
+        last = mixed(clf, decoder, last, extra)
     return clf.head_(last.float())
 
 
@@ -258,7 +261,8 @@ def trainable(clf: LlmClassifier, start: int) -> list:
         for module in _tuned_modules(clf, start):
             for p in module.parameters():
                 p.requires_grad_(True)
-    return [p for p in clf.model_.parameters() if p.requires_grad] + list(clf.head_.parameters())
+    mix = [clf.mix_] if getattr(clf, "mix_", None) is not None else []
+    return [p for p in clf.model_.parameters() if p.requires_grad] + list(clf.head_.parameters()) + mix
 
 
 def fit_head(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> None:
@@ -269,7 +273,9 @@ def fit_head(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
     clf.first_tuned_ = start
     clf.unseen_ = sorted(set(range(len(clf.task.labels))) - set(np.asarray(y).tolist()))  # get no probability
     clf.head_ = make_head(clf)
+    clf.mix_ = make_mix(clf)
     began = time.perf_counter()
+    lower = last_states(clf, prefixes)  # the mixed layers' last tokens (None without mix_layers)
     states = entering_states(clf, prefixes, start, also=clf._param("state_layers") or ())
     clf.states_seconds_ = time.perf_counter() - began
     epochs = clf._param("epochs")
@@ -297,7 +303,8 @@ def fit_head(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
     pending = []
     for _ in range(epochs):
         for batch in length_grouped([len(p) for p in prefixes], size, generator):
-            logits = label_logits(clf, [states[i] for i in batch], start)
+            logits = label_logits(clf, [states[i] for i in batch], start,
+                                  extra=None if lower is None else lower[batch])
             loss = torch.nn.functional.cross_entropy(logits, target[batch], weight=per_class)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, clf._param("max_grad_norm"))
@@ -324,6 +331,7 @@ def predict_head(clf: LlmClassifier, prefixes: list[list[int]]) -> np.ndarray:
     import torch
 
     start = clf.first_tuned_
+    lower = last_states(clf, prefixes)
     states = entering_states(clf, prefixes, start, also=clf._param("state_layers") or ())
     out = np.zeros((len(prefixes), len(clf.task.labels)))
     order = sorted(range(len(prefixes)), key=lambda i: len(prefixes[i]))
@@ -332,7 +340,7 @@ def predict_head(clf: LlmClassifier, prefixes: list[list[int]]) -> np.ndarray:
         tick = heap.trimmer(TRIM_EVERY)
         for at in progress(range(0, len(order), size), desc="scoring (head)", unit="batch", leave=False):
             idx = order[at:at + size]
-            logits = label_logits(clf, [states[i] for i in idx], start)
+            logits = label_logits(clf, [states[i] for i in idx], start, extra=None if lower is None else lower[idx])
             logits[:, getattr(clf, "unseen_", [])] = -torch.inf
             out[idx] = torch.softmax(logits, -1).cpu().numpy()
             tick()
@@ -344,6 +352,8 @@ def save_head(clf: LlmClassifier, folder) -> None:
     from safetensors.torch import save_file
 
     tensors = {f"head.{k}": v.detach().cpu().contiguous() for k, v in clf.head_.state_dict().items()}
+    if getattr(clf, "mix_", None) is not None:
+        tensors["mix.weight"] = clf.mix_.detach().cpu().contiguous()
     if clf._param("tune") == "full":
         base, _ = decoder_of(clf.model_)
         mine = {id(p) for m in _tuned_modules(clf, clf.first_tuned_) for p in m.parameters()}
@@ -359,6 +369,10 @@ def load_head(clf: LlmClassifier, folder) -> None:
     clf.first_tuned_ = first_tuned(clf.model_, clf._param("tune_layers"))
     clf.head_ = make_head(clf)
     clf.head_.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
+    clf.mix_ = make_mix(clf)
+    if clf.mix_ is not None:
+        with torch.no_grad():
+            clf.mix_.copy_(tensors["mix.weight"])
     tuned = {k[6:]: v for k, v in tensors.items() if k.startswith("tuned.")}
     if tuned:
         _tuned_modules(clf, clf.first_tuned_)

@@ -74,6 +74,8 @@ class LlmClassifier(SegmentClassifier):
     state_layers: with head classify, more layers whose entering states the states pass keeps on
     disk on its way to the tuned layer (each below ``layers``): a depth sweep's deepest cell fills
     the caches of the shallower ones in one pass (``head.entering_states``).
+    mix_layers: with head classify, lower layers whose last-token states the head also reads,
+    through a learned scalar mix with the tuned layer's output (``mix``); each below the first tuned layer.
     head_init: labels (the output rows of each label's first answer token) or zeros.
     merge_lora: fold the LoRA weights into the base weights while scoring (``head: lm``; the base
     weights are restored exactly afterwards); see BENCHMARKS.md for what it saves.
@@ -94,7 +96,7 @@ class LlmClassifier(SegmentClassifier):
         "quantize_4bit": False, "decode": "score", "score_batch": 16, "system": DEFAULT_SYSTEM,
         "trainer": "emoreg", "checkpoint_minutes": 10, "answer_loss": "mean", "answer_prefix": "",
         "head": "classify", "tune_layers": 1, "tune": "full", "head_init": "labels", "state_cache": True,
-        "layers": "auto", "merge_lora": False, "state_layers": None,
+        "layers": "auto", "merge_lora": False, "state_layers": None, "mix_layers": None,
         "candidates": None, "inner_share": 0.2, "min_subjects": 8, "fallback_layers": None,
     }
     LM_DEFAULTS = {"epochs": 1, "batch_size": 8, "class_weight": None, "score_batch": 8, "tune_layers": None,
@@ -170,6 +172,14 @@ class LlmClassifier(SegmentClassifier):
             out.append("state_layers (more layers' states kept on disk) needs head: classify and state_cache: true")
         if isinstance(extra, list) and isinstance(n, int) and any(isinstance(x, int) and x >= n for x in extra):
             out.append(f"state_layers {extra} must each be below layers ({n}): a truncated model has no deeper layer")
+        mix = get("mix_layers")
+        if mix is not None and not classify:
+            out.append("mix_layers (a scalar mix of lower layers) needs head: classify")
+        if isinstance(mix, list) and isinstance(n, int) and isinstance(k, int) and any(
+                isinstance(x, int) and x >= n - k for x in mix):
+            out.append(f"mix_layers {mix} must each be below the first tuned layer ({n - k})")
+        if mix is not None and auto:
+            out.append("mix_layers reads fixed layers; give layers a number, not auto")
         out += cls._against_the_model(params, get)
         if get("trainer") == "hf" and get("class_weight") is not None:
             out.append("trainer hf (the plain Trainer recipe) takes no class weights; set class_weight to null")
@@ -350,7 +360,9 @@ class LlmClassifier(SegmentClassifier):
                 "states_computed": getattr(self, "states_computed_", 0),
                 "states_reused": getattr(self, "states_reused_", 0),
                 "states_seconds": getattr(self, "states_seconds_", None),
-                "train_seconds": getattr(self, "train_seconds_", None)}
+                "train_seconds": getattr(self, "train_seconds_", None),
+                **({"mix_weights": [round(float(w), 4) for w in self.mix_.detach().softmax(0)]}
+                   if getattr(self, "mix_", None) is not None else {})}
 
     def answer_tokens(self) -> dict[str, list[str]] | None:
         """Each label's answer as the model's tokens (end-of-turn included), e.g. sustain: [s, ustain, <|im_end|>]."""
