@@ -338,3 +338,35 @@ def test_a_scalar_mix_of_a_lower_layer_learns_round_trips_and_reports_its_weight
     assert not np.allclose(plain.predict_proba(test), model.predict_proba(test))
     with pytest.raises(EmoregError, match=re.escape("mix_layers [1] must each be below the first tuned layer (1)")):
         head_model(tiny_llama, layers=2, tune_layers=1, mix_layers=[1]).fit(train)
+
+
+def test_an_int8_prefix_keeps_the_decisions_and_its_states_are_never_mixed_with_float_ones(
+        tiny_llama, toy_split, monkeypatch):
+    """prefix_dtype int8: the frozen layer below the head quantised (the tiny model has one, so no
+    layer is kept in float here); the head trained on its states makes the float reference's
+    decisions; its states live in a cache of their own, and a float run afterwards reuses only the
+    float states."""
+    from emoreg.models.llm import prefix
+
+    monkeypatch.setattr(prefix, "FLOAT_LAYERS", 0)
+    train, test = toy_split
+    settings = {"layers": 2, "tune_layers": 1, "tune": "full", "epochs": 10}
+    reference = head_model(tiny_llama, **settings).fit(train)
+    float_states = {k: v.clone() for k, v in llm_head._STATES["states"].items()}
+    quantised = head_model(tiny_llama, prefix_dtype="int8", **settings).fit(train)
+    assert quantised.states_computed_ == len(float_states)  # none taken from the float cache
+    _, decoder = llm_head.decoder_of(quantised.model_)
+    assert "DynamicQuantizedLinear" in repr(decoder.layers[0]) and "DynamicQuantizedLinear" not in repr(decoder.layers[1])
+    int8_states = llm_head._STATES["states"]
+    cosines = torch.cat([torch.nn.functional.cosine_similarity(int8_states[k].float(), v.float(), dim=-1)
+                         for k, v in float_states.items()])  # per token
+    assert cosines.mean() > 0.99 and cosines.min() > 0.95  # close, and not the float states themselves:
+    assert any(not torch.equal(int8_states[k], v) for k, v in float_states.items())
+    assert reference.predict(test) == quantised.predict(test)
+    assert quantised.describe()["prefix_dtype"] == "int8"
+    llm_head._STATES.update(key=None, states={}, folder=None)  # a new process
+    again = head_model(tiny_llama, **settings).fit(train)
+    assert again.states_computed_ == 0 and all(torch.equal(llm_head._STATES["states"][k], v)
+                                               for k, v in float_states.items())
+    with pytest.raises(EmoregError, match="prefix_dtype int8 .* needs head: classify and dtype: fp32"):
+        head_model(tiny_llama, prefix_dtype="int8", dtype="bf16", **settings).fit(train)

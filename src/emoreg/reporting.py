@@ -122,6 +122,8 @@ def numeric_path(run: Run) -> str | None:
         return None
     env_file = run.path / "environment.json"
     numerics = (json.loads(env_file.read_text()).get("numerics") if env_file.is_file() else None) or {}
+    if any((m.get("model") or {}).get("prefix_dtype") == "int8" for m in metas):
+        dtypes = [f"{d}, frozen layers int8" for d in dtypes]
     if len(dtypes) > 1:
         return "mixed: " + " and ".join(dtypes)
     if numerics.get("device") == "cuda":

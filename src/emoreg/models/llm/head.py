@@ -36,6 +36,7 @@ from ...errors import EmoregError
 from ...progress import progress
 from . import last_token
 from .mix import last_states, make_mix, mixed
+from .prefix import quantise_below
 from .state_cache import disk_folder, load_shards, save_shard
 from .tokens import length_grouped, padded
 from .trainer import advance, class_weights, warmup_linear_schedule
@@ -110,7 +111,9 @@ def _only_layers(decoder, layers, first: int):
 
 
 def _cache_folder(clf: LlmClassifier, layer: int):
-    return disk_folder(str(clf._param("model")), layer, clf.bf16_) if clf._param("state_cache") else None
+    if not clf._param("state_cache"):
+        return None
+    return disk_folder(str(clf._param("model")), layer, clf.bf16_, prefix=clf._param("prefix_dtype"))
 
 
 def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int, also=()) -> list:
@@ -122,7 +125,7 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int, a
     its states cached (a depth sweep costs one pass, not one per depth)."""
     import torch
 
-    key = (str(clf._param("model")), start, clf.bf16_, clf._param("state_cache"))
+    key = (str(clf._param("model")), start, clf.bf16_, clf._param("state_cache"), clf._param("prefix_dtype"))
     if _STATES["key"] != key:
         folder = _cache_folder(clf, start)
         _STATES.update(key=key, states=load_shards(folder), folder=folder)
@@ -136,6 +139,11 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int, a
     if wanted[-1] >= len(decoder.layers):
         raise EmoregError(f"llm: state_layers {sorted(extra)} must be below this model's {len(decoder.layers)} "
                           f"kept layers (layers)")
+    if todo and clf._param("prefix_dtype") == "int8":  # the frozen layers below the head in int8 (``prefix``)
+        if wanted[-1] != start:
+            raise EmoregError("llm: with prefix_dtype int8 the states pass ends at the first tuned layer; "
+                              "state_layers must be below it")
+        quantise_below(decoder, start)
     captured = {}
 
     def capture(layer):

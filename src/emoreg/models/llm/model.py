@@ -74,6 +74,8 @@ class LlmClassifier(SegmentClassifier):
     state_layers: with head classify, more layers whose entering states the states pass keeps on
     disk on its way to the tuned layer (each below ``layers``): a depth sweep's deepest cell fills
     the caches of the shallower ones in one pass (``head.entering_states``).
+    prefix_dtype: same (the frozen layers below the head run in the model's dtype) or int8 (dynamic
+    int8, ``prefix``; head classify with dtype fp32; its states are cached apart).
     mix_layers: with head classify, lower layers whose last-token states the head also reads,
     through a learned scalar mix with the tuned layer's output (``mix``); each below the first tuned layer.
     head_init: labels (the output rows of each label's first answer token) or zeros.
@@ -97,6 +99,7 @@ class LlmClassifier(SegmentClassifier):
         "trainer": "emoreg", "checkpoint_minutes": 10, "answer_loss": "mean", "answer_prefix": "",
         "head": "classify", "tune_layers": 1, "tune": "full", "head_init": "labels", "state_cache": True,
         "layers": "auto", "merge_lora": False, "state_layers": None, "mix_layers": None,
+        "prefix_dtype": "same",
         "candidates": None, "inner_share": 0.2, "min_subjects": 8, "fallback_layers": None,
     }
     LM_DEFAULTS = {"epochs": 1, "batch_size": 8, "class_weight": None, "score_batch": 8, "tune_layers": None,
@@ -180,6 +183,8 @@ class LlmClassifier(SegmentClassifier):
             out.append(f"mix_layers {mix} must each be below the first tuned layer ({n - k})")
         if mix is not None and auto:
             out.append("mix_layers reads fixed layers; give layers a number, not auto")
+        if get("prefix_dtype") == "int8" and not (classify and get("dtype") == "fp32"):
+            out.append("prefix_dtype int8 (the frozen layers in int8) needs head: classify and dtype: fp32")
         out += cls._against_the_model(params, get)
         if get("trainer") == "hf" and get("class_weight") is not None:
             out.append("trainer hf (the plain Trainer recipe) takes no class weights; set class_weight to null")
@@ -355,6 +360,7 @@ class LlmClassifier(SegmentClassifier):
             return {}
         choice = getattr(self, "depth_choice_", None)
         return {"head": "classify", "layers": choice["chosen_layers"] if choice else self._param("layers"),
+                "prefix_dtype": self._param("prefix_dtype"),
                 **({"depth_choice": choice} if choice else {}),
                 "first_tuned_layer": getattr(self, "first_tuned_", None),
                 "states_computed": getattr(self, "states_computed_", 0),

@@ -35,9 +35,12 @@ def model_identity(name: str) -> str:
     return name + "|" + "|".join(f"{f.name}:{f.stat().st_size}:{int(f.stat().st_mtime)}" for f in files)
 
 
-def disk_folder(model: str, layer: int, bf16: bool) -> Path:
-    """The folder of the states entering ``layer`` of ``model`` in one dtype."""
+def disk_folder(model: str, layer: int, bf16: bool, prefix: str = "same") -> Path:
+    """The folder of the states entering ``layer`` of ``model`` in one dtype, made by the frozen
+    layers in that dtype (``prefix`` "same") or quantised ("int8": another folder, never mixed)."""
     key = f"{model_identity(model)}|layer {layer}|{'bf16' if bf16 else 'fp32'}"
+    if prefix != "same":
+        key += f"|prefix {prefix}"
     return state_cache_dir() / hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
