@@ -6,6 +6,7 @@
     python benchmarks/llm_speed.py head [--prompts 256] [--tune-layers 4] [--epochs 2] [--dtype auto]
                                         [--layers 18 --tune full]
     python benchmarks/llm_speed.py compile [--prompts 128] [--layers 16] [--dtype fp32]
+    python benchmarks/llm_speed.py prefix [--prompts 128] [--layers 17] [--max-tokens 192] [--dtype auto]
     python benchmarks/llm_speed.py tokens [--prompts 0] [--max-tokens 192] [--batch 16]
     python benchmarks/llm_speed.py alone [--prompts 32] [--layers 18 --tune-layers 2 --tune full] [--dtype fp32]
 
@@ -45,6 +46,11 @@ the MLP's up projection) and p50/p95 of one prompt scored alone.
 compile: the states pass's work (a forward pass of the prompts through the first ``--layers``
 layers, no gradients, batches of 16 sorted by length) eager, with ``torch.compile`` (dynamic shapes,
 the compile time reported apart, measured on a second pass) and eager with one thread, alternating.
+
+prefix: the states pass (the frozen layers below the tuned layer ``--layers - 1``) per prefix dtype,
+alternating: fp32 (the reference), int8 (``prefix_dtype: int8``) and bf16 where ``--dtype`` resolves
+to it; seconds per prompt, ratio to fp32, MFU against that dtype's peak measured in the same run,
+the states' cosine to fp32 per layer, peak memory. Quality on a task is the validation split's.
 
 tokens: no model pass, only the tokenizer over the corpus (``--prompts 0``: every segment): prompt
 tokens with the recipe's system message and with none (the model's own default then), and the share
@@ -518,9 +524,92 @@ def bench_alone(args) -> dict:
             "peak_rss_mb": _sig(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
+def _int8_peak_gflops(size: int = 2048, repeats: int = 5, trials: int = 3) -> float:
+    """The best rate of a dynamically quantised int8 Linear (what ``prefix_dtype: int8`` runs) on a
+    square problem: the int8 path's practical peak, as matmul_peak_gflops is fp32's and bf16's."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    layer = quantize_dynamic(torch.nn.Sequential(torch.nn.Linear(size, size, bias=False)),
+                             {"0": per_channel_dynamic_qconfig}, dtype=torch.qint8)
+    x = torch.randn(size, size)
+    with torch.inference_mode():
+        layer(x)
+        best = 0.0
+        for _ in range(trials):
+            started = time.perf_counter()
+            for _ in range(repeats):
+                layer(x)
+            best = max(best, 2 * size ** 3 * repeats / (time.perf_counter() - started) / 1e9)
+    return best
+
+
+def bench_prefix(args) -> dict:
+    """The states pass (the frozen layers below the head) per prefix dtype, alternating: fp32,
+    bf16 (where ``--dtype`` allows: auto takes it only where the CPU is fast at bf16) and int8
+    (``prefix_dtype: int8``): seconds per prompt, ratio to fp32, MFU against that dtype's peak
+    measured in the same run, and the cosine of each layer's states to fp32's (per token, mean and
+    the lowest prompt's mean)."""
+    from emoreg.models.llm.head import decoder_of, truncate
+    from emoreg.models.llm.loading import load_base
+    from emoreg.models.llm.numerics import resolve_dtype
+    from emoreg.models.llm.prefix import quantise_below
+    from emoreg.models.llm.tokens import padded
+
+    task, segments = _segments(args.prompts, seed=2)
+    clf, prefixes = _prompt_ids(task, segments, args, dtype="fp32")
+    prefixes = sorted(prefixes, key=len)
+    batches = [padded(prefixes[i:i + 16], clf.pad_id_) for i in range(0, len(prefixes), 16)]
+    tokens = sum(map(len, prefixes))
+    depth = (args.layers or len(decoder_of(clf.model_)[1].layers)) - 1  # the states entering the tuned layer
+    dtypes = ["fp32", "int8"] + (["bf16"] if resolve_dtype(args.dtype, torch.device("cpu")) == "bf16" else [])
+    models = {}
+    for name in dtypes:
+        base, _ = load_base(args.model, bf16=name == "bf16")
+        truncate(base, depth + 1)
+        if name == "int8":
+            quantise_below(base.model, depth)
+        models[name] = base.model
+
+    def run(name: str):
+        out, started = [], time.perf_counter()
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=name == "bf16"):
+            for ids, mask in batches:
+                hidden = models[name](input_ids=ids, attention_mask=mask, use_cache=False,
+                                      output_hidden_states=True).hidden_states[:depth + 1]
+                out.append((mask, [h.float() for h in hidden]))
+        return time.perf_counter() - started, out
+
+    times = {name: [] for name in dtypes}
+    states = {}
+    for _ in range(args.repeats):
+        for name in dtypes:
+            seconds, states[name] = run(name)
+            times[name].append(seconds)
+    params = matmul_params(models["fp32"]) * depth / (depth + 1)  # the layers below the tuned one
+    peaks = {"fp32": matmul_peak_gflops(torch.float32), "int8": _int8_peak_gflops()}
+    if "bf16" in dtypes:
+        peaks["bf16"] = matmul_peak_gflops(torch.bfloat16)
+    out = {"model": args.model, "prompts": len(prefixes), "prompt_tokens": tokens, "states_entering_layer": depth,
+           "repeats": args.repeats, "peak_gflops": {k: _sig(v) for k, v in peaks.items()}}
+    best = {name: min(t) for name, t in times.items()}
+    for name in dtypes:
+        cosines = []
+        for (mask, ours), (_, ref) in zip(states[name], states["fp32"]):
+            real = mask.bool()
+            cosines.append([torch.nn.functional.cosine_similarity(a[real], b[real], dim=-1) for a, b in zip(ours, ref)])
+        per_layer = [torch.cat([c[layer] for c in cosines]) for layer in range(depth + 1)]
+        out[name] = {"seconds": [_sig(t) for t in times[name]], "ms_per_prompt": _sig(best[name] * 1e3 / len(prefixes)),
+                     "speedup_vs_fp32": _sig(best["fp32"] / best[name]),
+                     "mfu": _sig(2 * params * tokens / best[name] / (peaks[name] * 1e9)),
+                     "cosine_to_fp32_per_layer": [_sig(float(c.mean())) for c in per_layer],
+                     "cosine_to_fp32_lowest_token": _sig(float(per_layer[-1].min()))}
+    out["peak_rss_mb"] = _sig(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["train", "score", "random", "head", "alone", "tokens", "compile"])
+    parser.add_argument("what", choices=["train", "score", "random", "head", "alone", "tokens", "compile", "prefix"])
     parser.add_argument("--tune-layers", type=int, default=4, help="head: tuned top layers")
     parser.add_argument("--epochs", type=int, default=2, help="head: epochs")
     parser.add_argument("--layers", type=int, default=None, help="head: keep the first N layers (default all)")
@@ -537,7 +626,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     result = {"train": bench_train, "score": bench_score, "random": bench_random, "head": bench_head,
               "alone": bench_alone, "tokens": bench_tokens,
-              "compile": bench_compile}[args.what](args)
+              "compile": bench_compile, "prefix": bench_prefix}[args.what](args)
     print(json.dumps(result, indent=2))
     return result
 

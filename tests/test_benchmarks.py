@@ -29,6 +29,10 @@ def test_llm_speed_benchmarks_run(tiny_llama, annomi_data_dir):
     compiled = llm_speed.main(["compile", "--model", tiny_llama, "--prompts", "4", "--layers", "1", "--repeats", "1",
                                "--max-tokens", "64", "--dtype", "fp32"])
     assert compiled["compiled_speedup"] > 0 and compiled["one_thread_speedup"] > 0 and len(compiled["eager_s"]) == 1
+    prefix = llm_speed.main(["prefix", "--model", tiny_llama, "--prompts", "4", "--layers", "2", "--repeats", "1",
+                             "--dtype", "fp32"])
+    assert prefix["fp32"]["speedup_vs_fp32"] == 1 and prefix["fp32"]["cosine_to_fp32_per_layer"][-1] == 1
+    assert len(prefix["int8"]["cosine_to_fp32_per_layer"]) == 2 and prefix["int8"]["mfu"] > 0 and "bf16" not in prefix
 
 
 def test_random_llama_benchmark_runs():
