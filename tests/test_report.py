@@ -156,3 +156,11 @@ def test_layers_auto_chooses_in_each_fold_from_its_training_subjects_and_the_rep
     text = write_report([out], tmp_path / "report").read_text()
     assert "the LLM head's depth chosen in each fold" in text
     assert sum(line.startswith(("| 0 |", "| 1 |", "| 2 |")) and " of 2 |" in line for line in text.splitlines()) == 3
+
+
+@pytest.mark.parametrize("content", ["[]", "{not json"])
+def test_a_damaged_fold_metadata_file_is_named_not_a_traceback(toy_corpus, tmp_path, content):
+    a = run(toy_corpus, tmp_path / "tfidf", "tfidf", min_df=1, text="utterance")
+    (a / "folds" / "fold-01.meta.json").write_text(content)
+    with pytest.raises(EmoregError, match=r"fold-01\.meta\.json: .*rerun that fold \(delete .*fold-01\.jsonl"):
+        write_report([a], tmp_path / "report")

@@ -72,7 +72,24 @@ def _p(value: float) -> str:
 
 def _fold_metas(run: Run) -> list[dict]:
     """Every fold's metadata in the run folder (what each fold's model described of itself)."""
-    return [json.loads(p.read_text()) for p in sorted((run.path / "folds").glob("fold-*.meta.json"))]
+    return [meta for _, meta in _indexed_fold_metas(run)]
+
+
+def _indexed_fold_metas(run: Run) -> list[tuple[int, dict]]:
+    """(fold, metadata) for every fold the run folder has metadata of; a file that is not a JSON
+    object (damaged, or edited by hand) is a clear error naming it."""
+    out = []
+    for path in sorted((run.path / "folds").glob("fold-*.meta.json")):
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise EmoregError(f"{path}: unreadable fold metadata ({exc}); rerun that fold "
+                              f"(delete {path.with_name(path.name.replace('.meta.json', '.jsonl'))} and evaluate again)") from None
+        if not isinstance(meta, dict):
+            raise EmoregError(f"{path}: fold metadata must be a JSON object, found {type(meta).__name__}; rerun that fold "
+                              f"(delete {path.with_name(path.name.replace('.meta.json', '.jsonl'))} and evaluate again)")
+        out.append((int(path.name.split(".")[0].split("-")[1]), meta))
+    return out
 
 
 def _model_notes(run: Run) -> list[str]:
@@ -93,8 +110,7 @@ def depth_choices(run: Run) -> list[str]:
     """The LLM head's depth and epochs as ``layers: auto`` chose them in each fold (of an ensemble's
     members too), with the inner validation macro-F1 of every candidate at its best epoch."""
     rows = []
-    for path in sorted((run.path / "folds").glob("fold-*.meta.json")):
-        meta, fold = json.loads(path.read_text()), int(path.name.split(".")[0].split("-")[1])
+    for fold, meta in _indexed_fold_metas(run):
         model = meta.get("model") or {}
         found = [("", model)] + [(f" ({name})", m) for name, m in (model.get("members") or {}).items()]
         for name, m in found:
