@@ -146,3 +146,18 @@ def test_serve_refuses_a_port_that_is_not_one_in_one_line(port, capsys, tmp_path
         main(["serve", str(tmp_path), "--port", port])
     err = capsys.readouterr().err
     assert info.value.code == 2 and "expected a port number from 1 to 65535" in err and "Traceback" not in err
+
+
+def test_train_evaluated_with_damaged_metrics_fails_before_fitting_and_collect_mends_it(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("corpus: deep-example\ntask: deep-shame\nmodel: tfidf\nparams: {text: utterance, min_df: 1}\n"
+                      "split: {kind: loso}\n")
+    run = tmp_path / "run"
+    assert main(["evaluate", str(config), "--out", str(run)]) == 0
+    (run / "metrics.json").write_text("[1, 2]")
+    assert main(["train", str(config), "--out", str(tmp_path / "model"), "--evaluated", str(run)]) == 2
+    assert "metrics.json: not the metrics `emoreg evaluate` writes" in capsys.readouterr().err
+    assert not (tmp_path / "model").exists()  # nothing fitted or written
+    assert main(["collect", str(run)]) == 0
+    assert main(["train", str(config), "--out", str(tmp_path / "model"), "--evaluated", str(run)]) == 0
+    assert "macro" in (tmp_path / "model" / "MODEL_CARD.md").read_text().lower()

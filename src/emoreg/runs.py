@@ -172,6 +172,9 @@ def load_run(path: str | Path) -> Run:
                           "run `emoreg evaluate CONFIG --out RUN` to finish it, or report the folds "
                           "finished so far with `emoreg report ... --finished-folds`")
     metrics = read_json(path / "metrics.json")
+    if not (isinstance(metrics, dict) and isinstance(metrics.get("labels"), list) and isinstance(metrics.get("pooled"), dict)):
+        raise EmoregError(f"{path / 'metrics.json'}: not the metrics `emoreg evaluate` writes (a JSON object with labels "
+                          f"and pooled metrics); the file was damaged or edited: recompute it with `emoreg collect {path}`")
     return Run(path=path, config=read_config(path),
                labels=metrics["labels"], predictions=read_jsonl(path / "predictions.jsonl"),
                metrics=metrics, data=read_json(path / "data.json"))
