@@ -102,3 +102,42 @@ def test_the_default_local_store_is_one_mlflows_own_client_and_command_read_back
                              "--view", "all"], capture_output=True, text=True, cwd=tmp_path,
                             env=env | {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
     assert listed.returncode == 0 and state["parent"] in listed.stdout, listed.stderr[-2000:]
+
+
+@pytest.mark.parametrize("uri, reason", [("foo://nowhere", "cannot be used"), ("http://127.0.0.1:9", "cannot be used")])
+def test_a_store_that_cannot_be_used_fails_before_the_run_starts(toy_corpus, tmp_path, monkeypatch, capsys, uri, reason):
+    import yaml
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"corpus": str(toy_corpus), "task": "deep-shame", "model": "tfidf",
+                                      "params": {"min_df": 1}, "split": {"kind": "group-kfold", "folds": 2}}))
+    assert main(["evaluate", str(config), "--out", str(tmp_path / "run"), "--track", "mlflow"]) == 2
+    err = capsys.readouterr().err
+    assert f"--track mlflow: the tracking store {uri} {reason}" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_tracking_failure_never_fails_a_finished_run_and_a_stale_tracking_file_is_named(
+        toy_corpus, tmp_path, store, monkeypatch, capsys):
+    import yaml
+
+    from emoreg import tracking
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"corpus": str(toy_corpus), "task": "deep-shame", "model": "tfidf",
+                                      "params": {"min_df": 1}, "split": {"kind": "group-kfold", "folds": 2}}))
+    run = tmp_path / "run"
+
+    def broken(run):
+        raise ConnectionError("the server went away")
+
+    monkeypatch.setattr(tracking, "log_run", broken)
+    assert main(["evaluate", str(config), "--out", str(run), "--track", "mlflow"]) == 0
+    assert "mlflow: logging" in capsys.readouterr().err and (run / "metrics.json").is_file()
+    monkeypatch.undo()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    (run / "tracking.json").write_text(json.dumps({"parent": "0123456789abcdef0123456789abcdef", "folds": {}}))
+    assert main(["evaluate", str(config), "--out", str(run), "--track", "mlflow"]) == 2
+    assert "names MLflow run 0123456789abcdef0123456789abcdef, which the store" in capsys.readouterr().err

@@ -42,7 +42,40 @@ def _mlflow():
                               "SQLAlchemy: pip install 'emoreg[mlflow]'; or point MLFLOW_TRACKING_URI at a "
                               "tracking server") from None
         mlflow.set_tracking_uri(default_store())
+    else:  # read now: an earlier call in this process may have pointed MLflow elsewhere
+        mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     return mlflow
+
+
+def check_store(run: str | Path | None = None) -> str:
+    """Before a run starts: the tracking store answers (any scheme MLflow knows: sqlite, http(s), a
+    file store where MLflow allows it), and a run folder's ``tracking.json`` names runs it holds.
+    Every problem is an EmoregError saying what to change; returns the store's URI."""
+    mlflow = _mlflow()
+    uri = mlflow.get_tracking_uri()
+    # a server that does not answer should fail in seconds, not after MLflow's minutes of retries
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    try:
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)
+    except Exception as exc:  # noqa: BLE001 - any failure of the store is the user's to fix, said plainly
+        reason = " ".join(str(exc).split())[:300]
+        raise EmoregError(f"--track mlflow: the tracking store {uri} cannot be used ({type(exc).__name__}: {reason}); "
+                          "set MLFLOW_TRACKING_URI to a server that answers or to sqlite:///mlflow.db, or leave it "
+                          "unset for the local store, or drop --track") from None
+    state_file = Path(run) / "tracking.json" if run is not None else None
+    if state_file is not None and state_file.is_file():
+        state = read_json(state_file)
+        parent = state.get("parent") if isinstance(state, dict) else None
+        if parent:
+            try:
+                client.get_run(parent)
+            except Exception:  # noqa: BLE001 - MLflow raises its own error for an unknown run id
+                raise EmoregError(f"--track mlflow: {state_file} names MLflow run {parent}, which the store {uri} does "
+                                  "not hold (another store?); point MLFLOW_TRACKING_URI at the store that has it, or "
+                                  f"delete {state_file} to log the run anew") from None
+    return uri
 
 
 def default_store() -> str:

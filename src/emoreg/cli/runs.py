@@ -16,6 +16,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     command = " ".join(["emoreg", *sys.argv[1:]])
+    if args.track == "mlflow" and distributed.is_main():  # a store that cannot be used fails before the run
+        from ..tracking import check_store
+
+        check_store(args.out)
     if args.executor != "local":
         evaluate(config, args.out, command=command, units=[])  # the run folder and its folds, written once
         folds = [f["fold"] for f in read_json(args.out / "folds.json") if f["run"] and
@@ -40,15 +44,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not distributed.is_main():
         return 0  # the main process reports
     if args.track == "mlflow":
-        from ..tracking import log_run
-
-        ids = log_run(run)
-        print(f"mlflow: run {ids['parent']} with {len(ids['folds'])} fold run(s)")
+        _track(run)
     if not (run / "metrics.json").is_file():
         print(f"fold(s) {finished_folds(run)} finished; run the others, then `emoreg collect {run}`")
         print(run.resolve())
         return 0
     return _print_metrics(run)
+
+
+def _track(run: Path) -> None:
+    """Log a run to MLflow; a failure here never fails the finished run, it says how to log again."""
+    from ..tracking import log_run
+
+    try:
+        ids = log_run(run)
+    except Exception as exc:  # noqa: BLE001 - the run is done and kept whatever MLflow does
+        reason = " ".join(str(exc).split())[:300]
+        print(f"mlflow: logging {run} failed ({type(exc).__name__}: {reason}); the run itself is finished. "
+              "Log it again with the same command and --track mlflow (finished folds are not rerun)", file=sys.stderr)
+        return
+    print(f"mlflow: run {ids['parent']} with {len(ids['folds'])} fold run(s)")
 
 
 def _print_metrics(run: Path) -> int:
@@ -84,6 +99,12 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
     cells = load_grid(args.config, args.sources, args.subsets, args.overrides)
     command = " ".join(["emoreg", *sys.argv[1:]])
+    if args.track == "mlflow":
+        from ..evaluation.ablation import cell_dir
+        from ..tracking import check_store
+
+        for cell in cells:
+            check_store(cell_dir(args.out, cell))
     if args.folds is not None and not args.cells:
         raise EmoregError("--fold needs --cell: a unit of a grid is one fold of one cell (see --list-units)")
     if args.cells:
@@ -119,11 +140,10 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     state = run_grid(cells, args.out, command=command, collect_only=args.collect or args.executor == "ray")
     if args.track == "mlflow":
         from ..evaluation.ablation import cell_dir
-        from ..tracking import log_run
 
         for cell in cells:
             if (cell_dir(args.out, cell) / "config.yaml").is_file():
-                log_run(cell_dir(args.out, cell))
+                _track(cell_dir(args.out, cell))
     report = write_ablation_report(args.out).resolve() if state["cells"] else None
     if state["missing"]:
         raise EmoregError(f"{len(state['missing'])} cell(s) of {args.out} are not finished:\n  " +
