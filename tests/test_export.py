@@ -37,7 +37,7 @@ def test_export_then_import_gives_the_predicted_labels_back(tmp_path, fmt):
                  "--out", str(tmp_path / "pred.jsonl"), "--export", fmt, "--export-dir", str(tmp_path / "out")]) == 0
     predicted = [json.loads(line) for line in (tmp_path / "pred.jsonl").read_text().splitlines()]
     if fmt == "elan":
-        exported = tmp_path / "out" / "P02_labels.eaf"
+        exported = tmp_path / "out" / "P02_labels.emoreg.eaf"
         text = exported.read_text()
         assert 'TIER_ID="emoreg:deep-shame"' in text and 'TIER_ID="emoreg:deep-shame:p"' in text
         assert 'TIER_ID="strategy"' in text  # the annotators' own tiers stay
@@ -60,3 +60,113 @@ def test_export_elan_needs_segments_imported_from_elan_and_csv_takes_any(tmp_pat
     table = (tmp_path / "p-csv" / "predictions.csv").read_text().splitlines()
     assert table[0].startswith("session_id,segment_id,subject_id,start_s,end_s,predicted,p_Withdrawal")
     assert len(table) == 1 + len((tmp_path / "p.jsonl").read_text().splitlines())
+
+
+ELAN_WITH_CV = """<?xml version="1.0" encoding="UTF-8"?>
+<ANNOTATION_DOCUMENT AUTHOR="" DATE="2026-12-01T10:00:00+01:00" FORMAT="3.0" VERSION="3.0">
+    <HEADER MEDIA_FILE="" TIME_UNITS="milliseconds"/>
+    <TIME_ORDER>
+        <TIME_SLOT TIME_SLOT_ID="ts1" TIME_VALUE="0"/>
+        <TIME_SLOT TIME_SLOT_ID="ts2" TIME_VALUE="2000"/>
+        <TIME_SLOT TIME_SLOT_ID="ts3" TIME_VALUE="4000"/>
+    </TIME_ORDER>
+    <TIER LINGUISTIC_TYPE_REF="default-lt" TIER_ID="strategy">
+        <ANNOTATION><ALIGNABLE_ANNOTATION ANNOTATION_ID="a1" TIME_SLOT_REF1="ts1" TIME_SLOT_REF2="ts2">
+            <ANNOTATION_VALUE>Rest</ANNOTATION_VALUE></ALIGNABLE_ANNOTATION></ANNOTATION>
+        <ANNOTATION><ALIGNABLE_ANNOTATION ANNOTATION_ID="a2" TIME_SLOT_REF1="ts2" TIME_SLOT_REF2="ts3">
+            <ANNOTATION_VALUE>Withdrawal</ANNOTATION_VALUE></ALIGNABLE_ANNOTATION></ANNOTATION>
+    </TIER>
+    <LINGUISTIC_TYPE GRAPHIC_REFERENCES="false" LINGUISTIC_TYPE_ID="default-lt" TIME_ALIGNABLE="true"/>
+    <CONSTRAINT DESCRIPTION="Time subdivision of parent annotation's time interval, no time gaps allowed within this interval" STEREOTYPE="Time_Subdivision"/>
+    <CONTROLLED_VOCABULARY CV_ID="cv"><DESCRIPTION LANG_REF="und"/></CONTROLLED_VOCABULARY>
+</ANNOTATION_DOCUMENT>
+"""
+
+
+def _segments_of(sessions: dict[str, tuple[str | None, list[tuple[float, float]]]]):
+    from emoreg.segments import Segment
+
+    out = []
+    for session, (elan, times) in sessions.items():
+        for i, (start, end) in enumerate(times):
+            out.append(Segment(segment_id=f"{session}-{i}", subject_id="p", session_id=session, start_s=start,
+                               end_s=end, label="Rest", meta={"elan": elan} if elan else {}))
+    return out
+
+
+def _rows(segments):
+    return [{"predicted": "Rest", "proba": {"Withdrawal": 0.2, "Rest": 0.8}} for _ in segments]
+
+
+class _Task:
+    name = "t"
+    labels = ("Withdrawal", "Rest")
+
+
+def test_sessions_whose_names_collide_get_a_file_each_and_no_row_is_lost(tmp_path):
+    from emoreg.exporters import export
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "labels.eaf").write_text(ELAN_WITH_CV)
+    segments = _segments_of({"s1": (str(tmp_path / "a" / "labels.eaf"), [(0.5, 1.0)]),
+                             "s2": (str(tmp_path / "b" / "labels.eaf"), [(1.0, 1.5), (2.5, 3.0)])})
+    written = export(segments, _rows(segments), _Task, "elan", tmp_path / "out")
+    assert len(set(written)) == 2 and all(p.is_file() for p in written)
+    assert sorted(p.read_text().count("<ANNOTATION_VALUE>Rest</ANNOTATION_VALUE>") for p in written) == [2, 3]
+    nova = _segments_of({"a/b": (None, [(0, 1), (1, 2)]), "a_b": (None, [(0, 1), (1, 2)])})
+    written = export(nova, _rows(nova), _Task, "nova", tmp_path / "nova")
+    assert len(set(written)) == 2
+    assert sum(len(Path(str(p) + "~").read_text().splitlines()) for p in written) == 4  # all four rows
+
+
+def test_an_elan_export_keeps_the_schema_order_time_order_and_leaves_no_orphan_slots(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    from emoreg.exporters import export
+
+    source = tmp_path / "src" / "labels.eaf"
+    source.parent.mkdir()
+    source.write_text(ELAN_WITH_CV)
+    before = source.read_bytes()
+    segments = _segments_of({"s": (str(source), [(0.5, 1.0), (2.5, 3.5)])})
+    first = export(segments, _rows(segments), _Task, "elan", tmp_path / "out")[0]
+    assert source.read_bytes() == before  # the annotators' file is never written
+    root = ET.parse(first).getroot()
+    tags = [c.tag for c in root]
+    assert tags == ["HEADER", "TIME_ORDER", "TIER", "TIER", "TIER", "LINGUISTIC_TYPE", "LINGUISTIC_TYPE",
+                    "CONSTRAINT", "CONTROLLED_VOCABULARY"]  # the EAF 3.0 schema's order
+    times = [int(s.get("TIME_VALUE")) for s in root.iter("TIME_SLOT")]
+    assert times == sorted(times) and len(times) == 3 + 4
+    again = _segments_of({"s": (str(first), [(1.0, 2.0)])})  # export onto the exported file: tiers replaced
+    second = export(again, _rows(again), _Task, "elan", tmp_path / "out2")[0]
+    root = ET.parse(second).getroot()
+    slots = {s.get("TIME_SLOT_ID") for s in root.iter("TIME_SLOT")}
+    used = {a.get(k) for a in root.iter("ALIGNABLE_ANNOTATION") for k in ("TIME_SLOT_REF1", "TIME_SLOT_REF2")}
+    assert slots == used and len(slots) == 3 + 2  # no orphan slot of the first export
+    assert [t.get("TIER_ID") for t in root.iter("TIER")] == ["strategy", "emoreg:t", "emoreg:t:p"]
+
+
+def test_an_export_onto_an_input_or_a_failed_one_writes_nothing(tmp_path, capsys):
+    assert main(["train", "configs/deep-example-tfidf.yaml", "--out", str(tmp_path / "m")]) == 0
+    source = tmp_path / "data" / "x.emoreg.eaf"  # named as an export names its copies
+    source.parent.mkdir()
+    source.write_text(ELAN_WITH_CV)
+    corpus = tmp_path / "data" / "segments.jsonl"
+    from emoreg.segment_files import write_segments
+
+    segments = _segments_of({"x": (str(source), [(0.5, 1.0)])})
+    write_segments(corpus, segments)
+    before = source.read_bytes()
+    args = ["predict", str(tmp_path / "m"), "--corpus", str(corpus), "--out", str(tmp_path / "p.jsonl")]
+    assert main(args + ["--export", "elan", "--export-dir", str(source.parent)]) == 0  # beside its source
+    assert source.read_bytes() == before and (source.parent / "x.emoreg.emoreg.eaf").is_file()
+    clash = ["predict", str(tmp_path / "m"), "--corpus", str(corpus), "--out", str(tmp_path / "data" / "predictions.csv")]
+    assert main(clash + ["--export", "csv", "--export-dir", str(tmp_path / "data")]) == 2  # the same path twice
+    assert "is an input of this run (or its predictions file); it is never overwritten" in capsys.readouterr().err
+    assert not (tmp_path / "data" / "predictions.csv").exists()
+    untimed = tmp_path / "data" / "untimed.jsonl"
+    untimed.write_text(corpus.read_text().replace('"start_s": 0.5', '"start_s": null'))
+    args = ["predict", str(tmp_path / "m"), "--corpus", str(untimed), "--out", str(tmp_path / "q.jsonl")]
+    assert main(args + ["--export", "nova"]) == 2
+    assert not (tmp_path / "q.jsonl").exists() and not (tmp_path / "q-nova").exists()

@@ -64,12 +64,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         for row, explained in zip(rows, occlusion(model, segments, proba)):
             row["explain"] = explained
-    write_jsonl(args.out, rows)
-    if args.export:
-        from ..exporters import export
+    plan = None
+    if args.export:  # planned and checked before anything is written: a failed export leaves nothing
+        from ..exporters import plan_export
 
         folder = args.export_dir or args.out.with_name(f"{args.out.stem}-{args.export}")
-        for path in export(segments, rows, model.task, args.export, folder):
+        inputs = [args.corpus] if Path(args.corpus).is_file() else []
+        plan = plan_export(segments, rows, model.task, args.export, folder, inputs=inputs + [args.out])
+    write_jsonl(args.out, rows)
+    if plan is not None:
+        from ..exporters import write_plan
+
+        for path in write_plan(plan):
             print(f"{args.export}: {path.resolve()}")
     if args.explain:
         summary = summarise(rows, "predicted")
