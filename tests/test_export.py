@@ -77,7 +77,7 @@ ELAN_WITH_CV = """<?xml version="1.0" encoding="UTF-8"?>
             <ANNOTATION_VALUE>Withdrawal</ANNOTATION_VALUE></ALIGNABLE_ANNOTATION></ANNOTATION>
     </TIER>
     <LINGUISTIC_TYPE GRAPHIC_REFERENCES="false" LINGUISTIC_TYPE_ID="default-lt" TIME_ALIGNABLE="true"/>
-    <CONSTRAINT DESCRIPTION="Time subdivision of parent annotation's time interval, no time gaps allowed within this interval" STEREOTYPE="Time_Subdivision"/>
+    <CONSTRAINT DESCRIPTION="Time subdivision of parent annotation's time interval" STEREOTYPE="Time_Subdivision"/>
     <CONTROLLED_VOCABULARY CV_ID="cv"><DESCRIPTION LANG_REF="und"/></CONTROLLED_VOCABULARY>
 </ANNOTATION_DOCUMENT>
 """
