@@ -333,3 +333,24 @@ def test_page_shows_the_band_updating_in_headless_chromium(server):
         assert (OUTPUT / "timeline-page.png").stat().st_size > 1000
     finally:
         driver.quit()
+
+
+def test_posts_to_made_up_or_huge_session_ids_hold_no_memory(model_dir, tmp_path):
+    """A post to a session that does not exist is a 404 before anything is kept for it (the
+    per-session lock was created first and never freed: ~8 kB a made-up id), and a huge id is
+    not echoed back whole."""
+    from fastapi.testclient import TestClient
+
+    from emoreg.models import load_model
+    from emoreg.serve.app import create_app
+
+    app = create_app(load_model(model_dir), tmp_path / "s.sqlite")
+    with TestClient(app) as client:
+        for i in range(200):
+            assert client.post(f"/sessions/{i:032x}/segments", json={"turns": TURNS}).status_code == 404
+        huge = client.post("/sessions/" + "a" * 10_000 + "/segments", json={"turns": TURNS})
+        assert huge.status_code == 404 and len(huge.json()["detail"]) < 100
+        assert len(app.state.session_locks) == 0
+        sid = client.post("/sessions", json={}).json()["session_id"]
+        assert client.post(f"/sessions/{sid}/segments", json={"turns": TURNS}).status_code == 200
+        assert list(app.state.session_locks) == [sid]

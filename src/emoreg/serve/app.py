@@ -171,6 +171,7 @@ def create_app(model: Any, db_path: str | Path, token: str | None = None, public
                   docs_url="/docs" if docs else None, redoc_url=None, openapi_url="/openapi.json" if docs else None)
 
     app.add_middleware(BodyGuard, limit=MAX_BODY_BYTES)  # bytes counted as they stream; no NaN, no surrogates
+    app.state.session_locks = locks  # one per session posted to; read by the tests (no made-up id gets one)
 
     def authorised(request: Request) -> None:
         if token is None:
@@ -182,8 +183,8 @@ def create_app(model: Any, db_path: str | Path, token: str | None = None, public
     api = APIRouter(dependencies=[Depends(authorised)])  # every endpoint but /health and the page
 
     def session_or_404(session_id: str) -> dict[str, Any]:
-        if not session_id.isascii():  # ids are hex; a percent-encoded byte such as %ff never names one
-            raise HTTPException(404, detail=f"no session {session_id!r}")
+        if len(session_id) > 64 or not session_id.isascii():  # ids are 32 hex digits; %ff never names one
+            raise HTTPException(404, detail=f"no session {session_id[:64]!r}")
         found = state["store"].session(session_id)
         if found is None:
             raise HTTPException(404, detail=f"no session {session_id!r}")
@@ -247,6 +248,7 @@ def create_app(model: Any, db_path: str | Path, token: str | None = None, public
         for i, ev in enumerate(body.events):
             if ev.end_s < ev.start_s:
                 raise HTTPException(422, detail=[{"loc": ["body", "events", i, "end_s"], "msg": "end_s is before start_s"}])
+        session_or_404(session_id)  # an unknown id gets no lock: posts to made-up ids hold no memory
         async with locks[session_id]:  # a session's posts are taken in order
             store: Store = state["store"]
             session = session_or_404(session_id)
