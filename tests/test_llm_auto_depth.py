@@ -80,11 +80,11 @@ def test_default_candidates_sit_between_40_and_70_percent():
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"layers": 2, "candidates": [1]}, "candidates is a setting of layers: auto; set layers to auto or leave candidates out"),
+    ({"layers": 2, "candidates": [1]}, "candidates is a setting of layers: auto or ensemble; set layers to one of them"),
     ({"layers": "auto", "epochs": 0}, "layers auto chooses the epochs too, from 1 to epochs"),
     ({"layers": "auto", "tune_layers": None}, "layers auto needs tune_layers"),
     ({"layers": "auto", "tune_layers": 2, "candidates": [1, 2]}, "candidates [1] cannot be below tune_layers (2)"),
-    ({"layers": "deep"}, "layers must be a whole number of at least 1, auto, or null, found 'deep'"),
+    ({"layers": "deep"}, "layers must be a whole number of at least 1, auto, ensemble, or null, found 'deep'"),
     ({"layers": "auto", "inner_share": 0}, "inner_share must be a share above 0 and below 1"),
 ])
 def test_bad_auto_settings_are_clear_errors_before_fitting(params, message):
@@ -141,3 +141,21 @@ def test_the_deep_style_example_left_one_subject_out_falls_back_and_says_so(tiny
         choice = meta["model"]["depth_choice"]
         assert choice["inner_scores"] is None and "fallback: 2 training subjects (min_subjects 8)" in choice["reason"]
         assert choice["chosen_layers"] == 2 and meta["model"]["layers"] == 2
+
+
+def test_layers_ensemble_averages_the_head_at_every_candidate_depth_and_round_trips(tiny_llama, toy_split, tmp_path):
+    """``layers: ensemble``: no choice, the head at each candidate depth fitted on all training
+    subjects (one states pass) and their probabilities averaged, as the same fixed-depth heads are."""
+    train, test = toy_split
+    common = {"tune_layers": 1, "tune": "full", "epochs": 3}
+    model = head_model(tiny_llama, layers="ensemble", candidates=[1, 2], **common).fit(train)
+    assert model.describe()["depths"] == [1, 2] and model.describe()["dtype"] == "fp32"
+    assert sum(m.states_computed_ for m in model.members_) == len({tuple(model.members_[0]._prefix_ids(s))
+                                                                   for s in train})  # one pass for both depths
+    alone = [head_model(tiny_llama, layers=d, **common).fit(train).predict_proba(test) for d in (1, 2)]
+    assert np.allclose(model.predict_proba(test), np.mean(alone, axis=0), atol=1e-6)
+    model.save(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["depth-01", "depth-02", "model.json"]
+    assert np.allclose(load_model(tmp_path / "m").predict_proba(test), model.predict_proba(test), atol=1e-6)
+    with pytest.raises(EmoregError, match="fallback_layers is a setting of layers: auto"):
+        LlmClassifier.check_params({"layers": "ensemble", "fallback_layers": 2})

@@ -14,6 +14,12 @@ client talk, docs/llm.md), so a fixed depth is a guess for any other pair. With 
 4. refits the best (depth, epochs) on all training subjects of the fold; ties go to the shallower
    depth and the fewer epochs (the cheaper cell).
 
+``layers: ensemble`` does not choose: it fits the head at every candidate depth on all the fold's
+training subjects (one states pass for all of them) and averages their probabilities
+(``fit_depths``). Measured on AnnoMI client talk (docs/llm.md, "The defaults"), the choice on an
+inner split of 14 subjects followed the noise (five folds chose four different depths) and scored
+below a fixed middle depth; the average over depths scored above each depth alone.
+
 With fewer than ``min_subjects`` training subjects the inner split would rest on a handful of
 people, so the choice falls back to ``fallback_layers`` (default: the candidate nearest 55% of the
 model) and ``epochs``, and says so. The choice (candidates, every inner score, what was chosen, or
@@ -124,3 +130,21 @@ def fit_auto(clf: LlmClassifier, segments: list, y: np.ndarray) -> LlmClassifier
     final.fit(segments)
     final.depth_choice_ = choice
     return final
+
+
+def fit_depths(clf: LlmClassifier, segments: list) -> list[LlmClassifier]:
+    """``layers: ensemble``: the head fitted at every candidate depth on all of ``segments``, the
+    deepest first, its states pass keeping the others' states (one pass for all); shallowest first."""
+    total = model_layers(str(clf._param("model")))
+    k = clf._param("tune_layers") or 1
+    candidates = sorted(clf._param("candidates") or default_candidates(total, k))
+    too_deep = [d for d in candidates if d > total or d < k]
+    if too_deep:
+        raise EmoregError(f"llm: candidates {too_deep} are not depths of {clf._param('model')} with tune_layers "
+                          f"{k}: each must be from {k} to {total} (its layers)")
+    members = []
+    for depth in reversed(candidates):
+        lower = [d - k for d in candidates if d < depth]
+        extra = {"state_layers": lower} if depth == candidates[-1] and lower and clf._param("state_cache") else {}
+        members.append(_child(clf, layers=depth, **extra).fit(segments))
+    return members[::-1]

@@ -113,8 +113,8 @@ class LlmClassifier(SegmentClassifier):
         "checkpoint_minutes": or_null(at_least(0)), "answer_loss": choice("mean", "sum"),
         "head": choice("lm", "classify"), "tune_layers": or_null(whole(1)), "tune": choice("lora", "full"),
         "head_init": choice("labels", "zeros"), "state_cache": choice(True, False),
-        "layers": ("a whole number of at least 1, auto, or null",
-                   lambda v: v is None or v == "auto" or whole(1)[1](v)),
+        "layers": ("a whole number of at least 1, auto, ensemble, or null",
+                   lambda v: v is None or v in ("auto", "ensemble") or whole(1)[1](v)),
         "merge_lora": choice(True, False), "state_layers": or_null(whole_list(0)),
         "candidates": or_null(whole_list(1)), "inner_share": ("a share above 0 and below 1", lambda v: share()[1](v) and v > 0),
         "min_subjects": whole(2), "fallback_layers": or_null(whole(1)),
@@ -152,15 +152,18 @@ class LlmClassifier(SegmentClassifier):
         if isinstance(k, int) and isinstance(n, int) and k > n:
             out.append(f"tune_layers ({k}) cannot exceed layers ({n})")
         auto = n == "auto"
+        depths = n in ("auto", "ensemble")
         if auto and get("epochs") < 1:
             out.append("layers auto chooses the epochs too, from 1 to epochs; set epochs to at least 1")
-        if auto and get("state_layers") is not None:
-            out.append("layers auto keeps its candidates' states itself; leave state_layers out")
-        if auto and k is None:
-            out.append("layers auto needs tune_layers (a whole number): the depth is where the tuned layers sit")
-        for key in ("candidates", "fallback_layers"):
-            if params.get(key) is not None and not auto:
-                out.append(f"{key} is a setting of layers: auto; set layers to auto or leave {key} out")
+        if depths and get("state_layers") is not None:
+            out.append(f"layers {n} keeps its candidates' states itself; leave state_layers out")
+        if depths and k is None:
+            out.append(f"layers {n} needs tune_layers (a whole number): the depth is where the tuned layers sit")
+        if params.get("candidates") is not None and not depths:
+            out.append("candidates is a setting of layers: auto or ensemble; set layers to one of them or leave "
+                       "candidates out")
+        if params.get("fallback_layers") is not None and not auto:
+            out.append("fallback_layers is a setting of layers: auto; set layers to auto or leave fallback_layers out")
         low = k if isinstance(k, int) else 1
         for key, values in (("candidates", get("candidates") or []), ("fallback_layers", [get("fallback_layers")])):
             small = [v for v in values if isinstance(v, int) and v < low]
@@ -181,8 +184,8 @@ class LlmClassifier(SegmentClassifier):
         if isinstance(mix, list) and isinstance(n, int) and isinstance(k, int) and any(
                 isinstance(x, int) and x >= n - k for x in mix):
             out.append(f"mix_layers {mix} must each be below the first tuned layer ({n - k})")
-        if mix is not None and auto:
-            out.append("mix_layers reads fixed layers; give layers a number, not auto")
+        if mix is not None and depths:
+            out.append(f"mix_layers reads fixed layers; give layers a number, not {n}")
         if get("prefix_dtype") == "int8" and not (classify and get("dtype") == "fp32"):
             out.append("prefix_dtype int8 (the frozen layers in int8) needs head: classify and dtype: fp32")
         out += cls._against_the_model(params, get)
@@ -285,6 +288,11 @@ class LlmClassifier(SegmentClassifier):
     epoch_callback = None  # called with the model after each training epoch (``auto_depth``'s inner scores)
 
     def _fit(self, segments, y):
+        if self._param("layers") == "ensemble":
+            from .auto_depth import fit_depths
+
+            self.members_ = fit_depths(self, segments)
+            return None
         if self._param("layers") == "auto":
             from .auto_depth import fit_auto
 
@@ -326,6 +334,8 @@ class LlmClassifier(SegmentClassifier):
 
     # ------------------------------------------------------------------ prediction
     def _predict_proba(self, segments):
+        if hasattr(self, "members_"):  # layers ensemble: the depths' probabilities averaged
+            return np.mean([m._predict_proba(segments) for m in self.members_], axis=0)
         if not hasattr(self, "model_"):
             raise NotFittedError("llm: the model is not loaded; fit it or load it from a folder")
         prefixes = [self._prefix_ids(s) for s in segments]
@@ -347,6 +357,13 @@ class LlmClassifier(SegmentClassifier):
 
     # ------------------------------------------------------------------ persistence
     def describe(self) -> dict[str, Any]:
+        if hasattr(self, "members_"):  # layers ensemble
+            first = self.members_[0].describe()
+            return {"head": "classify", "layers": "ensemble", "dtype": first.get("dtype"), "bf16": first.get("bf16"),
+                    "processes": first.get("processes"), "loss": first.get("loss", []),
+                    "depths": [m._param("layers") for m in self.members_],
+                    "members": {f"layers {m._param('layers')}": {k: v for k, v in m.describe().items() if k != "loss"}
+                                for m in self.members_}}
         return {"loss": getattr(self, "history_", []), "n_train": getattr(self, "n_train_", None),
                 "processes": distributed.world_size(),
                 "bf16": getattr(self, "bf16_", None),
@@ -381,6 +398,11 @@ class LlmClassifier(SegmentClassifier):
             raise NotFittedError("llm: fit the model before saving it")
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        if hasattr(self, "members_"):  # layers ensemble: each depth's model in a folder of its own
+            for member in self.members_:
+                member.save(folder / f"depth-{member._param('layers'):02d}")
+            self._write_spec(folder, depths=[m._param("layers") for m in self.members_])
+            return folder
         if self._param("head") == "classify":
             from .head import save_head
 
@@ -407,6 +429,10 @@ class LlmClassifier(SegmentClassifier):
     def load(cls, folder: str | Path) -> LlmClassifier:
         folder = Path(folder)
         model, spec = cls._from_spec(folder)
+        if "depths" in spec:  # layers ensemble
+            model.members_ = [cls.load(folder / f"depth-{d:02d}") for d in spec["depths"]]
+            model.labels_ = tuple(spec["labels"])
+            return model
         model._setup()
         model._load(adapter=folder / "adapter")
         if model._param("head") == "classify":
