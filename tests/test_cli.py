@@ -161,3 +161,27 @@ def test_train_evaluated_with_damaged_metrics_fails_before_fitting_and_collect_m
     assert main(["collect", str(run)]) == 0
     assert main(["train", str(config), "--out", str(tmp_path / "model"), "--evaluated", str(run)]) == 0
     assert "macro" in (tmp_path / "model" / "MODEL_CARD.md").read_text().lower()
+
+
+def test_a_trained_model_folder_whose_parts_were_changed_is_refused(tmp_path, capsys):
+    """The digest recorded at `emoreg train`: reversing model.json's labels, or changing a byte of
+    the weights, makes the folder refuse to load instead of relabelling every prediction; the
+    model card is documentation and may be edited."""
+    import shutil
+
+    config = tmp_path / "c.yaml"
+    config.write_text("corpus: deep-example\ntask: deep-shame\nmodel: tfidf\nparams: {text: utterance, min_df: 1}\n"
+                      "split: {kind: loso}\n")
+    assert main(["train", str(config), "--out", str(tmp_path / "m")]) == 0
+    spec = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert len(spec["digest"]) == 64
+    (tmp_path / "m" / "MODEL_CARD.md").write_text("edited by hand\n")
+    predict = ["predict", None, "--corpus", "deep-example", "--out", str(tmp_path / "p.jsonl")]
+    assert main([predict[0], str(tmp_path / "m"), *predict[2:]]) == 0
+    for name, change in (("labels", lambda d: (d / "model.json").write_text(json.dumps(
+            spec | {"labels": spec["labels"][::-1]}))),
+                         ("weights", lambda d: (d / "model.joblib").write_bytes((d / "model.joblib").read_bytes() + b"\0"))):
+        shutil.copytree(tmp_path / "m", tmp_path / name)
+        change(tmp_path / name)
+        assert main([predict[0], str(tmp_path / name), *predict[2:]]) == 2, name
+        assert "its parts disagree with the digest recorded when it was saved" in capsys.readouterr().err

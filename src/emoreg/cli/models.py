@@ -25,7 +25,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     model = config.build_model(corpus.task)
     model.fit(corpus.segments)
     if distributed.is_main():
-        folder = model.save(args.out)
+        from ..models.sealing import seal
+
+        folder = seal(model.save(args.out))
         write_card(folder, config.to_dict(), corpus, args.evaluated)
         print(folder.resolve())
     return 0

@@ -101,7 +101,9 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "", units: list
         if not distributed.is_main():
             continue
         if config.save_models:
-            model.save(fold_path(out, fold.index, "-model"))
+            from ..models.sealing import seal
+
+            seal(model.save(fold_path(out, fold.index, "-model")))
         labels = corpus.task.labels
         rows = [prediction_row(s, p, labels, fold=fold.index) for s, p in zip(test, proba)]
         write_json(fold_path(out, fold.index, ".meta.json"), {

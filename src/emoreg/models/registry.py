@@ -26,6 +26,9 @@ def load_model(folder: str | Path) -> SegmentClassifier:
     if not isinstance(spec, dict) or spec.get("model") not in MODELS:
         kind = spec.get("model") if isinstance(spec, dict) else None
         raise EmoregError(f"{folder}: unknown model kind {kind!r} in model.json")
+    from .sealing import verify
+
+    verify(folder, spec)
     try:
         model = MODELS[spec["model"]].load(folder)
         model.folder_ = folder  # where it came from (its MODEL_CARD.md lives there)
