@@ -107,14 +107,19 @@ def test_depths_the_model_lacks_fail_when_the_config_is_read_without_loading_it(
 
 
 def test_the_defaults_are_the_measured_recipe_and_head_lm_keeps_its_own():
-    """``model: llm`` with no params is configs/annomi-llm-auto.yaml's recipe (the measured one);
-    ``head: lm`` alone is the study's LoRA label scoring as before (1 epoch, LoRA on every layer)."""
+    """``model: llm`` with no params is configs/annomi-llm-depths.yaml's recipe (the measured one:
+    the head at the four default depths, averaged); ``head: lm`` alone is the study's LoRA label
+    scoring as before (1 epoch, LoRA on every layer)."""
     from pathlib import Path
 
     import yaml
 
-    measured = yaml.safe_load((Path(__file__).parents[1] / "configs" / "annomi-llm-auto.yaml").read_text())["params"]
-    assert {k: LlmClassifier.default_of({}, k) for k in measured} == measured
+    configs = Path(__file__).parents[1] / "configs"
+    recipe = yaml.safe_load((configs / "annomi-llm-auto.yaml").read_text())["params"] | {"layers": "ensemble"}
+    assert {k: LlmClassifier.default_of({}, k) for k in recipe} == recipe
+    members = yaml.safe_load((configs / "annomi-llm-depths.yaml").read_text())["params"]["members"]
+    assert sorted(m["params"]["layers"] for m in members) == auto_depth.default_candidates(30, 1)
+    assert all(set(m["params"]) <= {"layers", "state_layers"} for m in members)  # defaults otherwise
     lm = {k: LlmClassifier.default_of({"head": "lm"}, k) for k in ("epochs", "tune", "layers", "tune_layers",
                                                                    "class_weight", "batch_size")}
     assert lm == {"epochs": 1, "tune": "lora", "layers": None, "tune_layers": None, "class_weight": None,

@@ -3,8 +3,9 @@
 The prompt of ``emoreg.prompts`` is wrapped in the model's chat template (``tokens``). Two heads:
 
 * ``head: classify`` (the default): a linear head over the labels on the prompt's last hidden
-  state at a depth chosen inside each fold (``layers: auto``), one layer fully tuned and the states
-  below it cached (``head``, ``auto_depth``): the best measured recipe, for any corpus and model.
+  state, one layer fully tuned and the states below it cached (``head``), at four depths (40-70% of
+  the model) whose probabilities are averaged (``layers: ensemble``, ``auto_depth``): the best
+  measured recipe that needs no tuning, for any corpus and model.
 * ``head: lm`` (the study's formulation): the answer is the label text followed by the end-of-turn token; LoRA
   training with the loss on the answer tokens (``trainer``; or the plain Hugging Face recipe,
   ``hf_recipe``), prediction by scoring every label as a continuation (``scoring``), or by greedy
@@ -66,9 +67,10 @@ class LlmClassifier(SegmentClassifier):
     layers: use only the first N decoder layers (null: all); head classify only. The head then
     reads the state after layer N (through the final norm), and every pass costs N/L of the
     whole model's; the layers above N are dropped from memory.
-    layers: auto (head classify): the depth and the epochs (1 to ``epochs``) are chosen inside each
+    layers: ensemble (head classify, the default): the head at every candidate depth, its
+    probabilities averaged; auto: the depth and the epochs (1 to ``epochs``) are chosen inside each
     fold on an inner split of its training subjects, then refitted on all of them (``auto_depth``);
-    candidates: the values of ``layers`` to try (null: four, at 40-70% of the model); inner_share:
+    candidates: the values of ``layers`` for either (null: four, at 40-70% of the model); inner_share:
     the share of training subjects held out for the choice; min_subjects: below this many training
     subjects the choice falls back to fallback_layers (null: the candidate nearest 55% of the model).
     state_layers: with head classify, more layers whose entering states the states pass keeps on
@@ -88,8 +90,8 @@ class LlmClassifier(SegmentClassifier):
     """
 
     name = "llm"
-    # the defaults are the best measured recipe (docs/llm.md, "The defaults"): the label head on one
-    # fully tuned layer at a depth chosen inside each fold; ``head: lm`` (the study's formulation:
+    # the defaults are the best measured recipe that holds without hand tuning (docs/llm.md, "The
+    # defaults"): the label head on one fully tuned layer at four depths, averaged; ``head: lm`` (the study's formulation:
     # LoRA over the whole model, labels scored as text) takes LM_DEFAULTS where a value is not set
     defaults = {
         "model": "smollm2-135m", "epochs": 3, "batch_size": 16, "lr": 1e-3, "warmup": 0.1,
@@ -98,7 +100,7 @@ class LlmClassifier(SegmentClassifier):
         "quantize_4bit": False, "decode": "score", "score_batch": 16, "system": DEFAULT_SYSTEM,
         "trainer": "emoreg", "checkpoint_minutes": 10, "answer_loss": "mean", "answer_prefix": "",
         "head": "classify", "tune_layers": 1, "tune": "full", "head_init": "labels", "state_cache": True,
-        "layers": "auto", "merge_lora": False, "state_layers": None, "mix_layers": None,
+        "layers": "ensemble", "merge_lora": False, "state_layers": None, "mix_layers": None,
         "prefix_dtype": "same",
         "candidates": None, "inner_share": 0.2, "min_subjects": 8, "fallback_layers": None,
     }
