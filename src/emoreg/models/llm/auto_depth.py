@@ -101,15 +101,15 @@ def fit_auto(clf: LlmClassifier, segments: list, y: np.ndarray) -> LlmClassifier
         kept, held = inner_split(subjects, clf._param("inner_share"), clf.seed)
         fit_idx = [i for i, s in enumerate(segments) if s.subject_id in kept]
         val_idx = [i for i, s in enumerate(segments) if s.subject_id in held]
-        deepest = _child(clf, layers=candidates[-1])
-        deepest._setup()
-        deepest._load()
         if clf._param("state_cache"):  # one pass keeps every candidate's states, for fit and held-out prompts
-            prefixes = [deepest._prefix_ids(s) for s in segments]
             from .head import entering_states
 
+            deepest = _child(clf, layers=candidates[-1])
+            deepest._setup()
+            deepest._load()
+            prefixes = [deepest._prefix_ids(s) for s in segments]
             entering_states(deepest, prefixes, candidates[-1] - k, also=[d - k for d in candidates[:-1]])
-        del deepest
+            del deepest
         scores: dict[int, list[float]] = {}
         val_segments, val_y = [segments[i] for i in val_idx], y[val_idx]
         for depth in candidates:
