@@ -6,7 +6,6 @@ Reports read run folders only (predictions and metrics); they never load a model
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from .errors import EmoregError
 from .evaluation.metrics import METRICS
 from .evaluation.results import compute_metrics, load_partial_runs, subject_confusions
 from .evaluation.stats import holm, mcnemar, paired_permutation
+from .report_models import depth_choices, fold_metas, model_notes, numeric_path
 from .runs import Run, load_run, split_of
 
 METRIC_NAMES = {"macro_f1": "macro-F1", "accuracy": "accuracy", "weighted_f1": "weighted-F1", "uar": "UAR"}
@@ -68,86 +68,6 @@ def _inputs(run: Run) -> str:
 
 def _p(value: float) -> str:
     return "<0.0001" if value < 0.0001 else f"{value:.4f}"
-
-
-def _fold_metas(run: Run) -> list[dict]:
-    """Every fold's metadata in the run folder (what each fold's model described of itself)."""
-    return [meta for _, meta in _indexed_fold_metas(run)]
-
-
-def _indexed_fold_metas(run: Run) -> list[tuple[int, dict]]:
-    """(fold, metadata) for every fold the run folder has metadata of; a file that is not a JSON
-    object (damaged, or edited by hand) is a clear error naming it."""
-    out = []
-    for path in sorted((run.path / "folds").glob("fold-*.meta.json")):
-        try:
-            meta = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise EmoregError(f"{path}: unreadable fold metadata ({exc}); rerun that fold "
-                              f"(delete {path.with_name(path.name.replace('.meta.json', '.jsonl'))} and evaluate again)") from None
-        if not isinstance(meta, dict):
-            raise EmoregError(f"{path}: fold metadata must be a JSON object, found {type(meta).__name__}; rerun that fold "
-                              f"(delete {path.with_name(path.name.replace('.meta.json', '.jsonl'))} and evaluate again)")
-        out.append((int(path.name.split(".")[0].split("-")[1]), meta))
-    return out
-
-
-def _model_notes(run: Run) -> list[str]:
-    """What the fold models looked like (e.g. a Bayesian network's variables and edges)."""
-    metas = _fold_metas(run)
-    models = [m.get("model") or {} for m in metas]
-    if not models or not any("edges" in m for m in models):
-        return []
-    variables = Counter(v for m in models for v in m.get("variables", {}))
-    edges = Counter(f"{a} -> {b}" for m in models for a, b in m.get("edges", []))
-    lines = [f"Bayesian network variables (folds using each, of {len(models)}): "
-             + ", ".join(f"`{v}` {n}" for v, n in sorted(variables.items()))]
-    lines.append("Edges (folds that learned each): " + ", ".join(f"`{e}` {n}" for e, n in edges.most_common()))
-    return lines
-
-
-def depth_choices(run: Run) -> list[str]:
-    """The LLM head's depth and epochs as ``layers: auto`` chose them in each fold (of an ensemble's
-    members too), with the inner validation macro-F1 of every candidate at its best epoch."""
-    rows = []
-    for fold, meta in _indexed_fold_metas(run):
-        model = meta.get("model") or {}
-        found = [("", model)] + [(f" ({name})", m) for name, m in (model.get("members") or {}).items()]
-        for name, m in found:
-            choice = (m or {}).get("depth_choice")
-            if not choice:
-                continue
-            scores = choice.get("inner_scores")
-            inner = ", ".join(f"{d}: {max(v):.3f} (epoch {v.index(max(v)) + 1})" for d, v in scores.items()) \
-                if scores else choice.get("reason", "")
-            rows.append(f"| {fold}{name} | {choice['chosen_layers']} of {choice['model_layers']} | "
-                        f"{choice['chosen_epochs']} | {inner} |")
-    if not rows:
-        return []
-    return [f"{run.name}: the LLM head's depth chosen in each fold on an inner split of its training subjects "
-            "(`layers: auto`; inner validation macro-F1 of each candidate depth at its best epoch):", "",
-            "| fold | layers kept | epochs | inner macro-F1 by depth |", "|---|---|---|---|", *rows]
-
-
-def numeric_path(run: Run) -> str | None:
-    """The dtype the run's models trained and scored in (None for models without one), with the
-    CPU flags that decided it: "bf16 (avx512_bf16)", "fp32 (CPU without fast bf16)", "mixed: ..."."""
-    metas = _fold_metas(run)
-    dtypes = sorted({(m.get("model") or {}).get("dtype") for m in metas} - {None})
-    if not dtypes:
-        return None
-    env_file = run.path / "environment.json"
-    numerics = (json.loads(env_file.read_text()).get("numerics") if env_file.is_file() else None) or {}
-    if any((m.get("model") or {}).get("prefix_dtype") == "int8" for m in metas):
-        dtypes = [f"{d}, frozen layers int8" for d in dtypes]
-    if len(dtypes) > 1:
-        return "mixed: " + " and ".join(dtypes)
-    if numerics.get("device") == "cuda":
-        return f"{dtypes[0]} (CUDA)"
-    flags = numerics.get("cpu_bf16_flags")
-    if flags is None:
-        return dtypes[0]
-    return f"{dtypes[0]} ({', '.join(flags) if flags else 'CPU without fast bf16'})"
 
 
 def plot_confusions(runs: Sequence[Run], path: Path) -> Path:
@@ -291,7 +211,7 @@ def plot_reliability(runs: Sequence[Run], path: Path) -> Path:
 
 def _calibration_notes(run: Run) -> list[str]:
     """What ``calibrate`` fitted in each fold (temperature, held-out log-loss and macro-F1)."""
-    fitted = [m.get("model", {}).get("calibration") for m in _fold_metas(run)]
+    fitted = [m.get("model", {}).get("calibration") for m in fold_metas(run)]
     fitted = [f for f in fitted if f]
     if not fitted:
         return []
@@ -418,7 +338,7 @@ def write_report(run_paths: Sequence[str | Path], out: str | Path, finished_fold
     for source, note in first.data.get("source_notes", {}).items():
         lines.append(f"- source `{source}`: {note}")
     for run in runs:
-        for note in _model_notes(run):
+        for note in model_notes(run):
             lines.append(f"- {run.name}: {note}")
     lines.append("")
     for run in runs:

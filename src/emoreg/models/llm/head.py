@@ -283,7 +283,7 @@ def fit_head(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
     clf.head_ = make_head(clf)
     clf.mix_ = make_mix(clf)
     began = time.perf_counter()
-    lower = last_states(clf, prefixes)  # the mixed layers' last tokens (None without mix_layers)
+    lower = last_states(clf, prefixes, entering_states)  # the mixed layers' last tokens (None without)
     states = entering_states(clf, prefixes, start, also=clf._param("state_layers") or ())
     clf.states_seconds_ = time.perf_counter() - began
     epochs = clf._param("epochs")
@@ -339,7 +339,7 @@ def predict_head(clf: LlmClassifier, prefixes: list[list[int]]) -> np.ndarray:
     import torch
 
     start = clf.first_tuned_
-    lower = last_states(clf, prefixes)
+    lower = last_states(clf, prefixes, entering_states)
     states = entering_states(clf, prefixes, start, also=clf._param("state_layers") or ())
     out = np.zeros((len(prefixes), len(clf.task.labels)))
     order = sorted(range(len(prefixes)), key=lambda i: len(prefixes[i]))

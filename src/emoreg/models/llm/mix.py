@@ -28,11 +28,10 @@ def make_mix(clf: LlmClassifier):
     return torch.nn.Parameter(start.to(clf.device_))
 
 
-def last_states(clf: LlmClassifier, prefixes: list[list[int]]):
-    """(prompts, mixed layers, hidden): each prompt's last-token state entering every mixed layer."""
+def last_states(clf: LlmClassifier, prefixes: list[list[int]], entering_states):
+    """(prompts, mixed layers, hidden): each prompt's last-token state entering every mixed layer,
+    read through ``entering_states`` (the head's cached states pass)."""
     import torch
-
-    from .head import entering_states
 
     layers = clf._param("mix_layers")
     if not layers:
