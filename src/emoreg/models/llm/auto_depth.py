@@ -76,11 +76,8 @@ def _child(clf: LlmClassifier, **changes) -> LlmClassifier:
     return child
 
 
-def fit_auto(clf: LlmClassifier, segments: list, y: np.ndarray) -> LlmClassifier:
-    """Choose the depth and epochs on an inner split of ``segments``' subjects, refit the choice on
-    all of them; returns the refitted fixed-depth classifier (its learned state is ``clf``'s)."""
-    from ..calibrated import inner_split
-
+def _candidates(clf: LlmClassifier) -> tuple[int, int, list[int]]:
+    """The model's layer count, the tuned layers a depth keeps, and the candidate depths (checked)."""
     total = model_layers(str(clf._param("model")))
     k = clf._param("tune_layers") or 1
     candidates = sorted(clf._param("candidates") or default_candidates(total, k))
@@ -88,6 +85,15 @@ def fit_auto(clf: LlmClassifier, segments: list, y: np.ndarray) -> LlmClassifier
     if too_deep:
         raise EmoregError(f"llm: candidates {too_deep} are not depths of {clf._param('model')} with tune_layers "
                           f"{k}: each must be from {k} to {total} (its layers)")
+    return total, k, candidates
+
+
+def fit_auto(clf: LlmClassifier, segments: list, y: np.ndarray) -> LlmClassifier:
+    """Choose the depth and epochs on an inner split of ``segments``' subjects, refit the choice on
+    all of them; returns the refitted fixed-depth classifier (its learned state is ``clf``'s)."""
+    from ..calibrated import inner_split
+
+    total, k, candidates = _candidates(clf)
     epochs = clf._param("epochs")
     subjects = sorted({s.subject_id for s in segments})
     choice = {"candidates": candidates, "model_layers": total, "max_epochs": epochs}
@@ -135,13 +141,7 @@ def fit_auto(clf: LlmClassifier, segments: list, y: np.ndarray) -> LlmClassifier
 def fit_depths(clf: LlmClassifier, segments: list) -> list[LlmClassifier]:
     """``layers: ensemble``: the head fitted at every candidate depth on all of ``segments``, the
     deepest first, its states pass keeping the others' states (one pass for all); shallowest first."""
-    total = model_layers(str(clf._param("model")))
-    k = clf._param("tune_layers") or 1
-    candidates = sorted(clf._param("candidates") or default_candidates(total, k))
-    too_deep = [d for d in candidates if d > total or d < k]
-    if too_deep:
-        raise EmoregError(f"llm: candidates {too_deep} are not depths of {clf._param('model')} with tune_layers "
-                          f"{k}: each must be from {k} to {total} (its layers)")
+    total, k, candidates = _candidates(clf)
     members = []
     for depth in reversed(candidates):
         lower = [d - k for d in candidates if d < depth]
