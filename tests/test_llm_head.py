@@ -284,7 +284,7 @@ def test_labels_of_very_different_lengths_are_learned_alike(tiny_llama, toy_spli
                 definitions={v: f"{v}." for v in names.values()})
     train, test = ([replace(s, label=names[s.label]) for s in part] for part in toy_split)
     model = make_model("llm", task, PromptConfig(sources=("utterance",), template="emoreg-v1-compact"), seed=0,
-                       params={"model": tiny_llama, "head": "classify", "tune_layers": 1, "epochs": 10,
+                       params={"model": tiny_llama, "head": "classify", "layers": None, "tune_layers": 1, "epochs": 10,
                                "lr": 1e-2, "system": None, "dtype": "fp32", "state_cache": False})
     model.fit(train)
     assert [len(ids) for ids in model.label_ids_][:2] == [8, 2]  # 7 words + end of turn, 1 letter + end
