@@ -145,9 +145,9 @@ def _elan(session: str, pairs, task, out: Path, stem: str) -> list[tuple[Path, s
     old_slots = set()
     for tier in list(root.iter("TIER")):
         if tier.get("TIER_ID") in (name, name + ":p"):  # an earlier export's: replaced, with its time slots
-            old_slots |= {a.get(k) for a in tier.iter("ALIGNABLE_ANNOTATION") for k in ("TIME_SLOT_REF1", "TIME_SLOT_REF2")}
+            old_slots |= _slot_refs(tier)
             root.remove(tier)
-    still_used = {a.get(k) for a in root.iter("ALIGNABLE_ANNOTATION") for k in ("TIME_SLOT_REF1", "TIME_SLOT_REF2")}
+    still_used = _slot_refs(root)
     for slot in list(order):
         if slot.get("TIME_SLOT_ID") in old_slots - still_used:
             order.remove(slot)
@@ -189,6 +189,11 @@ def _elan(session: str, pairs, task, out: Path, stem: str) -> list[tuple[Path, s
     root.insert(at, labels)
     ET.indent(tree)
     return [(out / f"{stem}.emoreg.eaf", ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n")]
+
+
+def _slot_refs(element) -> set[str]:
+    """The time slots the alignable annotations under ``element`` refer to."""
+    return {a.get(k) for a in element.iter("ALIGNABLE_ANNOTATION") for k in ("TIME_SLOT_REF1", "TIME_SLOT_REF2")}
 
 
 def _merge_in_time_order(order, new_slots) -> None:

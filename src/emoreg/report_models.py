@@ -21,14 +21,13 @@ def indexed_fold_metas(run: Run) -> list[tuple[int, dict]]:
     object (damaged, or edited by hand) is a clear error naming it."""
     out = []
     for path in sorted((run.path / "folds").glob("fold-*.meta.json")):
+        rerun = f"rerun that fold (delete {path.with_name(path.name.replace('.meta.json', '.jsonl'))} and evaluate again)"
         try:
             meta = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise EmoregError(f"{path}: unreadable fold metadata ({exc}); rerun that fold "
-                              f"(delete {path.with_name(path.name.replace('.meta.json', '.jsonl'))} and evaluate again)") from None
+            raise EmoregError(f"{path}: unreadable fold metadata ({exc}); {rerun}") from None
         if not isinstance(meta, dict):
-            raise EmoregError(f"{path}: fold metadata must be a JSON object, found {type(meta).__name__}; rerun that fold "
-                              f"(delete {path.with_name(path.name.replace('.meta.json', '.jsonl'))} and evaluate again)")
+            raise EmoregError(f"{path}: fold metadata must be a JSON object, found {type(meta).__name__}; {rerun}")
         out.append((int(path.name.split(".")[0].split("-")[1]), meta))
     return out
 

@@ -42,12 +42,16 @@ SHARES = (0.4, 0.5, 0.6, 0.7)  # where the default candidates' first tuned layer
 
 
 def model_layers(name: str) -> int:
-    """The decoder layer count of ``name`` from its config alone (no weights are loaded)."""
+    """The decoder layer count of ``name`` without loading weights: a shipped model's pinned count or
+    a folder's config.json (``loading.known_layers``), else the config a hub id names."""
+    from .loading import known_layers
+
+    total = known_layers(name)
+    if total is not None:
+        return total
     from transformers import AutoConfig
 
-    from .loading import resolve
-
-    config = AutoConfig.from_pretrained(resolve(name))
+    config = AutoConfig.from_pretrained(name)
     config = getattr(config, "text_config", None) or config
     return int(config.num_hidden_layers)
 
