@@ -180,7 +180,7 @@ def test_a_trained_model_folder_whose_parts_were_changed_is_refused(tmp_path, ca
     assert main([predict[0], str(tmp_path / "m"), *predict[2:]]) == 0
     for name, change in (("labels", lambda d: (d / "model.json").write_text(json.dumps(
             spec | {"labels": spec["labels"][::-1]}))),
-                         ("weights", lambda d: (d / "model.joblib").write_bytes((d / "model.joblib").read_bytes() + b"\0"))):
+                         ("weights", lambda d: (d / "fitted.skops").write_bytes((d / "fitted.skops").read_bytes() + b"\0"))):
         shutil.copytree(tmp_path / "m", tmp_path / name)
         change(tmp_path / name)
         assert main([predict[0], str(tmp_path / name), *predict[2:]]) == 2, name

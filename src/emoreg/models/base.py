@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-import joblib
 import numpy as np
 
 from ..atomic import atomic_write_text
@@ -24,6 +23,45 @@ from ..tasks import Task
 
 class NotFittedError(EmoregError):
     pass
+
+
+FITTED_FILE = "fitted.skops"
+# what a fitted.skops may hold: scikit-learn's estimators of the built-in models and numpy's scalar
+# types (skops trusts plain containers, arrays and its own defaults besides); anything else, a
+# function or a class of another package, is refused before it is built
+SAFE_TYPES = ("sklearn.feature_extraction.text.TfidfVectorizer", "sklearn.linear_model._logistic.LogisticRegression",
+              "numpy.float64", "numpy.int64", "numpy.dtype", "builtins.slice")
+
+
+def load_fitted(path: Path) -> dict[str, Any]:
+    """A ``fitted.skops`` file, refusing any type outside ``SAFE_TYPES`` (which a crafted file would
+    need to run code) before anything in it is built."""
+    import skops.io
+
+    untrusted = sorted(set(skops.io.get_untrusted_types(file=path)) - set(SAFE_TYPES))
+    if untrusted:
+        raise EmoregError(f"{path}: holds types that emoreg does not load ({', '.join(untrusted[:5])}); a model "
+                          "folder written by emoreg has none, so this file was made or changed elsewhere. Train the "
+                          "model again with `emoreg train`")
+    state = skops.io.load(path, trusted=list(SAFE_TYPES))
+    if not isinstance(state, dict):
+        raise EmoregError(f"{path}: expected the fitted state as a mapping, found {type(state).__name__}")
+    return state
+
+
+def trusted_pickle(path: Path) -> Any:
+    """A pickle written by emoreg 0.1 (``model.joblib``). Loading a pickle runs whatever code it
+    names, so it loads only when ``EMOREG_TRUST_PICKLE=1`` says the folder is trusted."""
+    import os
+
+    if os.environ.get("EMOREG_TRUST_PICKLE") != "1":
+        raise EmoregError(f"{path.parent}: saved by an earlier emoreg as a pickle ({path.name}), which runs code when "
+                          "it is loaded, so emoreg does not load it by itself. Train the model again (`emoreg train`, "
+                          "or rerun `emoreg evaluate`) to save it in the safe format; if you made this folder "
+                          "yourself and trust it, load it once with EMOREG_TRUST_PICKLE=1 and save it again")
+    import joblib
+
+    return joblib.load(path)
 
 
 class SegmentClassifier:
@@ -79,27 +117,41 @@ class SegmentClassifier:
         return [self.labels_[i] for i in proba.argmax(axis=1)]
 
     def save(self, folder: str | Path) -> Path:
+        """``model.json`` (kind, parameters, task, prompt, label order) and ``fitted.skops``: what
+        ``fit`` learned, in skops' format, which loads without running code (``load`` admits only
+        the types in ``SAFE_TYPES``)."""
+        import skops.io
+
         if not hasattr(self, "labels_"):
             raise NotFittedError(f"{self.name}: fit the model before saving it")
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / ".model.joblib.tmp"
-        joblib.dump(self, tmp)
-        tmp.replace(folder / "model.joblib")
-        atomic_write_text(folder / "model.json", json.dumps({
-            "model": self.name, "task": self.task.name, "labels": list(self.labels_),
-            "params": self.params, "seed": self.seed, "sources": list(self.prompt.sources),
-            "template": self.prompt.template,
-        }, indent=2) + "\n")
+        tmp = folder / f".{FITTED_FILE}.tmp"
+        skops.io.dump(self.fitted_state(), tmp)
+        tmp.replace(folder / FITTED_FILE)
+        self._write_spec(folder)
         return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> SegmentClassifier:
-        return joblib.load(Path(folder) / "model.joblib")
+        folder = Path(folder)
+        model, spec = cls._from_spec(folder)
+        model.restore(load_fitted(folder / FITTED_FILE))
+        model.labels_ = tuple(spec["labels"])
+        return model
+
+    def fitted_state(self) -> dict[str, Any]:
+        """What ``fit`` learned, for ``save``: every attribute ending in ``_`` but the label order
+        (in model.json). A model whose learned state is not arrays, scikit-learn estimators and plain
+        values converts it here and back in ``restore``."""
+        return {k: v for k, v in vars(self).items() if k.endswith("_") and k not in ("labels_", "fit_subjects_")}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
     def _write_spec(self, folder: Path, **extra: Any) -> None:
-        """``model.json`` for models saved as files of their own (not one joblib): kind, parameters,
-        seed, label order, task and prompt config as plain fields, and ``extra``."""
+        """``model.json``: kind, parameters, seed, label order, task and prompt config as plain
+        fields, and ``extra``."""
         state = SegmentClassifier.__getstate__(self)
         params = extra.pop("params", self.params)  # a model that chose settings in fit saves the chosen ones
         atomic_write_text(folder / "model.json", json.dumps({

@@ -239,5 +239,43 @@ class BayesNet(SegmentClassifier):
         state.pop("_cache", None)  # inference results, rebuilt on demand
         return state
 
+    def fitted_state(self) -> dict[str, Any]:
+        """The variables (where each is read, its states, bin edges, kept levels) and the network's
+        conditional probability tables as plain values and arrays (no pgmpy objects in the file)."""
+        variables = [{"name": v.name, "kind": v.kind, "key": v.key, "numeric": v.numeric, "states": v.states,
+                      **({"edges": np.asarray(v.edges, dtype=float)} if v.numeric else {"levels": v.levels})}
+                     for v in self.variables_]
+        cpds = [{"variable": c.variable, "evidence": list(c.variables[1:]), "values": c.get_values(),
+                 "state_names": {k: list(v) for k, v in c.state_names.items()}} for c in self.model_.get_cpds()]
+        return {"variables": variables, "cpds": cpds, "edges": self.edges_, "seen": self.seen_,
+                "priors": self.priors_}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        from pgmpy.factors.discrete import TabularCPD
+        from pgmpy.models import DiscreteBayesianNetwork
+
+        self.variables_ = []
+        for v in state["variables"]:
+            variable = _Variable(v["name"], v["kind"], v["key"], v["numeric"])
+            variable.states = list(v["states"])
+            if v["numeric"]:
+                variable.edges = np.asarray(v["edges"], dtype=float)
+            else:
+                variable.levels = list(v["levels"])
+            self.variables_.append(variable)
+        self.edges_ = [list(e) for e in state["edges"]]
+        self.seen_ = [int(i) for i in state["seen"]]
+        self.priors_ = np.asarray(state["priors"], dtype=float)
+        model = DiscreteBayesianNetwork([tuple(e) for e in self.edges_])
+        model.add_nodes_from([v.name for v in self.variables_] + [LABEL])
+        names = {c["variable"]: c["state_names"][c["variable"]] for c in state["cpds"]}
+        model.add_cpds(*[TabularCPD(c["variable"], len(names[c["variable"]]), np.asarray(c["values"]),
+                                    evidence=c["evidence"] or None,
+                                    evidence_card=[len(names[e]) for e in c["evidence"]] or None,
+                                    state_names=c["state_names"]) for c in state["cpds"]])
+        model.check_model()
+        self.model_ = model
+        self._cache = {}
+
     def describe(self) -> dict[str, Any]:
         return {"variables": {v.name: v.states for v in self.variables_}, "edges": self.edges_}

@@ -11,18 +11,15 @@ trained for). Parameters: ``encoder``, ``text`` (utterance or prompt), ``epochs`
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
 
-import joblib
 import numpy as np
 
-from ..atomic import atomic_write_text
 from ..errors import EmoregError
 from ..progress import progress
-from .base import NotFittedError, SegmentClassifier
+from .base import NotFittedError, SegmentClassifier, trusted_pickle
 from .embedding import encoder_path
 from .llm import warmup_linear_schedule
 from .llm.tokens import length_grouped
@@ -120,29 +117,34 @@ class FinetunedEncoder(SegmentClassifier):
         return {"loss": getattr(self, "history_", []), "dtype": "fp32"}
 
     def save(self, folder: str | Path) -> Path:
-        import torch
+        from safetensors.torch import save_file
 
         if not hasattr(self, "encoder_"):
             raise NotFittedError("encoder-ft: fit the model before saving it")
         folder = Path(folder)
         self.encoder_.save_pretrained(folder / "encoder")
         self.tokenizer_.save_pretrained(folder / "encoder")
-        torch.save(self.head_.state_dict(), folder / "head.pt")
-        state = {k: v for k, v in self.__getstate__().items() if k not in ("encoder_", "tokenizer_", "head_")}
-        joblib.dump(state, folder / "model.joblib")
-        atomic_write_text(folder / "model.json", json.dumps({
-            "model": self.name, "labels": list(self.labels_), "params": self.params, "seed": self.seed,
-            "task": self.task.name, "sources": list(self.prompt.sources)}, indent=2) + "\n")
+        save_file({k: v.contiguous() for k, v in self.head_.state_dict().items()}, str(folder / "head.safetensors"))
+        self._write_spec(folder, fitted={"unseen": self.unseen_, "history": self.history_})
         return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> FinetunedEncoder:
         import torch
+        from safetensors.torch import load_file
 
         folder = Path(folder)
-        model = cls.__new__(cls)
-        model.__setstate__(joblib.load(folder / "model.joblib"))
+        if (folder / "model.joblib").is_file():  # saved by emoreg 0.1: its state pickled beside the weights
+            model = cls.__new__(cls)
+            model.__setstate__(trusted_pickle(folder / "model.joblib"))
+        else:
+            model, spec = cls._from_spec(folder)
+            model.unseen_, model.history_ = list(spec["fitted"]["unseen"]), list(spec["fitted"]["history"])
+            model.labels_ = tuple(spec["labels"])
         model._load(str(folder / "encoder"))
-        model.head_.load_state_dict(torch.load(folder / "head.pt", weights_only=True))
+        if (folder / "head.safetensors").is_file():
+            model.head_.load_state_dict(load_file(str(folder / "head.safetensors")))
+        else:  # emoreg 0.1
+            model.head_.load_state_dict(torch.load(folder / "head.pt", weights_only=True))
         model.encoder_.eval()
         return model

@@ -4,8 +4,8 @@ settings) goes into model.json as ``digest``; loading recomputes it and refuses 
 parts disagree (a reversed label order, a changed ``layers``, a swapped weights file), which would
 otherwise relabel or change every prediction without a word. ``MODEL_CARD.md`` is documentation
 and left out. A digest guards against a folder changed by accident or by hand; it is not a
-signature: a model folder is code (scikit-learn models are pickles), so load only folders you trust
-(docs/python.md, docs/service.md)."""
+signature: whoever can write a folder can change what it predicts, so load only folders you trust
+(nothing in one runs code: docs/python.md, "What is trusted")."""
 
 from __future__ import annotations
 

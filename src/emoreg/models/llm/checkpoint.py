@@ -45,7 +45,7 @@ def resume(clf: LlmClassifier, fingerprint: dict, optimizer, scheduler) -> tuple
     path = Path(clf.checkpoint_dir) / "state.pt" if clf.checkpoint_dir is not None else None
     if path is None or not path.is_file():
         return 0, 0.0
-    state = torch.load(path, map_location=clf.device_, weights_only=False)
+    state = torch.load(path, map_location=clf.device_, weights_only=True)  # tensors and plain values: no code
     if state["fingerprint"] != fingerprint:
         warnings.warn(f"{path} belongs to another training set or schedule; starting this fit afresh",
                       stacklevel=3)
