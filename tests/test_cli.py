@@ -125,6 +125,18 @@ def test_train_writes_a_model_card_with_the_evaluated_metrics_and_serve_shows_it
     with TestClient(create_app(load_model(tmp_path / "model"), tmp_path / "s.sqlite")) as client:
         served = client.get("/model")
         assert served.status_code == 200 and served.text == card
+    secret = tmp_path / "secret.txt"  # a card that is a link to a file elsewhere is not served
+    secret.write_text("root:x:0:0\n")
+    (tmp_path / "model" / "MODEL_CARD.md").unlink()
+    (tmp_path / "model" / "MODEL_CARD.md").symlink_to(secret)
+    with TestClient(create_app(load_model(tmp_path / "model"), tmp_path / "s.sqlite")) as client:
+        served = client.get("/model")
+        assert served.status_code == 404 and "root:x" not in served.text
+    (tmp_path / "model" / "MODEL_CARD.md").unlink()
+    (tmp_path / "model" / "MODEL_CARD.md").write_bytes("# Karte f\u00fcr".encode("latin-1"))  # not UTF-8
+    with TestClient(create_app(load_model(tmp_path / "model"), tmp_path / "s.sqlite")) as client:
+        served = client.get("/model")
+        assert served.status_code == 200 and served.text == "# Karte f\ufffdr"
 
 
 def test_the_model_card_names_each_base_model_and_its_licence():

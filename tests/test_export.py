@@ -170,3 +170,23 @@ def test_an_export_onto_an_input_or_a_failed_one_writes_nothing(tmp_path, capsys
     args = ["predict", str(tmp_path / "m"), "--corpus", str(untimed), "--out", str(tmp_path / "q.jsonl")]
     assert main(args + ["--export", "nova"]) == 2
     assert not (tmp_path / "q.jsonl").exists() and not (tmp_path / "q-nova").exists()
+
+
+def test_an_elan_export_reads_only_an_elan_file_as_its_source(tmp_path):
+    """meta.elan comes from a segments file, which anyone can write: a path to any other file (or a
+    link to one) is refused, never read and copied into the export."""
+    from emoreg.errors import EmoregError
+    from emoreg.exporters import export
+
+    other = tmp_path / "other.xml"
+    other.write_text("<config><password>hunter2</password></config>")
+    link = tmp_path / "link.eaf"
+    link.symlink_to(tmp_path / "other.xml")
+    renamed = tmp_path / "renamed.eaf"
+    renamed.write_text(other.read_text())
+    for source, words in ((other, "not a regular .eaf file"), (link, "not a regular .eaf file"),
+                          (renamed, "is XML but not an ELAN file (its root is <config>")):
+        segments = _segments_of({"s": (str(source), [(0.5, 1.0)])})
+        with pytest.raises(EmoregError, match=words.replace("(", r"\(")):
+            export(segments, _rows(segments), _Task, "elan", tmp_path / "out")
+        assert not (tmp_path / "out").exists()

@@ -132,11 +132,19 @@ def _elan(session: str, pairs, task, out: Path, stem: str) -> list[tuple[Path, s
         raise EmoregError(f"--export elan: session {session!r} was not imported from one ELAN file (`emoreg import` "
                           "with labels or speech from an .eaf records it); use --export nova or csv")
     source = Path(sources.pop())
+    if source.suffix.lower() != ".eaf" or source.is_symlink() or not source.is_file():
+        raise EmoregError(f"--export elan: session {session!r} names {source} as its ELAN file (meta.elan), which is not "
+                          "a regular .eaf file; only the ELAN files `emoreg import` read are exported onto. Import the "
+                          "session again from its .eaf, or use --export nova or csv")
     try:
         tree = ET.parse(source)
     except (OSError, ET.ParseError) as exc:
         raise EmoregError(f"--export elan: cannot read {source}, the session's ELAN file: {exc}") from None
     root = tree.getroot()
+    if root.tag != "ANNOTATION_DOCUMENT":
+        raise EmoregError(f"--export elan: {source} (meta.elan of session {session!r}) is XML but not an ELAN file "
+                          f"(its root is <{root.tag}>, not <ANNOTATION_DOCUMENT>); import the session again from its "
+                          ".eaf, or use --export nova or csv")
     name = tier_name(task.name)
     order = root.find("TIME_ORDER")
     if order is None:

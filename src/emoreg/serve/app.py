@@ -222,9 +222,10 @@ def create_app(model: Any, db_path: str | Path, token: str | None = None, public
 
         folder = model if isinstance(model, (str, Path)) else getattr(state["model"], "folder_", None)
         card = Path(folder) / CARD if folder is not None else None
-        if card is None or not card.is_file():
+        # a regular file of the model folder only: a link could point anywhere on this machine
+        if card is None or card.is_symlink() or not card.is_file():
             raise HTTPException(404, detail="this model has no MODEL_CARD.md; models saved by `emoreg train` have one")
-        return card.read_text(encoding="utf-8")
+        return card.read_bytes().decode("utf-8", errors="replace")  # a card in another encoding still shows
 
     @api.post("/sessions", status_code=201)
     def create_session(body: SessionIn) -> dict[str, Any]:
