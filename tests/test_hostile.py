@@ -223,3 +223,37 @@ def test_damaged_import_files_give_a_clear_error_or_a_corpus(tmp_path_factory, f
         assert err.startswith("emoreg: error:") and not out.exists()
     else:
         read_segments(out, DEEP_SHAME)  # what was written is valid
+
+
+@given(name=st.one_of(st.sampled_from(["tfidf", "majority", "bayesnet"]), hostile_scalar), task=st.one_of(
+    st.sampled_from(["deep-shame"]), hostile_value), prompt=hostile_value, seed=hostile_scalar, params=hostile_value)
+def test_the_python_api_builds_a_model_or_raises_emoreg_error(name, task, prompt, seed, params):
+    """The Python API validates as the command line does: every wrong kind of argument is an
+    EmoregError in words, never a raw TypeError or AttributeError."""
+    import emoreg
+
+    try:
+        model = emoreg.make_model(name, task, prompt=prompt, seed=seed, **(params if isinstance(params, dict) and all(
+            isinstance(k, str) and k.isidentifier() for k in params) else {}))
+    except EmoregError as exc:
+        assert str(exc)
+        return
+    assert model.name == name and 0 <= model.seed < 2 ** 32
+
+
+@given(value=hostile_value)
+def test_the_python_api_entry_points_refuse_wrong_kinds_in_words(tmp_path_factory, value):
+    import emoreg
+
+    out = tmp_path_factory.mktemp("api")
+    (out / "file").write_text("x")
+    calls = [lambda: emoreg.load_task(value), lambda: emoreg.load_model(value), lambda: emoreg.load_corpus(value),
+             lambda: emoreg.report(value, out=out / "r"), lambda: emoreg.evaluate(value, out=out / "e"),
+             lambda: emoreg.evaluate("configs/deep-example-tfidf.yaml", out=out / "file"),
+             lambda: emoreg.evaluate("configs/deep-example-tfidf.yaml", out=out / "e2", overrides=value)]
+    for call in calls:
+        try:
+            call()
+        except EmoregError as exc:
+            assert str(exc)
+    assert (out / "file").read_text() == "x"

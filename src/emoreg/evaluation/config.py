@@ -115,6 +115,28 @@ def _check(data: dict, spec: dict, prefix: str, where: str, problems: list[Probl
             problems.append(Problem(where, prefix + key, f"expected {names}, found {value!r}"))
 
 
+def seed_problem(seed: Any) -> str | None:
+    """What is wrong with a seed, in words, or None: a whole number from 0 to 2**32 - 1."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 32:
+        return f"expected a whole number from 0 to 2**32 - 1, found {seed!r}"
+    return None
+
+
+def prompt_from_dict(data: Any, where: str) -> PromptConfig:
+    """A ``PromptConfig`` from a mapping of its fields, checked as a config's ``prompt`` is."""
+    if not isinstance(data, dict):
+        raise ValidationError(where, [Problem(where, None, "expected a PromptConfig or a mapping of its fields "
+                                                           f"({', '.join(PROMPT_KEYS)}), found {data!r}")])
+    problems: list[Problem] = []
+    _check(data, PROMPT_KEYS, "", where, problems)
+    if problems:
+        raise ValidationError(where, problems)
+    sources = data.get("sources", list(PROMPT_SOURCES))
+    if isinstance(sources, str):
+        sources = [s.strip() for s in sources.split(",")]
+    return PromptConfig(**{**data, "sources": list(sources)})
+
+
 def config_from_dict(data: Any, where: str, base_dir: Path | None = None) -> EvalConfig:
     problems: list[Problem] = []
     if not isinstance(data, dict):
@@ -133,8 +155,8 @@ def config_from_dict(data: Any, where: str, base_dir: Path | None = None) -> Eva
             and split.get("folds", 5) < 2:
         problems.append(Problem(where, "split.folds", "needs at least 2 folds"))
     for key, seed in (("seed", data.get("seed", 0)), ("split.seed", split.get("seed", 0))):
-        if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed < 2 ** 32:
-            problems.append(Problem(where, key, f"expected a whole number from 0 to 2**32 - 1, found {seed}"))
+        if isinstance(seed, int) and seed_problem(seed):
+            problems.append(Problem(where, key, seed_problem(seed)))
     only = split.get("only", [])
     if not isinstance(only, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in only):
         problems.append(Problem(where, "split.only", "expected a list of fold numbers, e.g. [0, 1]"))

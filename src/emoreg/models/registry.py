@@ -54,6 +54,8 @@ def make_model(name: str, task: Task, prompt: PromptConfig, seed: int, params: d
     """A fresh, unfitted model; unknown names and parameters are errors that list the valid ones."""
     if name not in MODELS:
         raise EmoregError(f"unknown model {name!r}; choose from: {', '.join(sorted(MODELS))}")
+    if not isinstance(params, dict):
+        raise EmoregError(f"model {name!r}: params must be a mapping of parameter names to values, found {params!r}")
     cls = MODELS[name]
     cls.check_params(params)
     return cls(task=task, prompt=prompt, seed=seed, **params)
