@@ -151,3 +151,103 @@ def test_a_step_that_is_not_a_number_of_seconds_is_a_clear_error(example, step):
     (example / "step.yaml").write_text(config)
     with pytest.raises(EmoregError, match="step_s must be a number of seconds above 0"):
         import_segments(example / "step.yaml")
+
+
+def _eaf(slots: str, tiers: str) -> str:
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n<ANNOTATION_DOCUMENT FORMAT="3.0" VERSION="3.0">\n'
+            f'<HEADER MEDIA_FILE="" TIME_UNITS="milliseconds"/>\n<TIME_ORDER>{slots}</TIME_ORDER>\n{tiers}'
+            '<LINGUISTIC_TYPE LINGUISTIC_TYPE_ID="lt" TIME_ALIGNABLE="true"/>\n'
+            '<LINGUISTIC_TYPE CONSTRAINTS="Symbolic_Subdivision" LINGUISTIC_TYPE_ID="sub" TIME_ALIGNABLE="false"/>\n'
+            '</ANNOTATION_DOCUMENT>\n')
+
+
+SLOTS = '<TIME_SLOT TIME_SLOT_ID="t1" TIME_VALUE="0"/><TIME_SLOT TIME_SLOT_ID="t2" TIME_VALUE="2000"/>' \
+        '<TIME_SLOT TIME_SLOT_ID="t3" TIME_VALUE="4000"/>'
+WORDS = ('<TIER LINGUISTIC_TYPE_REF="lt" TIER_ID="words">'
+         '<ANNOTATION><ALIGNABLE_ANNOTATION ANNOTATION_ID="a1" TIME_SLOT_REF1="t1" TIME_SLOT_REF2="t2">'
+         '<ANNOTATION_VALUE>hello</ANNOTATION_VALUE></ALIGNABLE_ANNOTATION></ANNOTATION>'
+         '<ANNOTATION><ALIGNABLE_ANNOTATION ANNOTATION_ID="a2" TIME_SLOT_REF1="t2" TIME_SLOT_REF2="t3">'
+         '<ANNOTATION_VALUE>no</ANNOTATION_VALUE></ALIGNABLE_ANNOTATION></ANNOTATION></TIER>\n')
+
+
+def _ref(ann_id: str, parent: str, value: str, previous: str | None = None) -> str:
+    after = f' PREVIOUS_ANNOTATION="{previous}"' if previous else ""
+    return (f'<ANNOTATION><REF_ANNOTATION ANNOTATION_ID="{ann_id}" ANNOTATION_REF="{parent}"{after}>'
+            f'<ANNOTATION_VALUE>{value}</ANNOTATION_VALUE></REF_ANNOTATION></ANNOTATION>')
+
+
+def test_elan_reference_annotations_take_their_parents_time(tmp_path):
+    """A label tier that depends on another (REF_ANNOTATION) is read, not dropped: each label gets
+    its parent's span; two labels subdividing one parent share it in ELAN's chain order."""
+    labels = ('<TIER LINGUISTIC_TYPE_REF="sub" PARENT_REF="words" TIER_ID="strategy">'
+              + _ref("r2", "a1", "Withdrawal", previous="r1") + _ref("r1", "a1", "Rest") + _ref("r3", "a2", "Rest")
+              + '</TIER>\n')
+    (tmp_path / "x.eaf").write_text(_eaf(SLOTS, WORDS + labels))
+    assert [(iv.start_s, iv.end_s, iv.value) for iv in read_eaf(tmp_path / "x.eaf", ["strategy"])["strategy"]] == [
+        (0.0, 1.0, "Rest"), (1.0, 2.0, "Withdrawal"), (2.0, 4.0, "Rest")]
+    (tmp_path / "y.eaf").write_text(_eaf(SLOTS, WORDS + labels.replace('ANNOTATION_REF="a2"', 'ANNOTATION_REF="a9"')))
+    with pytest.raises(EmoregError, match="annotation r3 refers to annotation a9, which is not in the file"):
+        read_eaf(tmp_path / "y.eaf")
+
+
+@pytest.mark.parametrize("slots, tiers, words", [
+    (SLOTS + '<TIME_SLOT TIME_SLOT_ID="t2" TIME_VALUE="3000"/>', WORDS, "time slot id t2 is used twice"),
+    (SLOTS, WORDS + WORDS.replace(">hello<", ">other<"), "two tiers are called 'words'"),
+    (SLOTS.replace('"4000"', '"' + "9" * 400 + '"'), WORDS, "time slot t3 has TIME_VALUE '99999999999999999999'"),
+])
+def test_elan_files_elan_could_not_have_written_are_refused_by_place(tmp_path, slots, tiers, words):
+    (tmp_path / "x.eaf").write_text(_eaf(slots, tiers))
+    with pytest.raises(EmoregError, match=words):
+        read_eaf(tmp_path / "x.eaf")
+
+
+def _session_labels(example, eaf_text=None, nova=None):
+    """The example import with P01's labels replaced by ``eaf_text`` (an ELAN file) or NOVA files."""
+    config = (example / "import.yaml").read_text()
+    if eaf_text is not None:
+        (example / "P01_labels.eaf").write_text(eaf_text)
+    if nova is not None:
+        scheme, data = nova
+        (example / "P01.annotation").write_text(scheme)
+        (example / "P01.annotation~").write_text(data)
+        config = config.replace("labels: {elan: P01_labels.eaf, tier: strategy}", "labels: {nova: P01.annotation}")
+    (example / "x.yaml").write_text(config)
+    return example / "x.yaml"
+
+
+NOVA_SCHEME = ('<?xml version="1.0" ?>\n<annotation ssi-v="3"><scheme name="strategy" type="DISCRETE">'
+               '<item name="Rest" id="0"/><item name="Withdrawal" id="1"/></scheme></annotation>\n')
+
+
+@pytest.mark.parametrize("case, words", [
+    ("zero", "the label 'Rest' at 2 s has no length"),
+    ("overlap", r"the labels 'Rest' \(0-3 s\) and 'Withdrawal' \(2-4 s\) overlap"),
+    ("nova-repeated-id", "scheme items 'Rest' and 'Withdrawal' share the id 0"),
+    ("nova-empty", "holds no annotations, so its session would make no segment"),
+    ("nova-negative", "start and end must be finite seconds from 0 on"),
+])
+def test_labels_that_are_no_segments_are_refused_naming_file_and_place(example, case, words):
+    slot = '<TIME_SLOT TIME_SLOT_ID="t{}" TIME_VALUE="{}"/>'
+    ann = ('<ANNOTATION><ALIGNABLE_ANNOTATION ANNOTATION_ID="{}" TIME_SLOT_REF1="{}" TIME_SLOT_REF2="{}">'
+           '<ANNOTATION_VALUE>{}</ANNOTATION_VALUE></ALIGNABLE_ANNOTATION></ANNOTATION>')
+    if case in ("zero", "overlap"):
+        times = ([0, 2000, 2000, 4000] if case == "zero" else [0, 3000, 2000, 4000])
+        slots = "".join(slot.format(i, t) for i, t in enumerate(times))
+        tier = ('<TIER LINGUISTIC_TYPE_REF="lt" TIER_ID="strategy">' + ann.format("a1", "t0", "t1", "Withdrawal"
+                if case == "zero" else "Rest") + ann.format("a2", "t1" if case == "zero" else "t2", "t2" if case ==
+                "zero" else "t3", "Rest" if case == "zero" else "Withdrawal") + '</TIER>\n')
+        config = _session_labels(example, eaf_text=_eaf(slots, tier))
+    else:
+        scheme = NOVA_SCHEME.replace('id="1"', 'id="0"') if case == "nova-repeated-id" else NOVA_SCHEME
+        data = {"nova-repeated-id": "0;2;0;1\n", "nova-empty": "", "nova-negative": "-1.0;2.0;0;1\n"}[case]
+        config = _session_labels(example, nova=(scheme, data))
+    before = {p: p.read_bytes() for p in example.iterdir()}
+    with pytest.raises(EmoregError, match=words):
+        import_segments(config)
+    assert {p: p.read_bytes() for p in example.iterdir()} == before  # nothing written beside the inputs
+
+
+def test_an_openface_timestamp_that_is_not_finite_is_refused(tmp_path):
+    (tmp_path / "a.csv").write_text("frame,timestamp,confidence,success\n1,0.0,0.9,1\n2,inf,0.9,1\n")
+    with pytest.raises(EmoregError, match="timestamp inf at CSV line 3 is not a finite number of seconds"):
+        read_openface(tmp_path / "a.csv")

@@ -62,6 +62,11 @@ def _check_frames(df: pd.DataFrame, path: Path) -> pd.DataFrame:
         odd = success[~success.isin([0, 1])]
         raise EmoregError(f"{path}: success must be 0 or 1 (OpenFace's face-found flag), found {odd.iloc[0]!r} at CSV "
                           f"line {int(odd.index[0]) + 2}")
+    infinite = ~np.isfinite(df["timestamp"].fillna(0).to_numpy(dtype=float))
+    if infinite.any():
+        at = int(np.flatnonzero(infinite)[0])
+        raise EmoregError(f"{path}: timestamp {df['timestamp'].iloc[at]} at CSV line {at + 2} is not a finite number of "
+                          "seconds; fix or drop that row")
     bad = df[list(OPENFACE_COLUMNS)].isna().any(axis=1)
     if bad.any():
         lines = ", ".join(str(i + 2) for i in np.flatnonzero(bad.to_numpy())[:5])

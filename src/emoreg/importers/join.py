@@ -77,13 +77,26 @@ def _speech(spec: dict[str, Any] | None, base: Path) -> list[Interval]:
 
 
 def _labels(spec: dict[str, Any], base: Path) -> list[Interval]:
+    """The label intervals of one session, in time order: each of some length, none overlapping
+    another (each point in time has one label)."""
     if "elan" in spec:
         if "tier" not in spec:
             raise EmoregError("labels: an ELAN label file needs the tier that holds the labels (tier: NAME)")
-        return read_eaf(base / spec["elan"], [spec["tier"]])[spec["tier"]]
-    if "nova" in spec:
-        return read_nova(base / spec["nova"])
-    raise EmoregError(f"labels: expected elan or nova, got {sorted(spec)}")
+        where, labels = f"{base / spec['elan']} (tier {spec['tier']})", \
+            read_eaf(base / spec["elan"], [spec["tier"]])[spec["tier"]]
+    elif "nova" in spec:
+        where, labels = str(base / spec["nova"]), read_nova(base / spec["nova"])
+    else:
+        raise EmoregError(f"labels: expected elan or nova, got {sorted(spec)}")
+    for before, label in zip([None, *labels], labels):
+        if label.end_s <= label.start_s:
+            raise EmoregError(f"{where}: the label {label.value!r} at {label.start_s:g} s has no length; "
+                              "a segment needs a start before its end: fix or delete it")
+        if before is not None and label.start_s < before.end_s:
+            raise EmoregError(f"{where}: the labels {before.value!r} ({before.start_s:g}-{before.end_s:g} s) and "
+                              f"{label.value!r} ({label.start_s:g}-{label.end_s:g} s) overlap; one moment has one "
+                              "label: fix the boundaries")
+    return labels
 
 
 def _speech_features(turns: list[Interval], start: float, end: float, speaker: str | None) -> dict[str, float]:

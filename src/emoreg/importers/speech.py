@@ -10,6 +10,7 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import EmoregError
 
@@ -143,29 +144,86 @@ def read_eaf(path: str | Path, tiers: list[str] | None = None) -> dict[str, list
         raise EmoregError(f"cannot read ELAN file {path}: {exc}") from None
     slots = {}
     for slot in root.iter("TIME_SLOT"):
-        value = slot.get("TIME_VALUE")
+        value, slot_id = slot.get("TIME_VALUE"), slot.get("TIME_SLOT_ID")
+        if slot_id in slots:
+            raise EmoregError(f"{path}: time slot id {slot_id} is used twice (ELAN writes each once); a boundary would "
+                              "move to the second one's time: fix the file or save it again from ELAN")
+        slots[slot_id] = None
         if value is not None:
-            if not value.strip().isdigit():
-                raise EmoregError(f"{path}: time slot {slot.get('TIME_SLOT_ID')} has TIME_VALUE {value!r}; ELAN writes "
+            if not value.strip().isdigit() or len(value.strip()) > 12:  # 12 digits: 31 years of milliseconds
+                raise EmoregError(f"{path}: time slot {slot_id} has TIME_VALUE {value[:20]!r}; ELAN writes "
                                   "whole milliseconds (e.g. \"2000\"): fix the file or save it again from ELAN")
-            slots[slot.get("TIME_SLOT_ID")] = int(value) / 1000
-    found = {tier.get("TIER_ID"): tier for tier in root.iter("TIER")}
+            slots[slot_id] = int(value) / 1000
+    found: dict[str, Any] = {}
+    for tier in root.iter("TIER"):
+        if tier.get("TIER_ID") in found:
+            raise EmoregError(f"{path}: two tiers are called {tier.get('TIER_ID')!r} (ELAN keeps tier ids unique); "
+                              "rename one in ELAN")
+        found[tier.get("TIER_ID")] = tier
     wanted = tiers if tiers is not None else list(found)
     missing = [t for t in wanted if t not in found]
     if missing:
         raise EmoregError(f"{path}: no tier(s) {', '.join(missing)} (tiers: {', '.join(found)})")
+    spans = _spans(root, slots, path)
     out = {}
     for name in wanted:
         intervals = []
-        for ann in found[name].iter("ALIGNABLE_ANNOTATION"):
-            ref1, ref2 = ann.get("TIME_SLOT_REF1"), ann.get("TIME_SLOT_REF2")
-            if ref1 not in slots or ref2 not in slots:
-                raise EmoregError(f"{path}: annotation {ann.get('ANNOTATION_ID')} on tier {name} has an unaligned "
-                                  "time slot; align it in ELAN first")
+        for ann in found[name].iter():
+            if ann.tag not in ("ALIGNABLE_ANNOTATION", "REF_ANNOTATION"):
+                continue
+            start, end = spans[ann.get("ANNOTATION_ID")]
             value = (ann.findtext("ANNOTATION_VALUE") or "").strip()
-            intervals.append(Interval(slots[ref1], slots[ref2], value, name, len(value.split())))
+            intervals.append(Interval(start, end, value, name, len(value.split())))
         out[name] = _check_order(intervals, path)
     return out
+
+
+def _spans(root, slots: dict, path: Path) -> dict[str, tuple[float, float]]:
+    """The time span of every annotation: an alignable one's from its time slots; a reference
+    annotation (a tier that depends on another) takes its parent's span, and the references that
+    subdivide one parent symbolically (ELAN's Symbolic_Subdivision) share it in equal parts, in the
+    order ELAN chains them (PREVIOUS_ANNOTATION), as ELAN draws them."""
+    spans: dict[str, tuple[float, float]] = {}
+    for ann in root.iter("ALIGNABLE_ANNOTATION"):
+        ref1, ref2 = ann.get("TIME_SLOT_REF1"), ann.get("TIME_SLOT_REF2")
+        if slots.get(ref1) is None or slots.get(ref2) is None:
+            raise EmoregError(f"{path}: annotation {ann.get('ANNOTATION_ID')} has an unaligned time slot; align it in "
+                              "ELAN first")
+        spans[ann.get("ANNOTATION_ID")] = (slots[ref1], slots[ref2])
+    refs = {a.get("ANNOTATION_ID"): a for a in root.iter("REF_ANNOTATION")}
+    children: dict[str, list] = {}
+    for ann in refs.values():
+        children.setdefault(ann.get("ANNOTATION_REF"), []).append(ann)
+
+    def span(annotation_id: str, seen: tuple[str, ...] = ()) -> tuple[float, float]:
+        if annotation_id in spans:
+            return spans[annotation_id]
+        ann = refs.get(annotation_id)
+        parent = ann.get("ANNOTATION_REF") if ann is not None else None
+        if ann is None or parent in seen or (parent not in spans and parent not in refs):
+            raise EmoregError(f"{path}: annotation {annotation_id} refers to annotation {parent}, which is not in the "
+                              "file (or refers back to it); save the file again from ELAN")
+        start, end = span(parent, seen + (annotation_id,))
+        siblings = _chain(children[parent])
+        k, n = siblings.index(ann), len(siblings)
+        spans[annotation_id] = (start + (end - start) * k / n, start + (end - start) * (k + 1) / n)
+        return spans[annotation_id]
+
+    for annotation_id in refs:
+        span(annotation_id)
+    return spans
+
+
+def _chain(siblings: list) -> list:
+    """References to one parent in ELAN's order: the first has no PREVIOUS_ANNOTATION, each next
+    names the one before (file order where the chain is not given)."""
+    by_previous = {a.get("PREVIOUS_ANNOTATION"): a for a in siblings}
+    if None not in by_previous or len(by_previous) != len(siblings):
+        return siblings
+    out = [by_previous[None]]
+    while out[-1].get("ANNOTATION_ID") in by_previous and len(out) < len(siblings):
+        out.append(by_previous[out[-1].get("ANNOTATION_ID")])
+    return out if len(out) == len(siblings) else siblings
 
 
 def read_nova(path: str | Path) -> list[Interval]:
@@ -185,6 +243,9 @@ def read_nova(path: str | Path) -> list[Interval]:
         raw = item.get("id")
         if raw is None or not raw.strip().lstrip("-").isdigit():
             raise EmoregError(f"{path}: scheme item {item.get('name')!r} has id {raw!r}; NOVA ids are whole numbers")
+        if int(raw) in items:
+            raise EmoregError(f"{path}: scheme items {items[int(raw)]!r} and {item.get('name')!r} share the id {raw}; "
+                              "every label would be read as the second: give each item its own id")
         items[int(raw)] = item.get("name")
     data = Path(str(path) + "~")
     if not data.is_file():
@@ -202,8 +263,8 @@ def read_nova(path: str | Path) -> list[Interval]:
             start, end, item = float(parts[0]), float(parts[1]), parts[2].strip()
         except (ValueError, IndexError):
             raise EmoregError(f"{data}:{n}: expected 'start;end;item id;confidence', found {line!r}") from None
-        if not (math.isfinite(start) and math.isfinite(end)):
-            raise EmoregError(f"{data}:{n}: start and end must be finite seconds, found {line!r}")
+        if not (math.isfinite(start) and math.isfinite(end)) or start < 0:
+            raise EmoregError(f"{data}:{n}: start and end must be finite seconds from 0 on, found {line!r}")
         try:
             number = float(item)
         except ValueError:
@@ -214,4 +275,7 @@ def read_nova(path: str | Path) -> list[Interval]:
         if item != -1 and item not in items:
             raise EmoregError(f"{data}:{n}: item id {item} is not in the scheme ({items})")
         out.append(Interval(start, end, items.get(item, "GARBAGE")))
+    if not out:
+        raise EmoregError(f"{data}: holds no annotations, so its session would make no segment; annotate it in NOVA, "
+                          "or leave the session out of the import config")
     return _check_order(out, data)
