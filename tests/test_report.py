@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from emoreg.cli import main
@@ -80,7 +82,6 @@ def test_cli_evaluate_and_report(toy_corpus, tmp_path, capsys):
 def test_report_shows_each_runs_numeric_path_and_flags_mixed_dtypes(toy_corpus, tiny_llama, tmp_path):
     """environment.json records what decided the dtype; the report names it per run and warns when
     the runs compared used different dtypes."""
-    import json
 
     from emoreg.models.llm import cpu_bf16_flags
 
@@ -105,7 +106,6 @@ def test_report_shows_each_runs_numeric_path_and_flags_mixed_dtypes(toy_corpus, 
 
 
 def test_report_has_calibration_metrics_a_reliability_figure_and_what_calibrate_fitted(toy_corpus, tmp_path):
-    import json
 
     plain = run(toy_corpus, tmp_path / "tfidf", "tfidf", min_df=1, text="prompt")
     cfg = config_from_dict({"corpus": str(toy_corpus), "task": "deep-shame", "model": "tfidf",
@@ -125,7 +125,6 @@ def test_layers_auto_chooses_in_each_fold_from_its_training_subjects_and_the_rep
         toy_corpus, tiny_llama, tmp_path, monkeypatch):
     """A spy on every prompt built while ``layers: auto`` chooses: only the fold's training subjects,
     never one of its test subjects; each fold's choice is in its metadata and in the report."""
-    import json
 
     from emoreg.models.llm import auto_depth
     from emoreg.models.llm.model import LlmClassifier
@@ -164,3 +163,21 @@ def test_a_damaged_fold_metadata_file_is_named_not_a_traceback(toy_corpus, tmp_p
     (a / "folds" / "fold-01.meta.json").write_text(content)
     with pytest.raises(EmoregError, match=r"fold-01\.meta\.json: .*rerun that fold \(delete .*fold-01\.jsonl"):
         write_report([a], tmp_path / "report")
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda r: r["proba"].update({next(iter(r["proba"])): float("nan")}), "is nan, not a number from 0 to 1"),
+    (lambda r: r.update(predicted="Nobody"), "predicted 'Nobody' is not a label of the run"),
+    (lambda r: r["proba"].popitem(), "proba must give a probability for every label"),
+])
+def test_damaged_predictions_are_named_not_reported_as_nan(toy_corpus, tmp_path, damage, words):
+    a = run(toy_corpus, tmp_path / "tfidf", "tfidf", min_df=1, text="utterance")
+    rows = [json.loads(line) for line in (a / "predictions.jsonl").read_text().splitlines()]
+    damage(rows[1])
+    (a / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(EmoregError, match=rf"predictions.jsonl: prediction 2: .*{words}.*emoreg collect"):
+        write_report([a], tmp_path / "report")
+    assert not (tmp_path / "report").exists()
+    fold = sorted((a / "folds").glob("fold-*.jsonl"))[0]  # the same in a fold file: collect names it
+    fold.write_text(fold.read_text().replace('"proba": {', '"proba": {"x": NaN, ', 1))
+    assert main(["collect", str(a)]) == 2

@@ -175,9 +175,35 @@ def load_run(path: str | Path) -> Run:
     if not (isinstance(metrics, dict) and isinstance(metrics.get("labels"), list) and isinstance(metrics.get("pooled"), dict)):
         raise EmoregError(f"{path / 'metrics.json'}: not the metrics `emoreg evaluate` writes (a JSON object with labels "
                           f"and pooled metrics); the file was damaged or edited: recompute it with `emoreg collect {path}`")
-    return Run(path=path, config=read_config(path),
-               labels=metrics["labels"], predictions=read_jsonl(path / "predictions.jsonl"),
+    predictions = read_jsonl(path / "predictions.jsonl")
+    check_predictions(path / "predictions.jsonl", predictions, metrics["labels"],
+                      f"rebuild it from the fold files with `emoreg collect {path}`, or restore it")
+    return Run(path=path, config=read_config(path), labels=metrics["labels"], predictions=predictions,
                metrics=metrics, data=read_json(path / "data.json"))
+
+
+def check_predictions(path: Path, rows: list[Any], labels: list[str], advice: str) -> None:
+    """Every row as the evaluation writes it: ids, gold and predicted among the labels, and a finite
+    probability from 0 to 1 for every label (a damaged file would print ``nan`` in a report)."""
+    import math
+
+    known = set(labels)
+    for n, row in enumerate(rows, start=1):
+        proba = row.get("proba") if isinstance(row, dict) else None
+        problem = None
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("segment_id", "subject_id")):
+            problem = "expected an object with segment_id and subject_id"
+        elif row.get("gold") not in known or row.get("predicted") not in known:
+            problem = f"gold {row.get('gold')!r} or predicted {row.get('predicted')!r} is not a label of the run"
+        elif not isinstance(proba, dict) or set(proba) != known:
+            problem = "proba must give a probability for every label of the run"
+        else:
+            bad = [k for k, v in proba.items() if isinstance(v, bool) or not isinstance(v, (int, float))
+                   or not math.isfinite(v) or not 0 <= v <= 1]
+            if bad:
+                problem = f"the probability of {bad[0]!r} is {proba[bad[0]]!r}, not a number from 0 to 1"
+        if problem:
+            raise EmoregError(f"{path}: prediction {n}: {problem}; the file was damaged or edited: {advice}")
 
 
 def split_of(path: str | Path) -> list[list[str]] | None:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EmoregError
-from ..runs import Run, finished_folds, fold_path, read_config, read_json, read_jsonl, split_of
+from ..runs import Run, check_predictions, finished_folds, fold_path, read_config, read_json, read_jsonl, split_of
 from .metrics import METRICS, PROBA_METRICS, batched_proba_scores, calibration_parts, confusion, per_class, scores
 from .stats import bootstrap_ci, resample_weights
 
@@ -28,7 +28,12 @@ def fold_results(out: Path, folds: list[int], labels: list[str] | None, seed: in
                  folds_in_split: int) -> tuple[list[dict], dict]:
     """The predictions of the finished ``folds`` of the run in ``out``, and their metrics.
     ``labels``: the task's label order (None: the order of the predictions' probabilities)."""
-    rows = [r for k in folds for r in read_jsonl(fold_path(out, k))]
+    rows = []
+    for k in folds:
+        part = read_jsonl(fold_path(out, k))
+        if labels is not None:
+            check_predictions(fold_path(out, k), part, labels, "delete it and that fold runs again")
+        rows += part
     metrics = compute_metrics(rows, labels or list(rows[0]["proba"]), seed=seed)
     metrics["folds_run"] = list(folds)
     metrics["folds_in_split"] = folds_in_split
