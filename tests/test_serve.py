@@ -290,49 +290,114 @@ def test_label_names_are_shown_as_text_never_run_as_markup(hostile_model_dir, tm
         driver = headless_chromium()
         try:
             driver.get(f"{server.url}/?session={sid}")
-            WebDriverWait(driver, 20).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#band .segment")) == 3)
+            WebDriverWait(driver, 20).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#chart .segment")) == 3)
             legend = driver.find_element(By.ID, "legend")
             assert [s.text for s in legend.find_elements(By.TAG_NAME, "span")] == HOSTILE  # literal text
-            assert legend.find_elements(By.TAG_NAME, "img") == [] and legend.find_elements(By.TAG_NAME, "script") == []
+            assert driver.find_elements(By.CSS_SELECTOR, "body img") == []
+            assert len(driver.find_elements(By.TAG_NAME, "script")) == 1  # the page's own
             assert driver.execute_script("return window.pwned === undefined")
-            labels = {s.get_attribute("data-label") for s in driver.find_elements(By.CSS_SELECTOR, "#band .segment")}
+            labels = {s.get_attribute("data-label") for s in driver.find_elements(By.CSS_SELECTOR, "#chart .segment")}
             assert labels <= set(HOSTILE)
-            hover = driver.find_elements(By.CSS_SELECTOR, "#band .segment")[-1].get_attribute("title")
-            assert "moved most by: " in hover  # --explain: the source that raised the shown label most
+            details = driver.find_element(By.ID, "details").text
+            assert "Moved most by: " in details  # --explain: the source that raised the shown label most
+            assert any(label in details for label in HOSTILE)  # shown as text in the details too
         finally:
             driver.quit()
     finally:
         server.stop()
 
 
+LIVE = [("Interviewer", "Tell me about a time you failed."), ("Interviewee", "I guess I was simply not good enough."),
+        ("Interviewer", "Your test result was below the average."),
+        ("Interviewee", "Ha, well, I was saving my energy for the real work!"),
+        ("Interviewer", "Why should we hire you?"), ("Interviewee", "Your questions are unfair.")]
+
+
 @needs_chromium
-def test_page_shows_the_band_updating_in_headless_chromium(server):
+def test_the_live_page_shows_time_the_transcript_and_how_sure_each_call_is(server):
+    """What a person watching sees: a time axis in seconds, the strategy band whose colour strength
+    follows the probability, the stacked probabilities, the transcript with the current turn
+    highlighted, and the details of a segment picked with the keyboard."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
     with server.client() as c:
         sid = c.post("/sessions", json={"context": "A job interview."}).json()["session_id"]
-        c.post(f"/sessions/{sid}/segments", json={"turns": TURNS})
+        for i, (speaker, text) in enumerate(LIVE):
+            assert c.post(f"/sessions/{sid}/segments", json={"start_s": 4.0 * i, "end_s": 4.0 * i + 4, "turns": [
+                {"speaker": speaker, "text": text, "start_s": 4.0 * i}]}).status_code == 200
+    timeline = httpx.get(f"{server.url}/sessions/{sid}/timeline").json()
     driver = headless_chromium()
     try:
         driver.get(f"{server.url}/?session={sid}")
-        wait = WebDriverWait(driver, 20)
-        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#band .segment")) == 1)
-        with server.client() as c:
-            for text in ("Sorry, that was stupid of me.", "Your questions are unfair.", "Fine, let us go on."):
-                c.post(f"/sessions/{sid}/segments", json={"turns": [{"speaker": "Interviewee", "text": text}]})
-        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#band .segment")) == 4)
-        segments = driver.find_elements(By.CSS_SELECTOR, "#band .segment")
-        timeline = httpx.get(f"{server.url}/sessions/{sid}/timeline").json()["segments"]
-        assert [s.get_attribute("data-label") for s in segments] == [t["label"] for t in timeline]
-        hover = segments[0].get_attribute("title")
-        assert hover.startswith(f"#0: {timeline[0]['label']}") and "%" in hover
-        assert "4 segments" in driver.find_element(By.ID, "status").text
-        OUTPUT.mkdir(exist_ok=True)
-        driver.save_screenshot(str(OUTPUT / "timeline-page.png"))
-        assert (OUTPUT / "timeline-page.png").stat().st_size > 1000
+        WebDriverWait(driver, 20).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#chart .segment")) == 6)
+        ticks = [t.text for t in driver.find_elements(By.CSS_SELECTOR, "#chart .tick")]
+        assert ticks == ["0 s", "5 s", "10 s", "15 s", "20 s"]  # 0-24 s of the session
+        assert driver.find_element(By.CSS_SELECTOR, "#chart .axis-title").text == "time in the session (seconds)"
+        # uncertain calls look uncertain: colour strength in the order of the shown label's probability
+        segments = driver.find_elements(By.CSS_SELECTOR, "#chart .segment")
+        sure = [s["proba"][s["label"]] for s in timeline["segments"]]
+        opacity = [float(s.get_attribute("fill-opacity")) for s in segments]
+        assert opacity.index(min(opacity)) == sure.index(min(sure))
+        assert opacity.index(max(opacity)) == sure.index(max(sure)) and min(opacity) < max(opacity)
+        assert [s.get_attribute("data-label") for s in segments] == [s["label"] for s in timeline["segments"]]
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#chart .share")) >= 6  # every label's share, stacked
+        # the newest segment is the current moment: its turn highlighted in the transcript
+        current = driver.find_elements(By.CSS_SELECTOR, "#turns li.current")
+        assert [li.text for li in current] == ["20.0 s Interviewee: Your questions are unfair."]
+        # keyboard: the first segment focused, arrow right: the second one's turn and probabilities shown
+        driver.execute_script("arguments[0].focus()", segments[0])
+        segments[0].send_keys(Keys.ARROW_RIGHT)
+        WebDriverWait(driver, 5).until(lambda d: "Segment 1 (4.0-8.0 s)" in d.find_element(By.ID, "details").text)
+        current = driver.find_elements(By.CSS_SELECTOR, "#turns li.current")
+        assert [li.text for li in current] == ["4.0 s Interviewee: I guess I was simply not good enough."]
+        details = driver.find_element(By.ID, "details").text
+        second = timeline["segments"][1]
+        assert f"{second['label']} {100 * second['proba'][second['label']]:.1f}%" in details  # every label's row
+        assert all(label in details for label in timeline["labels"])
+        assert driver.find_element(By.ID, "status").text.startswith("6 segments")
+        OUTPUT.mkdir(exist_ok=True)  # the picture in docs/service.md
+        driver.set_window_size(1280, 880)
+        driver.execute_script("window.scrollTo(0, 0)")
+        driver.save_screenshot(str(OUTPUT / "live-page.png"))
+        assert (OUTPUT / "live-page.png").stat().st_size > 1000
     finally:
         driver.quit()
+
+
+@needs_chromium
+def test_a_service_with_a_token_asks_for_it_in_words_then_lists_the_sessions(model_dir, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server = Server(model_dir, tmp_path / "s.sqlite", token="s3cret-token").start()
+    try:
+        with server.client() as c:
+            sid = c.post("/sessions", json={}).json()["session_id"]
+            c.post(f"/sessions/{sid}/segments", json={"turns": TURNS})
+        driver = headless_chromium()
+        try:
+            driver.get(server.url + "/")
+            login = driver.find_element(By.ID, "login")
+            WebDriverWait(driver, 20).until(lambda d: login.is_displayed())
+            assert "needs the API token given to you" in login.text
+            assert "401" not in driver.find_element(By.TAG_NAME, "body").text  # no error code for a person to decode
+            driver.find_element(By.ID, "token").send_keys("s3cret-token")
+            driver.find_element(By.ID, "token-button").click()
+            WebDriverWait(driver, 20).until(lambda d: sid in [o.get_attribute("value") for o in
+                                                             d.find_elements(By.CSS_SELECTOR, "#session-list option")])
+            from selenium.webdriver.support.ui import Select
+
+            Select(driver.find_element(By.ID, "session-list")).select_by_value(sid)
+            WebDriverWait(driver, 20).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#chart .segment")) == 1)
+            driver.find_element(By.ID, "card-button").click()
+            WebDriverWait(driver, 20).until(lambda d: d.find_element(By.ID, "card").is_displayed())
+            assert "Not a diagnosis" in driver.find_element(By.ID, "card-text").text
+        finally:
+            driver.quit()
+    finally:
+        server.stop()
 
 
 def test_posts_to_made_up_or_huge_session_ids_hold_no_memory(model_dir, tmp_path):
@@ -354,3 +419,38 @@ def test_posts_to_made_up_or_huge_session_ids_hold_no_memory(model_dir, tmp_path
         sid = client.post("/sessions", json={}).json()["session_id"]
         assert client.post(f"/sessions/{sid}/segments", json={"turns": TURNS}).status_code == 200
         assert list(app.state.session_locks) == [sid]
+
+
+def test_play_replays_a_recorded_session_into_the_service_paced_by_its_times(server, tmp_path):
+    """`emoreg play`: every segment of a recorded session one post, turns only once each, at the
+    pace of the segments' start times divided by --speed; the session closed at the end."""
+    from emoreg.corpora import load_corpus
+    from emoreg.serve.play import Client, play
+
+    segments = [s for s in load_corpus("deep-example").segments if s.session_id == "P01-interview"]
+    waits, said = [], []
+    started = play(segments, Client(server.url), speed=4.0, sleep=waits.append, say=said.append)
+    live = started["P01-interview"]
+    timeline = httpx.get(f"{server.url}/sessions/{live}/timeline").json()
+    assert len(timeline["segments"]) == len(segments) and timeline["session"]["closed"] is not None
+    ordered = sorted(segments, key=lambda s: s.start_s)
+    assert [s["start_s"] for s in timeline["segments"]] == [s.start_s for s in ordered]
+    assert waits == [pytest.approx((b.start_s - a.start_s) / 4) for a, b in zip(ordered, ordered[1:])]
+    posted = [t["text"] for s in timeline["segments"] for t in s["turns"]]
+    assert posted == [t.text for t in ordered[-1].transcript]  # the whole transcript, each turn once
+    assert f"?session={live}" in said[0]
+    assert main(["play", "deep-example", "--url", server.url, "--session", "nobody"]) == 2
+
+
+def test_play_says_what_to_do_when_the_service_is_not_there_or_wants_a_token(model_dir, tmp_path, capsys):
+    assert main(["play", "deep-example", "--url", f"http://127.0.0.1:{free_port()}", "--speed", "1000"]) == 2
+    assert "cannot reach the service" in capsys.readouterr().err
+    server = Server(model_dir, tmp_path / "s.sqlite", token="t0ken").start()
+    try:
+        assert main(["play", "deep-example", "--url", server.url, "--speed", "1000"]) == 2
+        assert "answered 401 (give the service's token with --token-file)" in capsys.readouterr().err
+        (tmp_path / "token").write_text("t0ken\n")
+        assert main(["play", "deep-example", "--url", server.url, "--speed", "1e6", "--session", "P02-interview",
+                     "--token-file", str(tmp_path / "token")]) == 0
+    finally:
+        server.stop()

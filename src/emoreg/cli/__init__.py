@@ -10,7 +10,7 @@ from pathlib import Path
 from .. import distributed
 from ..errors import EmoregError
 from .data import cmd_check, cmd_data, cmd_import, cmd_prompts
-from .models import cmd_predict, cmd_serve, cmd_train
+from .models import cmd_play, cmd_predict, cmd_serve, cmd_train
 from .parser import build_parser
 from .runs import cmd_ablate, cmd_collect, cmd_evaluate, cmd_report
 
@@ -27,7 +27,7 @@ def relaunch(argv: list[str], processes: int) -> int:
 
 COMMANDS = {"check": cmd_check, "prompts": cmd_prompts, "evaluate": cmd_evaluate, "collect": cmd_collect, "train": cmd_train,
             "predict": cmd_predict, "ablate": cmd_ablate, "report": cmd_report,
-            "import": cmd_import, "serve": cmd_serve,
+            "import": cmd_import, "serve": cmd_serve, "play": cmd_play,
             "data": cmd_data}
 
 

@@ -117,3 +117,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     uvicorn.run(create_app(model, args.db, token, public_docs=args.public_docs, explain_live=args.explain),
                 host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    from ..corpora import load_corpus
+    from ..segment_files import read_segments
+    from ..serve.app import read_token
+    from ..serve.play import Client, play
+
+    # a file's labels are not needed to replay it (the service predicts them): read without a task
+    segments = read_segments(args.corpus) if Path(args.corpus).is_file() else load_corpus(args.corpus).segments
+    if args.sessions:
+        known = {s.session_id for s in segments}
+        unknown = sorted(set(args.sessions) - known)
+        if unknown:
+            raise EmoregError(f"--session {', '.join(unknown)}: not in {args.corpus} (sessions: "
+                              f"{', '.join(sorted(known)[:10])}{' ...' if len(known) > 10 else ''})")
+        segments = [s for s in segments if s.session_id in set(args.sessions)]
+    try:
+        token = read_token(args.token_file)
+    except (OSError, ValueError) as exc:
+        raise EmoregError(f"cannot read the API token: {exc}") from None
+    play(segments, Client(args.url, token), speed=args.speed)
+    return 0

@@ -139,6 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve /docs and /openapi.json without the token (with a token they are off by "
                         "default; without one everything is public anyway)")
 
+    p = sub.add_parser("play", help="replay recorded sessions into a running service (demonstrations)")
+    p.add_argument("corpus", help="the recorded sessions: a segments JSONL file (what `emoreg import` writes) or "
+                                  "deep-example")
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="the service (default http://127.0.0.1:8000)")
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="1: as fast as the session happened (default); 10: ten times faster")
+    p.add_argument("--session", dest="sessions", action="append", default=None, metavar="SESSION_ID",
+                   help="replay only this recorded session (repeatable; default: all, one after another)")
+    p.add_argument("--token-file", type=Path, default=None,
+                   help="file holding the service's API token (default: $EMOREG_API_TOKEN)")
+
     p = sub.add_parser("data", help="download corpora")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     f = data_sub.add_parser("fetch", help="download a corpus and verify its checksums")

@@ -6,8 +6,8 @@
   session's history and builds the prompt with the model's own template, sources and budget;
 * ``GET /sessions/{id}/timeline``, ``POST /sessions/{id}/close``;
 * ``POST /classify``: a stateless batch of complete segments (the JSONL format);
-* ``GET /health`` (never needs the token), ``GET /ready``; ``GET /`` is a page that shows a
-  session's timeline as a coloured band.
+* ``GET /health`` (never needs the token), ``GET /ready``; ``GET /`` is the live page: a
+  session's strategy over its time, every label's probability, the transcript, the model card.
 
 Model work runs off the event loop in one worker thread; posts that wait at the same time are
 predicted together in one batch. Sessions, segments and predictions live in SQLite.
@@ -287,6 +287,7 @@ def create_app(model: Any, db_path: str | Path, token: str | None = None, public
     def timeline(session_id: str) -> dict[str, Any]:
         session = session_or_404(session_id)
         return {"session": session, "labels": list(state["model"].labels_),
+                "decoded": state["temporal"] is not None,  # labels filtered over the session's segments
                 "segments": state["store"].timeline(session_id)}
 
     @api.post("/sessions/{session_id}/close")

@@ -114,8 +114,10 @@ class Store:
         return json.loads(rows[0][0]) if rows else None
 
     def timeline(self, session_id: str) -> list[dict[str, Any]]:
-        rows = self._query("SELECT seq, received, start_s, end_s, label, proba, top_source FROM segments "
+        """Every segment of the session in order: its times, the turns posted with it, the label
+        answered, every label's probability and the source that moved it most (with --explain)."""
+        rows = self._query("SELECT seq, received, start_s, end_s, turns, label, proba, top_source FROM segments "
                            "WHERE session_id = ? ORDER BY seq", (session_id,))
-        return [{"seq": seq, "received": received, "start_s": start, "end_s": end, "label": label,
-                 "proba": json.loads(proba), "top_source": top}
-                for seq, received, start, end, label, proba, top in rows]
+        return [{"seq": seq, "received": received, "start_s": start, "end_s": end, "turns": json.loads(turns),
+                 "label": label, "proba": json.loads(proba), "top_source": top}
+                for seq, received, start, end, turns, label, proba, top in rows]
