@@ -63,7 +63,7 @@ def test_export_elan_needs_segments_imported_from_elan_and_csv_takes_any(tmp_pat
 
 
 ELAN_WITH_CV = """<?xml version="1.0" encoding="UTF-8"?>
-<ANNOTATION_DOCUMENT AUTHOR="" DATE="2026-12-01T10:00:00+01:00" FORMAT="3.0" VERSION="3.0">
+<ANNOTATION_DOCUMENT AUTHOR="" DATE="2026-12-01T10:00:00+01:00" FORMAT="3.0" VERSION="3.0" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:noNamespaceSchemaLocation="http://www.mpi.nl/tools/elan/EAFv3.0.xsd">
     <HEADER MEDIA_FILE="" TIME_UNITS="milliseconds"/>
     <TIME_ORDER>
         <TIME_SLOT TIME_SLOT_ID="ts1" TIME_VALUE="0"/>
@@ -135,7 +135,17 @@ def test_an_elan_export_keeps_the_schema_order_time_order_and_leaves_no_orphan_s
     root = ET.parse(first).getroot()
     tags = [c.tag for c in root]
     assert tags == ["HEADER", "TIME_ORDER", "TIER", "TIER", "TIER", "LINGUISTIC_TYPE", "LINGUISTIC_TYPE",
-                    "CONSTRAINT", "CONTROLLED_VOCABULARY"]  # the EAF 3.0 schema's order
+                    "LINGUISTIC_TYPE", "LANGUAGE", "CONSTRAINT", "CONTROLLED_VOCABULARY",
+                    "CONTROLLED_VOCABULARY"]  # the EAF 3.0 schema's order
+    # the label tier's type offers the task's labels as a controlled vocabulary: annotators pick
+    tier = root.find("TIER[@TIER_ID='emoreg:t']")
+    kind = root.find(f"LINGUISTIC_TYPE[@LINGUISTIC_TYPE_ID='{tier.get('LINGUISTIC_TYPE_REF')}']")
+    cv = root.find(f"CONTROLLED_VOCABULARY[@CV_ID='{kind.get('CONTROLLED_VOCABULARY_REF')}']")
+    assert [e.text for e in cv.iter("CVE_VALUE")] == list(_Task.labels)
+    assert {e.get("LANG_REF") for e in cv.iter("CVE_VALUE")} == {"und"} and root.find("LANGUAGE[@LANG_ID='und']") is not None
+    confidence = root.find("TIER[@TIER_ID='emoreg:t:p']")
+    assert root.find(f"LINGUISTIC_TYPE[@LINGUISTIC_TYPE_ID='{confidence.get('LINGUISTIC_TYPE_REF')}']").get(
+        "CONTROLLED_VOCABULARY_REF") is None  # numbers, not labels
     times = [int(s.get("TIME_VALUE")) for s in root.iter("TIME_SLOT")]
     assert times == sorted(times) and len(times) == 3 + 4
     again = _segments_of({"s": (str(first), [(1.0, 2.0)])})  # export onto the exported file: tiers replaced
@@ -145,6 +155,8 @@ def test_an_elan_export_keeps_the_schema_order_time_order_and_leaves_no_orphan_s
     used = {a.get(k) for a in root.iter("ALIGNABLE_ANNOTATION") for k in ("TIME_SLOT_REF1", "TIME_SLOT_REF2")}
     assert slots == used and len(slots) == 3 + 2  # no orphan slot of the first export
     assert [t.get("TIER_ID") for t in root.iter("TIER")] == ["strategy", "emoreg:t", "emoreg:t:p"]
+    assert [c.tag for c in root].count("CONTROLLED_VOCABULARY") == 2  # its own replaced, the annotators' kept
+    assert [c.tag for c in root].count("LINGUISTIC_TYPE") == 3 and [c.tag for c in root].count("LANGUAGE") == 1
 
 
 def test_an_export_onto_an_input_or_a_failed_one_writes_nothing(tmp_path, capsys):
@@ -190,3 +202,24 @@ def test_an_elan_export_reads_only_an_elan_file_as_its_source(tmp_path):
         with pytest.raises(EmoregError, match=words.replace("(", r"\(")):
             export(segments, _rows(segments), _Task, "elan", tmp_path / "out")
         assert not (tmp_path / "out").exists()
+
+
+def test_an_elan_export_reads_back_in_the_maintained_eaf_library(tmp_path):
+    """pympi-ling (the EAF library researchers script ELAN with) reads the exported file: the
+    annotators' tier untouched, the predicted labels at their times, the task's labels offered as
+    the label tier's controlled vocabulary."""
+    import pympi
+
+    from emoreg.exporters import export
+
+    source = tmp_path / "labels.eaf"
+    source.write_text(ELAN_WITH_CV)
+    segments = _segments_of({"s": (str(source), [(0.5, 1.0), (2.5, 3.5)])})
+    eaf = pympi.Elan.Eaf(str(export(segments, _rows(segments), _Task, "elan", tmp_path / "out")[0]))
+    assert list(eaf.get_tier_names()) == ["strategy", "emoreg:t", "emoreg:t:p"]
+    assert eaf.get_annotation_data_for_tier("strategy") == [(0, 2000, "Rest"), (2000, 4000, "Withdrawal")]
+    assert eaf.get_annotation_data_for_tier("emoreg:t") == [(500, 1000, "Rest"), (2500, 3500, "Rest")]
+    assert eaf.get_annotation_data_for_tier("emoreg:t:p") == [(500, 1000, "0.800"), (2500, 3500, "0.800")]
+    labels_type = eaf.tiers["emoreg:t"][2]["LINGUISTIC_TYPE_REF"]
+    cv = eaf.linguistic_types[labels_type]["CONTROLLED_VOCABULARY_REF"]
+    assert [values[0][0] for values, _ in eaf.get_cv_entries(cv).values()] == list(_Task.labels)

@@ -162,12 +162,7 @@ def _elan(session: str, pairs, task, out: Path, stem: str) -> list[tuple[Path, s
     used = {slot.get("TIME_SLOT_ID") for slot in root.iter("TIME_SLOT")}
     ids = {a.get("ANNOTATION_ID") for a in root.iter("ALIGNABLE_ANNOTATION")}
     ids |= {a.get("ANNOTATION_ID") for a in root.iter("REF_ANNOTATION")}
-    if root.find("LINGUISTIC_TYPE[@LINGUISTIC_TYPE_ID='emoreg-lt']") is None:
-        # after the file's own linguistic types (EAF orders TIER, LINGUISTIC_TYPE, ..., CONSTRAINT, CV)
-        children = list(root)
-        kinds = [i for i, c in enumerate(children) if c.tag in ("LINGUISTIC_TYPE", "TIER", "TIME_ORDER", "HEADER")]
-        root.insert(kinds[-1] + 1 if kinds else len(children), ET.Element("LINGUISTIC_TYPE", {
-            "GRAPHIC_REFERENCES": "false", "LINGUISTIC_TYPE_ID": "emoreg-lt", "TIME_ALIGNABLE": "true"}))
+    _vocabulary(root, name, task)
 
     def new_id(prefix: str, taken: set[str]) -> str:
         n = len(taken)
@@ -176,7 +171,7 @@ def _elan(session: str, pairs, task, out: Path, stem: str) -> list[tuple[Path, s
         taken.add(f"{prefix}{n}")
         return f"{prefix}{n}"
 
-    labels = ET.Element("TIER", {"LINGUISTIC_TYPE_REF": "emoreg-lt", "TIER_ID": name})
+    labels = ET.Element("TIER", {"LINGUISTIC_TYPE_REF": "emoreg-labels", "TIER_ID": name})
     confidence = ET.Element("TIER", {"LINGUISTIC_TYPE_REF": "emoreg-lt", "TIER_ID": name + ":p"})
     new_slots = []
     for segment, row in pairs:
@@ -190,13 +185,49 @@ def _elan(session: str, pairs, task, out: Path, stem: str) -> list[tuple[Path, s
                 "ANNOTATION_ID": new_id("emoreg-a", ids), "TIME_SLOT_REF1": slots[0], "TIME_SLOT_REF2": slots[1]})
             ET.SubElement(ann, "ANNOTATION_VALUE").text = value
     _merge_in_time_order(order, new_slots)
-    # the new tiers after the file's last tier, before the linguistic types, as ELAN writes them
-    children = list(root)
-    at = max((i for i, c in enumerate(children) if c.tag in ("TIER", "TIME_ORDER")), default=len(children) - 1) + 1
-    root.insert(at, confidence)
-    root.insert(at, labels)
+    _insert_in_order(root, labels)  # after the file's last tier, as ELAN writes them
+    _insert_in_order(root, confidence)
     ET.indent(tree)
     return [(out / f"{stem}.emoreg.eaf", ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n")]
+
+
+# the order of ANNOTATION_DOCUMENT's children in the EAF 3.0 schema
+EAF_ORDER = ("HEADER", "TIME_ORDER", "TIER", "LINGUISTIC_TYPE", "LOCALE", "LANGUAGE", "CONSTRAINT",
+             "CONTROLLED_VOCABULARY", "LEXICON_REF", "REF_LINK_SET", "EXTERNAL_REF")
+
+
+def _insert_in_order(root, element) -> None:
+    """Put ``element`` after the last child that the schema puts before it or beside it."""
+    rank = EAF_ORDER.index(element.tag)
+    children = list(root)
+    at = max((i for i, c in enumerate(children) if c.tag in EAF_ORDER and EAF_ORDER.index(c.tag) <= rank), default=-1)
+    root.insert(at + 1, element)
+
+
+def _vocabulary(root, name: str, task) -> None:
+    """The linguistic types of the exported tiers, and a controlled vocabulary of the task's labels
+    on the label tier's type, so that annotators correct a label by picking one in ELAN; an earlier
+    export's vocabulary is replaced (the task's labels may have changed)."""
+    cv_id = name
+    for cv in root.findall(f"CONTROLLED_VOCABULARY[@CV_ID='{cv_id}']"):
+        root.remove(cv)
+    for type_id in ("emoreg-labels", "emoreg-lt"):
+        for old in root.findall(f"LINGUISTIC_TYPE[@LINGUISTIC_TYPE_ID='{type_id}']"):
+            root.remove(old)
+        attributes = {"GRAPHIC_REFERENCES": "false", "LINGUISTIC_TYPE_ID": type_id, "TIME_ALIGNABLE": "true"}
+        if type_id == "emoreg-labels":
+            attributes = {"CONTROLLED_VOCABULARY_REF": cv_id, **attributes}
+        _insert_in_order(root, ET.Element("LINGUISTIC_TYPE", attributes))
+    if root.find("LANGUAGE[@LANG_ID='und']") is None:  # the vocabulary's entries name their language
+        _insert_in_order(root, ET.Element("LANGUAGE", {"LANG_DEF": "http://cdb.iso.org/lg/CDB-00130975-001",
+                                                       "LANG_ID": "und", "LANG_LABEL": "undetermined (und)"}))
+    cv = ET.Element("CONTROLLED_VOCABULARY", {"CV_ID": cv_id})
+    ET.SubElement(cv, "DESCRIPTION", {"LANG_REF": "und"}).text = f"the labels of task {task.name} (emoreg)"
+    definitions = getattr(task, "definitions", {}) or {}
+    for i, label in enumerate(task.labels):
+        entry = ET.SubElement(cv, "CV_ENTRY_ML", {"CVE_ID": f"emoreg-cve{i}"})
+        ET.SubElement(entry, "CVE_VALUE", {"DESCRIPTION": str(definitions.get(label, "")), "LANG_REF": "und"}).text = label
+    _insert_in_order(root, cv)
 
 
 def _slot_refs(element) -> set[str]:
