@@ -106,10 +106,10 @@ def main(argv: list[str] | None = None) -> dict:
         states, fit, predict = head.entering_states, head.fit_head, head.predict_head
         mode = {"now": "fit"}
 
-        def entering(clf, prefixes, start):
+        def entering(clf, prefixes, start, also=()):
             sampler.stage(f"{mode['now']}: states entering layer {start} ({len(prefixes)} prompts)")
             try:
-                return states(clf, prefixes, start)
+                return states(clf, prefixes, start, also=also)
             finally:
                 sampler.stage("training" if mode["now"] == "fit" else "scoring")
 

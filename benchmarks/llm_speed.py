@@ -327,9 +327,9 @@ def _sig(x: float) -> float:
 
 def _empty_state_cache() -> None:
     """Forget the states the head cached in this process (the benchmark keeps none on disk)."""
-    from emoreg.models.llm import head as llm_head
+    from emoreg.models.llm import states as llm_states
 
-    llm_head._STATES.update(key=None, states={}, folder=None)
+    llm_states.CACHE.forget()
 
 
 def score_unseen(clf, segments, tokens: int, alone: int = 32) -> dict:
@@ -338,7 +338,7 @@ def score_unseen(clf, segments, tokens: int, alone: int = 32) -> dict:
     service's case). ``useful_flop``: the matmul FLOPs that scoring needs, every kept layer below
     the top at every prompt token and the top layer at the last token only (2 x their parameters
     per token; attention scores and the head left out, as in the floor)."""
-    from emoreg.models.llm import head as llm_head
+    from emoreg.models.llm import cut as llm_cut
 
     _empty_state_cache()
     started = time.perf_counter()
@@ -350,7 +350,7 @@ def score_unseen(clf, segments, tokens: int, alone: int = 32) -> dict:
         started = time.perf_counter()
         clf.predict_proba([s])
         one.append((time.perf_counter() - started) * 1e3)
-    layers = list(llm_head.decoder_of(clf.model_)[1].layers)
+    layers = list(llm_cut.decoder_of(clf.model_)[1].layers)
     size = [sum(p.numel() for p in layer.parameters()) for layer in layers]
     useful = 2 * (sum(size[:-1]) * tokens + size[-1] * len(segments))
     return {"score_s": seconds, "p50_ms": float(np.percentile(one, 50)), "p95_ms": float(np.percentile(one, 95)),
@@ -437,7 +437,7 @@ def _prompt_ids(task, segments, args, **params):
 
 
 def bench_compile(args) -> dict:
-    from emoreg.models.llm.head import truncate
+    from emoreg.models.llm.cut import truncate
     from emoreg.models.llm.loading import load_base
     from emoreg.models.llm.tokens import padded
 
@@ -549,7 +549,7 @@ def bench_prefix(args) -> dict:
     (``prefix_dtype: int8``): seconds per prompt, ratio to fp32, MFU against that dtype's peak
     measured in the same run, and the cosine of each layer's states to fp32's (per token, mean and
     the lowest prompt's mean)."""
-    from emoreg.models.llm.head import decoder_of, truncate
+    from emoreg.models.llm.cut import decoder_of, truncate
     from emoreg.models.llm.loading import load_base
     from emoreg.models.llm.numerics import resolve_dtype
     from emoreg.models.llm.prefix import quantise_below

@@ -134,10 +134,10 @@ def test_frozen_llm_features_baseline(tiny_llama, toy_split, tmp_path):
 def test_frozen_features_of_a_middle_layer_are_its_hidden_states(tiny_llama, toy_split, tmp_path, monkeypatch):
     """layer k gives Hugging Face's hidden_states[k] of the prompt, pooled; the states are held in
     the head's state cache, one entry per prompt."""
-    from emoreg.models.llm import head
+    from emoreg.models.llm import states as llm_states
 
     monkeypatch.setenv("EMOREG_STATE_CACHE", str(tmp_path / "states"))
-    head._STATES.update(key=None, states={}, folder=None)
+    llm_states.CACHE.forget()
     train, test = toy_split
     prompt = PromptConfig(sources=("utterance",), template="emoreg-v1-compact")
     params = {"model": tiny_llama, "system": None, "dtype": "fp32"}
@@ -151,7 +151,7 @@ def test_frozen_features_of_a_middle_layer_are_its_hidden_states(tiny_llama, toy
         expected = state.mean(0) if pool == "mean" else state[-1]
         assert np.allclose(model._features(test[:1])[0], expected.numpy(), atol=1e-5)
         assert model.describe()["layer"] == 1 and np.allclose(model.predict_proba(test).sum(axis=1), 1)
-    computed = head._STATES["states"]
+    computed = llm_states.CACHE.states
     assert set(computed) == {tuple(helper._prefix_ids(s)) for s in train + test}
     with pytest.raises(EmoregError, match="layer must be from 0 to 1"):
         make_model("llm-features", DEEP_SHAME, prompt, 0, params | {"layer": 2, "pool": "last"}).fit(train)

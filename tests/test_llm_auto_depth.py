@@ -9,14 +9,14 @@ from test_llm_head import head_model
 from emoreg.errors import EmoregError
 from emoreg.models import load_model
 from emoreg.models.llm import auto_depth
-from emoreg.models.llm import head as llm_head
+from emoreg.models.llm import states as llm_states
 from emoreg.models.llm.model import LlmClassifier
 
 
 @pytest.fixture(autouse=True)
 def empty_state_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("EMOREG_STATE_CACHE", str(tmp_path / "states"))
-    llm_head._STATES.update(key=None, states={}, folder=None)
+    llm_states.CACHE.forget()
 
 
 def auto_model(folder, **params):
@@ -45,8 +45,8 @@ def test_the_choice_sees_training_subjects_only_and_the_refit_is_the_chosen_cell
 def test_one_pass_gives_every_candidate_its_states(tiny_llama, toy_split, monkeypatch):
     """The states of all training prompts for every candidate come from one pass to the deepest."""
     calls = []
-    original = llm_head.entering_states
-    monkeypatch.setattr(llm_head, "entering_states", lambda clf, p, start, also=(): calls.append(
+    original = llm_states.entering_states
+    monkeypatch.setattr(llm_states, "entering_states", lambda clf, p, start, also=(): calls.append(
         (start, tuple(also), clf.states_computed_ if hasattr(clf, "states_computed_") else 0))
         or original(clf, p, start, also))
     train, _ = toy_split

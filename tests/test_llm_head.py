@@ -10,7 +10,9 @@ import torch
 
 from emoreg.errors import EmoregError
 from emoreg.models import load_model, make_model
+from emoreg.models.llm import cut as llm_cut
 from emoreg.models.llm import head as llm_head
+from emoreg.models.llm import states as llm_states
 from emoreg.prompts import PromptConfig
 from emoreg.tasks import DEEP_SHAME
 
@@ -29,7 +31,7 @@ def head_model(folder, **params):
 def empty_state_cache(tmp_path, monkeypatch):
     """Each test starts as a new process would, with its own on-disk cache."""
     monkeypatch.setenv("EMOREG_STATE_CACHE", str(tmp_path / "states"))
-    llm_head._STATES.update(key=None, states={}, folder=None)
+    llm_states.CACHE.forget()
 
 
 @pytest.mark.parametrize("tune", ["lora", "full"])
@@ -80,8 +82,8 @@ def test_the_top_layer_at_the_last_token_is_the_whole_layer_read_there(request, 
     start = 2 - tune_layers
     prefixes = [model._prefix_ids(s) for s in test[:6]]
     prefixes[0] = prefixes[0] + prefixes[1][-4:]
-    states = llm_head.entering_states(model, prefixes, start)
-    _, decoder = llm_head.decoder_of(model.model_)
+    states = llm_states.entering_states(model, prefixes, start)
+    _, decoder = llm_cut.decoder_of(model.model_)
     assert llm_head.last_token.supported(decoder, decoder.layers[-1])  # the fast path is what is tested
     tuned = [p for p in model.model_.parameters() if p.requires_grad] + list(model.head_.parameters())
     results = []
@@ -108,7 +110,7 @@ def test_cached_states_and_the_top_pass_equal_one_full_forward(request, architec
     model = head_model(request.getfixturevalue(architecture), tune_layers=1, epochs=1, dtype=dtype).fit(train[:16])
     prefixes = [model._prefix_ids(s) for s in test[:5]]
     prefixes[0] = prefixes[0] + prefixes[1][-4:]  # different lengths: padding is exercised
-    states = llm_head.entering_states(model, prefixes, 1)
+    states = llm_states.entering_states(model, prefixes, 1)
     tol = {"fp32": 1e-5, "bf16": 3e-2}[dtype]
     with torch.inference_mode(), model._autocast():
         for p, s in zip(prefixes, states):
@@ -128,9 +130,9 @@ def test_states_are_computed_once_and_fit_sees_only_training_prompts(tiny_llama,
     train_prompts = {tuple(model._prefix_ids(s)) for s in train}
     test_prompts = {tuple(model._prefix_ids(s)) for s in test}
     assert test_prompts - train_prompts  # some test prompts are new
-    assert model.states_computed_ == len(train_prompts) and set(llm_head._STATES["states"]) == train_prompts
+    assert model.states_computed_ == len(train_prompts) and set(llm_states.CACHE.states) == train_prompts
     model.predict_proba(test)  # test prompts enter the cache only when predicting
-    assert set(llm_head._STATES["states"]) == train_prompts | test_prompts
+    assert set(llm_states.CACHE.states) == train_prompts | test_prompts
     second = head_model(tiny_llama, tune_layers=1, epochs=2).fit(train)  # the next fold of a run
     assert second.states_computed_ == 0 and second.states_reused_ == len(train)
     assert np.array_equal(second.predict_proba(test), model.predict_proba(test))  # same seed, same result
@@ -154,12 +156,12 @@ def test_layers_truncates_the_decoder_and_the_head_reads_that_layer(tiny_llama, 
     layer 0, the same state the whole model computes there; the truncation survives a reload."""
     train, test = toy_split
     model = head_model(tiny_llama, layers=1, epochs=0).fit(train)
-    assert len(llm_head.decoder_of(model.model_)[1].layers) == 1 and model.describe()["layers"] == 1
+    assert len(llm_cut.decoder_of(model.model_)[1].layers) == 1 and model.describe()["layers"] == 1
     whole = head_model(tiny_llama, epochs=0).fit(train)  # the untruncated model, same frozen weights
     prefix = model._prefix_ids(test[0])
     with torch.inference_mode():
         after_first = whole.model_(input_ids=torch.tensor([prefix]), output_hidden_states=True).hidden_states[1]
-        decoder = llm_head.decoder_of(whole.model_)[1]
+        decoder = llm_cut.decoder_of(whole.model_)[1]
         logits = model.head_(decoder.norm(after_first)[0, -1].float())
         logits[model.unseen_] = -torch.inf
     assert np.allclose(model.predict_proba(test[:1])[0], torch.softmax(logits, -1).numpy(), atol=1e-5)
@@ -167,7 +169,7 @@ def test_layers_truncates_the_decoder_and_the_head_reads_that_layer(tiny_llama, 
     trained = head_model(tiny_llama, layers=1, tune_layers=1, tune="full", epochs=2, lr=3e-3).fit(train)
     trained.save(tmp_path / "m")
     again = load_model(tmp_path / "m")
-    assert len(llm_head.decoder_of(again.model_)[1].layers) == 1
+    assert len(llm_cut.decoder_of(again.model_)[1].layers) == 1
     assert np.allclose(again.predict_proba(test), trained.predict_proba(test), atol=1e-6)
 
 
@@ -201,14 +203,14 @@ def test_one_pass_keeps_the_states_of_several_layers(request, architecture, toy_
     folder = request.getfixturevalue(architecture)
     deep = head_model(folder, tune_layers=1, epochs=1, state_layers=[0]).fit(train)  # reads layer 1, keeps 0
     assert deep.states_computed_ == len({tuple(deep._prefix_ids(s)) for s in train})
-    llm_head._STATES.update(key=None, states={}, folder=None)  # a new process
+    llm_states.CACHE.forget()  # a new process
     shallow = head_model(folder, tune_layers=2, epochs=1).fit(train)  # reads layer 0
     assert shallow.states_computed_ == 0 and shallow.states_reused_ == len(train)
-    kept = dict(llm_head._STATES["states"])
-    llm_head._STATES.update(key=None, states={}, folder=None)
+    kept = dict(llm_states.CACHE.states)
+    llm_states.CACHE.forget()
     fresh = head_model(folder, tune_layers=2, epochs=1, state_cache=False).fit(train)
-    assert fresh.states_computed_ > 0 and set(llm_head._STATES["states"]) == set(kept)
-    assert all(torch.equal(kept[k], v) for k, v in llm_head._STATES["states"].items())
+    assert fresh.states_computed_ > 0 and set(llm_states.CACHE.states) == set(kept)
+    assert all(torch.equal(kept[k], v) for k, v in llm_states.CACHE.states.items())
     assert np.array_equal(shallow.predict_proba(test), fresh.predict_proba(test))
 
 
@@ -218,13 +220,13 @@ def test_states_persist_on_disk_for_the_next_process(tiny_llama, toy_split, tmp_
     proba = first.predict_proba(test)
     shards = list((tmp_path / "states").glob("*/shard-*.pt"))
     assert shards and not list((tmp_path / "states").glob("*/.shard-*"))
-    llm_head._STATES.update(key=None, states={}, folder=None)  # a new process
+    llm_states.CACHE.forget()  # a new process
     (shards[0].parent / "shard-cut.pt").write_bytes(b"PK\x03 cut short")  # as a kill mid-write would leave
     again = head_model(tiny_llama, tune_layers=1, epochs=1).fit(train)
     assert again.states_computed_ == 0 and again.states_reused_ == len(train)
     assert np.array_equal(again.predict_proba(test), proba)
     assert not (shards[0].parent / "shard-cut.pt").exists()
-    llm_head._STATES.update(key=None, states={}, folder=None)
+    llm_states.CACHE.forget()
     memory_only = head_model(tiny_llama, tune_layers=1, epochs=1, state_cache=False).fit(train)
     assert memory_only.states_computed_ > 0  # state_cache false: nothing read from disk
     other_layer = head_model(tiny_llama, tune_layers=2, epochs=1).fit(train)  # another layer, another folder
@@ -250,12 +252,12 @@ def test_cached_states_are_mapped_from_their_shards_not_held_in_the_heap(tiny_ll
     on_disk = head_model(tiny_llama, tune_layers=1, epochs=2).fit(train)
     proba = on_disk.predict_proba(test)
     shards = {str(p) for p in (tmp_path / "states").glob("*/shard-*.pt")}
-    states = llm_head._STATES["states"]
+    states = llm_states.CACHE.states
     assert len(states) == on_disk.states_computed_ > 0  # every distinct prompt of both sets
     assert shards and {_mapped_file(v) for v in states.values()} <= shards
-    llm_head._STATES.update(key=None, states={}, folder=None)
+    llm_states.CACHE.forget()
     in_memory = head_model(tiny_llama, tune_layers=1, epochs=2, state_cache=False).fit(train)
-    assert {_mapped_file(v) for v in llm_head._STATES["states"].values()} == {None}
+    assert {_mapped_file(v) for v in llm_states.CACHE.states.values()} == {None}
     assert np.array_equal(in_memory.predict_proba(test), proba)
 
 
@@ -265,10 +267,10 @@ def test_the_state_cache_stays_bounded(tiny_llama, toy_split, monkeypatch):
     train, test = toy_split
     model = head_model(tiny_llama, tune_layers=1, epochs=1, state_cache=False).fit(train)
     reference = model.predict_proba(test)
-    monkeypatch.setattr(llm_head, "MAX_CACHED", 3)
-    llm_head._STATES["states"].clear()
+    monkeypatch.setattr(llm_states, "MAX_CACHED", 3)
+    llm_states.CACHE.states.clear()
     assert np.allclose(model.predict_proba(test), reference, atol=1e-6)
-    assert len(llm_head._STATES["states"]) == 3 and model.states_computed_ > len(train)
+    assert len(llm_states.CACHE.states) == 3 and model.states_computed_ > len(train)
 
 
 def test_labels_of_very_different_lengths_are_learned_alike(tiny_llama, toy_split):
@@ -301,9 +303,9 @@ def test_a_long_states_pass_collects_garbage_and_one_prompt_only_trims(tiny_llam
     monkeypatch.setattr(llm_head.heap, "release", lambda: calls.append("release"))
     monkeypatch.setattr(llm_head.heap, "trim", lambda: calls.append("trim"))
     model = head_model(tiny_llama, tune_layers=1, epochs=1, score_batch=1, state_cache=False).fit(train)
-    assert len(train) > llm_head.TRIM_EVERY and "release" in calls  # a pass of every training prompt
+    assert len(train) > llm_states.TRIM_EVERY and "release" in calls  # a pass of every training prompt
     calls.clear()
-    llm_head._STATES.update(key=None, states={}, folder=None)  # as a new process: every prompt unseen
+    llm_states.CACHE.forget()  # as a new process: every prompt unseen
     model.predict_proba(test[:1])  # one prompt
     assert calls == ["trim"]
     calls.clear()
@@ -319,7 +321,7 @@ def test_a_sliding_window_layer_runs_whole():
                  num_key_value_heads=2)
     for window, fast in ((False, True), (True, False)):
         config = Qwen2Config(**shape, use_sliding_window=window, sliding_window=4, max_window_layers=0)
-        _, decoder = llm_head.decoder_of(Qwen2ForCausalLM(config))
+        _, decoder = llm_cut.decoder_of(Qwen2ForCausalLM(config))
         assert llm_head.last_token.supported(decoder, decoder.layers[-1]) is fast
 
 
@@ -352,21 +354,21 @@ def test_an_int8_prefix_keeps_the_decisions_and_its_states_are_never_mixed_with_
     train, test = toy_split
     settings = {"layers": 2, "tune_layers": 1, "tune": "full", "epochs": 10}
     reference = head_model(tiny_llama, **settings).fit(train)
-    float_states = {k: v.clone() for k, v in llm_head._STATES["states"].items()}
+    float_states = {k: v.clone() for k, v in llm_states.CACHE.states.items()}
     quantised = head_model(tiny_llama, prefix_dtype="int8", **settings).fit(train)
     assert quantised.states_computed_ == len(float_states)  # none taken from the float cache
-    _, decoder = llm_head.decoder_of(quantised.model_)
+    _, decoder = llm_cut.decoder_of(quantised.model_)
     assert "DynamicQuantizedLinear" in repr(decoder.layers[0]) and "DynamicQuantizedLinear" not in repr(decoder.layers[1])
-    int8_states = llm_head._STATES["states"]
+    int8_states = llm_states.CACHE.states
     cosines = torch.cat([torch.nn.functional.cosine_similarity(int8_states[k].float(), v.float(), dim=-1)
                          for k, v in float_states.items()])  # per token
     assert cosines.mean() > 0.99 and cosines.min() > 0.95  # close, and not the float states themselves:
     assert any(not torch.equal(int8_states[k], v) for k, v in float_states.items())
     assert reference.predict(test) == quantised.predict(test)
     assert quantised.describe()["prefix_dtype"] == "int8"
-    llm_head._STATES.update(key=None, states={}, folder=None)  # a new process
+    llm_states.CACHE.forget()  # a new process
     again = head_model(tiny_llama, **settings).fit(train)
-    assert again.states_computed_ == 0 and all(torch.equal(llm_head._STATES["states"][k], v)
+    assert again.states_computed_ == 0 and all(torch.equal(llm_states.CACHE.states[k], v)
                                                for k, v in float_states.items())
     with pytest.raises(EmoregError, match="prefix_dtype int8 .* needs head: classify and dtype: fp32"):
         head_model(tiny_llama, prefix_dtype="int8", dtype="bf16", **settings).fit(train)

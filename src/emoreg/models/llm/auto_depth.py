@@ -7,7 +7,7 @@ client talk, docs/llm.md), so a fixed depth is a guess for any other pair. With 
 1. holds out ``inner_share`` of the *training* subjects (an inner validation split, seeded; never a
    test subject: the model only ever sees the segments it is fitted on);
 2. computes, in one states pass to the deepest candidate, the states entering every candidate's
-   first tuned layer for all training prompts (``head.entering_states`` with ``also``);
+   first tuned layer for all training prompts (``states.entering_states`` with ``also``);
 3. trains the head at each candidate depth (``candidates``: values of ``layers``; by default four
    between 40% and 70% of the model's layers) on the rest for up to ``epochs`` epochs, scoring the
    held-out subjects' macro-F1 after every epoch;
@@ -112,7 +112,7 @@ def fit_auto(clf: LlmClassifier, segments: list, y: np.ndarray) -> LlmClassifier
         fit_idx = [i for i, s in enumerate(segments) if s.subject_id in kept]
         val_idx = [i for i, s in enumerate(segments) if s.subject_id in held]
         if clf._param("state_cache"):  # one pass keeps every candidate's states, for fit and held-out prompts
-            from .head import entering_states
+            from .states import entering_states
 
             deepest = _child(clf, layers=candidates[-1])
             deepest._setup()

@@ -22,7 +22,7 @@ class LlmFeatures(SegmentClassifier):
     layer: null (default) for the last layer's output after the final norm, or k for the states
     entering decoder layer k (0: the token embeddings), Hugging Face's ``hidden_states[k]``; only
     the first k layers run, and those states are the ones ``head: classify`` caches (memory and
-    disk, ``head.entering_states``), so a layer a head run has cached costs nothing here.
+    disk, ``states.entering_states``), so a layer a head run has cached costs nothing here.
     pool: mean (over the prompt's tokens) or last (the prompt's last token, where the answer
     would start). C, class_weight: the logistic regression's. batch_size: prompts per pass.
     dtype: auto, bf16 or fp32. system: the chat template's system message (null: the model's).
@@ -88,7 +88,8 @@ class LlmFeatures(SegmentClassifier):
         return out
 
     def _pooled_states(self, helper: LlmClassifier, todo: list[tuple], layer: int) -> list[np.ndarray]:
-        from .head import decoder_of, entering_states
+        from .cut import decoder_of
+        from .states import entering_states
 
         n = len(decoder_of(helper.model_)[1].layers)
         if layer >= n:

@@ -7,26 +7,16 @@
   so training starts from what the model already knows. No label is favoured for being spelt in
   fewer tokens: each label is one logit, whatever its name.
 * Only the top ``tune_layers`` decoder layers are trained (LoRA, or all their weights with
-  ``tune: full``), with the head. The layers below are frozen, so the hidden states entering the
-  first tuned layer depend on the prompt's tokens alone: they are computed once per prompt, without
-  gradients, and cached (in memory, per process, keyed by the model, the layer and the dtype).
-  Every epoch after the first, every fold after the first in the same process, and the scoring of
-  the test prompts reuse them; an epoch runs only the tuned layers, forward and backward.
-  ``tune_layers: null`` tunes every layer (the cache then holds the token embeddings).
-  The cache holds a pure function of pretrained weights and a prompt's own tokens, never anything
-  fitted, so sharing it between folds cannot leak a test subject into training. With
-  ``state_cache: true`` (the default) it also persists on disk (``$EMOREG_STATE_CACHE``, default
-  ~/.cache/emoreg/states; one folder per model, layer and dtype, shards written atomically), so
-  a second run, or a run resumed after a kill, skips the prompts whose states it already has;
-  the states in memory are then the shards' memory-mapped copies (page cache the kernel can drop
-  and read back, not the process's heap).
+  ``tune: full``), with the head. The layers below are frozen: the states entering the first tuned
+  layer come from ``states.entering_states`` (computed once per prompt and cached), and an epoch
+  runs only the tuned layers, forward and backward. ``tune_layers: null`` tunes every layer (the
+  cache then holds the token embeddings).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -35,176 +25,16 @@ from ... import heap
 from ...errors import EmoregError
 from ...progress import progress
 from . import last_token
+from .cut import decoder_of, first_tuned, only_layers
 from .mix import last_states, make_mix, mixed
-from .prefix import quantise_below
-from .state_cache import disk_folder, load_shards, save_shard
+from .states import TRIM_EVERY, entering_states
 from .tokens import length_grouped, padded
 from .trainer import advance, class_weights, warmup_linear_schedule
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import LlmClassifier
 
-_STATES: dict = {"key": None, "states": {}, "folder": None}  # per process: one model/layer/dtype at a time
 HEAD_FILE = "head.safetensors"
-# batches (of the states pass, training and scoring) between returns of the heap's free pages:
-# batches of many lengths fragment it (BENCHMARKS.md, "Memory of one fold")
-TRIM_EVERY = 5
-MAX_CACHED = 20_000  # prompts kept (~2.7 GB in bf16 at ~120 tokens); past it, states are computed and dropped
-
-
-class _Stop(Exception):
-    """Raised by a hook to end a forward pass once the states it needs are captured."""
-
-
-def decoder_of(model):
-    """The decoder stack (embeddings, ``layers``, final norm) of a causal LM, PEFT-wrapped or not."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    decoder = getattr(base, "model", None)
-    if decoder is None or not hasattr(decoder, "layers"):
-        raise EmoregError(f"llm: head classify needs a decoder with a `layers` list; {type(base).__name__} has none")
-    return base, decoder
-
-
-def truncate(model, n: int) -> None:
-    """Keep only the first ``n`` decoder layers (``layers: n``); the final norm and the head follow
-    layer ``n``. The states entering any kept layer are those of the whole model, so the state
-    cache stays valid."""
-    _, decoder = decoder_of(model)
-    total = len(decoder.layers)
-    if not 1 <= n <= total:
-        raise EmoregError(f"llm: layers must be between 1 and {total} (this model's layers), got {n}")
-    decoder.layers = decoder.layers[:n]
-    model.config.num_hidden_layers = n
-    if isinstance(getattr(model.config, "layer_types", None), list):
-        model.config.layer_types = model.config.layer_types[:n]
-
-
-def first_tuned(model, tune_layers: int | None) -> int:
-    """Index of the first tuned layer for ``tune_layers`` (None: every layer, index 0)."""
-    n = len(decoder_of(model)[1].layers)
-    if tune_layers is None:
-        return 0
-    if not 1 <= tune_layers <= n:
-        raise EmoregError(f"llm: tune_layers must be between 1 and {n} (this model's layers), got {tune_layers}")
-    return n - tune_layers
-
-
-@contextmanager
-def _only_layers(decoder, layers, first: int):
-    """Run the decoder over ``layers`` alone, the first of them the model's layer ``first``. Where the
-    config gives each layer a type (Gemma 3: local or global attention, each with its own mask and
-    rotary table; the decoder looks them up by position in its list), the types follow the layers."""
-    import torch
-
-    saved = decoder.layers
-    config = getattr(decoder, "config", None)
-    types = getattr(config, "layer_types", None)
-    decoder.layers = torch.nn.ModuleList(layers)
-    if isinstance(types, list):
-        config.layer_types = types[first:first + len(layers)]
-    try:
-        yield
-    finally:
-        decoder.layers = saved
-        if isinstance(types, list):
-            config.layer_types = types
-
-
-def _cache_folder(clf: LlmClassifier, layer: int):
-    if not clf._param("state_cache"):
-        return None
-    return disk_folder(str(clf._param("model")), layer, clf.bf16_, prefix=clf._param("prefix_dtype"))
-
-
-def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int, also=()) -> list:
-    """The hidden states entering layer ``start`` for every prompt, one (tokens, hidden) tensor
-    each, from the cache where a prompt was seen before, else computed without gradients.
-
-    ``also``: more layers whose entering states the same pass keeps on disk (``state_layers``):
-    the pass runs to the deepest of them once, and a later run reading any of those layers finds
-    its states cached (a depth sweep costs one pass, not one per depth)."""
-    import torch
-
-    key = (str(clf._param("model")), start, clf.bf16_, clf._param("state_cache"), clf._param("prefix_dtype"))
-    if _STATES["key"] != key:
-        folder = _cache_folder(clf, start)
-        _STATES.update(key=key, states=load_shards(folder), folder=folder)
-    cache = _STATES["states"]
-    extra = {layer: _cache_folder(clf, layer) for layer in sorted(set(also) - {start})}
-    extra_keys = {layer: set(load_shards(folder)) for layer, folder in extra.items()}
-    todo = sorted({tuple(p) for p in prefixes
-                   if tuple(p) not in cache or any(tuple(p) not in k for k in extra_keys.values())}, key=len)
-    _, decoder = decoder_of(clf.model_)
-    wanted = sorted({start, *extra})
-    if wanted[-1] >= len(decoder.layers):
-        raise EmoregError(f"llm: state_layers {sorted(extra)} must be below this model's {len(decoder.layers)} "
-                          f"kept layers (layers)")
-    if todo and clf._param("prefix_dtype") == "int8":  # the frozen layers below the head in int8 (``prefix``)
-        if wanted[-1] != start:
-            raise EmoregError("llm: with prefix_dtype int8 the states pass ends at the first tuned layer; "
-                              "state_layers must be below it")
-        quantise_below(decoder, start)
-    captured = {}
-
-    def capture(layer):
-        def hook(module, args, kwargs):
-            captured[layer] = kwargs.get("hidden_states", args[0] if args else None)
-            if layer == wanted[-1]:
-                raise _Stop  # the deepest wanted layer: nothing above it is needed
-
-        return hook
-
-    hooks = [decoder.layers[layer].register_forward_pre_hook(capture(layer), with_kwargs=True) for layer in wanted]
-    size = clf._param("score_batch")
-    stored = torch.bfloat16 if clf.bf16_ else torch.float32
-    new, overflow = {}, {}
-    new_extra = {layer: {} for layer in extra}
-    tick = heap.trimmer(TRIM_EVERY)
-    desc = f"states entering layer{'s' if extra else ''} {', '.join(map(str, wanted))}"
-    try:
-        with torch.inference_mode():
-            for at in progress(range(0, len(todo), size), desc=desc, unit="batch", leave=False):
-                batch = todo[at:at + size]
-                ids, mask = padded([list(b) for b in batch], clf.pad_id_)
-                with clf._autocast():
-                    try:
-                        decoder(input_ids=ids.to(clf.device_), attention_mask=mask.to(clf.device_), use_cache=False)
-                    except _Stop:
-                        pass
-                hidden = captured.pop(start)
-                for b, tokens in enumerate(batch):
-                    state = hidden[b, :len(tokens)].to("cpu", stored).clone()
-                    if len(cache) < MAX_CACHED:  # a long-lived process (the service) stays bounded
-                        new[tokens] = cache[tokens] = state
-                    else:
-                        overflow[tokens] = state
-                    for layer, more in new_extra.items():
-                        if tokens not in extra_keys[layer]:
-                            more[tokens] = captured[layer][b, :len(tokens)].to("cpu", stored).clone()
-                captured.clear()
-                if len(new) >= 512:  # an interrupted pass keeps what it computed
-                    save_shard(_STATES["folder"], new, cache)
-                    new = {}
-                for layer, more in new_extra.items():
-                    if len(more) >= 512:
-                        save_shard(extra[layer], more, {})
-                        more.clear()
-                tick()
-    finally:
-        for hook in hooks:
-            hook.remove()
-        save_shard(_STATES["folder"], new, cache)
-        for layer, more in new_extra.items():
-            save_shard(extra[layer], more, {})
-        del new, new_extra  # their states are on disk now, memory-mapped where the cache holds them
-        if len(todo) > TRIM_EVERY * size:  # a long pass: its activations, freed among the states, go back
-            heap.release()
-        elif todo:  # a few prompts (the live service's one): a full garbage collection would cost more
-            heap.trim()  # than their pass (236 ms against ~200 ms on a 2-core CPU, BENCHMARKS.md)
-    clf.states_computed_ = getattr(clf, "states_computed_", 0) + len(todo)
-    clf.states_reused_ = getattr(clf, "states_reused_", 0) + len(prefixes) - len(todo)
-    return [cache[tuple(p)] if tuple(p) in cache else overflow[tuple(p)] for p in prefixes]
-
 
 
 def label_logits(clf: LlmClassifier, states: list, start: int, last_only: bool = True, extra=None):
@@ -222,11 +52,11 @@ def label_logits(clf: LlmClassifier, states: list, start: int, last_only: bool =
         if last_only and last_token.supported(decoder, layers[-1]):
             hidden = x
             if len(layers) > 1:
-                with _only_layers(decoder, layers[:-1], start), last_token.no_final_norm(decoder):
+                with only_layers(decoder, layers[:-1], start), last_token.no_final_norm(decoder):
                     hidden = decoder(inputs_embeds=x, attention_mask=mask, use_cache=False).last_hidden_state
             last = decoder.norm(last_token.top_layer_at_last(decoder, layers[-1], hidden, mask))
         else:
-            with _only_layers(decoder, layers, start):
+            with only_layers(decoder, layers, start):
                 hidden = decoder(inputs_embeds=x, attention_mask=mask, use_cache=False).last_hidden_state
             last = hidden[torch.arange(len(states), device=clf.device_), mask.sum(-1) - 1]
         last = mixed(clf, decoder, last, extra)

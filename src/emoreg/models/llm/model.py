@@ -75,7 +75,7 @@ class LlmClassifier(SegmentClassifier):
     subjects the choice falls back to fallback_layers (null: the candidate nearest 55% of the model).
     state_layers: with head classify, more layers whose entering states the states pass keeps on
     disk on its way to the tuned layer (each below ``layers``): a depth sweep's deepest cell fills
-    the caches of the shallower ones in one pass (``head.entering_states``).
+    the caches of the shallower ones in one pass (``states.entering_states``).
     prefix_dtype: same (the frozen layers below the head run in the model's dtype) or int8 (dynamic
     int8, ``prefix``; head classify with dtype fp32; its states are cached apart).
     mix_layers: with head classify, lower layers whose last-token states the head also reads,
@@ -144,7 +144,7 @@ class LlmClassifier(SegmentClassifier):
         self.label_ids_, self.pad_id_ = answer_ids(tokenizer, self.task.labels, self._param("answer_prefix"))
         classify = self._param("head") == "classify"
         if classify and isinstance(self._param("layers"), int):  # auto: the chosen cell's own model truncates
-            from .head import truncate
+            from .cut import truncate
 
             truncate(base, self._param("layers"))
         if classify and self._param("tune") == "full":
@@ -162,7 +162,7 @@ class LlmClassifier(SegmentClassifier):
             top = self._param("tune_layers")
             layers = None
             if top is not None:
-                from .head import first_tuned
+                from .cut import first_tuned
 
                 start = first_tuned(base, top)
                 layers = list(range(start, start + top))

@@ -1,0 +1,168 @@
+"""The hidden states entering a layer, computed once per prompt and cached.
+
+The layers below the first tuned one are frozen, so the hidden states entering it depend on the
+prompt's tokens alone: they are computed once per prompt, without gradients, and cached (in memory,
+per process, under an explicit key: the model, the layer, the dtype, whether the disk cache is on,
+and the engine of the frozen layers, ``prefix_dtype``). Every epoch after the first, every fold
+after the first in the same process, and the scoring of the test prompts reuse them; an epoch runs
+only the tuned layers, forward and backward. The cache holds a pure function of pretrained weights
+and a prompt's own tokens, never anything fitted, so sharing it between folds cannot leak a test
+subject into training. With ``state_cache: true`` (the default) it also persists on disk
+(``$EMOREG_STATE_CACHE``, default ~/.cache/emoreg/states; one folder per model, layer, dtype and
+prefix engine, shards written atomically, ``state_cache.py``), so a second run, or a run resumed
+after a kill, skips the prompts whose states it already has; the states in memory are then the
+shards' memory-mapped copies (page cache the kernel can drop and read back, not the process's heap).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ... import heap
+from ...errors import EmoregError
+from ...progress import progress
+from .cut import decoder_of
+from .prefix import quantise_below
+from .state_cache import disk_folder, load_shards, save_shard
+from .tokens import padded
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import LlmClassifier
+
+# batches (of the states pass, training and scoring) between returns of the heap's free pages:
+# batches of many lengths fragment it (BENCHMARKS.md, "Memory of one fold")
+TRIM_EVERY = 5
+MAX_CACHED = 20_000  # prompts kept (~2.7 GB in bf16 at ~120 tokens); past it, states are computed and dropped
+
+
+@dataclass(frozen=True)
+class StateKey:
+    """What the cached states are a function of, besides a prompt's tokens."""
+
+    model: str
+    layer: int
+    bf16: bool
+    on_disk: bool
+    prefix_dtype: str
+
+
+@dataclass
+class StateCache:
+    """The states of one key at a time, in memory (and memory-mapped from their disk shards)."""
+
+    key: StateKey | None = None
+    states: dict = field(default_factory=dict)
+    folder: Path | None = None
+
+    def use(self, key: StateKey, folder: Path | None) -> dict:
+        """The states of ``key``, read from ``folder``'s shards when the key changes."""
+        if self.key != key:
+            self.key, self.states, self.folder = key, load_shards(folder), folder
+        return self.states
+
+    def forget(self) -> None:
+        """Drop every state held in memory (as a new process would start)."""
+        self.key, self.states, self.folder = None, {}, None
+
+
+CACHE = StateCache()  # one per process: shared by every fold and seed the process runs
+
+
+class _Stop(Exception):
+    """Raised by a hook to end a forward pass once the states it needs are captured."""
+
+
+def cache_folder(clf: LlmClassifier, layer: int):
+    if not clf._param("state_cache"):
+        return None
+    return disk_folder(str(clf._param("model")), layer, clf.bf16_, prefix=clf._param("prefix_dtype"))
+
+
+def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int, also=()) -> list:
+    """The hidden states entering layer ``start`` for every prompt, one (tokens, hidden) tensor
+    each, from the cache where a prompt was seen before, else computed without gradients.
+
+    ``also``: more layers whose entering states the same pass keeps on disk (``state_layers``):
+    the pass runs to the deepest of them once, and a later run reading any of those layers finds
+    its states cached (a depth sweep costs one pass, not one per depth)."""
+    import torch
+
+    key = StateKey(str(clf._param("model")), start, clf.bf16_, bool(clf._param("state_cache")),
+                   str(clf._param("prefix_dtype")))
+    cache = CACHE.use(key, cache_folder(clf, start))
+    extra = {layer: cache_folder(clf, layer) for layer in sorted(set(also) - {start})}
+    extra_keys = {layer: set(load_shards(folder)) for layer, folder in extra.items()}
+    todo = sorted({tuple(p) for p in prefixes
+                   if tuple(p) not in cache or any(tuple(p) not in k for k in extra_keys.values())}, key=len)
+    _, decoder = decoder_of(clf.model_)
+    wanted = sorted({start, *extra})
+    if wanted[-1] >= len(decoder.layers):
+        raise EmoregError(f"llm: state_layers {sorted(extra)} must be below this model's {len(decoder.layers)} "
+                          f"kept layers (layers)")
+    if todo and clf._param("prefix_dtype") == "int8":  # the frozen layers below the head in int8 (``prefix``)
+        if wanted[-1] != start:
+            raise EmoregError("llm: with prefix_dtype int8 the states pass ends at the first tuned layer; "
+                              "state_layers must be below it")
+        quantise_below(decoder, start)
+    captured = {}
+
+    def capture(layer):
+        def hook(module, args, kwargs):
+            captured[layer] = kwargs.get("hidden_states", args[0] if args else None)
+            if layer == wanted[-1]:
+                raise _Stop  # the deepest wanted layer: nothing above it is needed
+
+        return hook
+
+    hooks = [decoder.layers[layer].register_forward_pre_hook(capture(layer), with_kwargs=True) for layer in wanted]
+    size = clf._param("score_batch")
+    stored = torch.bfloat16 if clf.bf16_ else torch.float32
+    new, overflow = {}, {}
+    new_extra = {layer: {} for layer in extra}
+    tick = heap.trimmer(TRIM_EVERY)
+    desc = f"states entering layer{'s' if extra else ''} {', '.join(map(str, wanted))}"
+    try:
+        with torch.inference_mode():
+            for at in progress(range(0, len(todo), size), desc=desc, unit="batch", leave=False):
+                batch = todo[at:at + size]
+                ids, mask = padded([list(b) for b in batch], clf.pad_id_)
+                with clf._autocast():
+                    try:
+                        decoder(input_ids=ids.to(clf.device_), attention_mask=mask.to(clf.device_), use_cache=False)
+                    except _Stop:
+                        pass
+                hidden = captured.pop(start)
+                for b, tokens in enumerate(batch):
+                    state = hidden[b, :len(tokens)].to("cpu", stored).clone()
+                    if len(cache) < MAX_CACHED:  # a long-lived process (the service) stays bounded
+                        new[tokens] = cache[tokens] = state
+                    else:
+                        overflow[tokens] = state
+                    for layer, more in new_extra.items():
+                        if tokens not in extra_keys[layer]:
+                            more[tokens] = captured[layer][b, :len(tokens)].to("cpu", stored).clone()
+                captured.clear()
+                if len(new) >= 512:  # an interrupted pass keeps what it computed
+                    save_shard(CACHE.folder, new, cache)
+                    new = {}
+                for layer, more in new_extra.items():
+                    if len(more) >= 512:
+                        save_shard(extra[layer], more, {})
+                        more.clear()
+                tick()
+    finally:
+        for hook in hooks:
+            hook.remove()
+        save_shard(CACHE.folder, new, cache)
+        for layer, more in new_extra.items():
+            save_shard(extra[layer], more, {})
+        del new, new_extra  # their states are on disk now, memory-mapped where the cache holds them
+        if len(todo) > TRIM_EVERY * size:  # a long pass: its activations, freed among the states, go back
+            heap.release()
+        elif todo:  # a few prompts (the live service's one): a full garbage collection would cost more
+            heap.trim()  # than their pass (236 ms against ~200 ms on a 2-core CPU, BENCHMARKS.md)
+    clf.states_computed_ = getattr(clf, "states_computed_", 0) + len(todo)
+    clf.states_reused_ = getattr(clf, "states_reused_", 0) + len(prefixes) - len(todo)
+    return [cache[tuple(p)] if tuple(p) in cache else overflow[tuple(p)] for p in prefixes]
