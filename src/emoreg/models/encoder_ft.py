@@ -11,23 +11,23 @@ trained for). Parameters: ``encoder``, ``text`` (utterance or prompt), ``epochs`
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import EmoregError
-from ..progress import progress
 from .base import NotFittedError, SegmentClassifier, trusted_pickle
 from .embedding import encoder_path
-from .llm import warmup_linear_schedule
-from .llm.tokens import length_grouped
 from .rules import at_least, choice, positive, share, text, whole
+from .training import Checkpoint, Schedule, train
+
+CHECKPOINT_MINUTES = 10  # a fold's fit saves what resumes it this often (and at its end)
 
 
 class FinetunedEncoder(SegmentClassifier):
     name = "encoder-ft"
+    checkpoint_dir: Path | None = None  # set by the runner: where an interrupted fit resumes from
     defaults = {"encoder": "minilm", "text": "utterance", "epochs": 3, "lr": 5e-5, "batch_size": 16,
                 "max_length": 128, "class_weight": "balanced", "warmup": 0.1, "weight_decay": 0.01}
     rules = {"encoder": text(), "text": choice("prompt", "utterance"), "epochs": whole(1), "lr": positive(),
@@ -70,31 +70,26 @@ class FinetunedEncoder(SegmentClassifier):
             weight = torch.tensor(np.where(seen, len(y) / (seen.sum() * np.maximum(counts, 1)), 0.0),
                                   dtype=torch.float32)
         params = list(self.encoder_.parameters()) + list(self.head_.parameters())
-        optimizer = torch.optim.AdamW(params, lr=self._param("lr"), weight_decay=self._param("weight_decay"))
-        size, epochs = self._param("batch_size"), self._param("epochs")
-        total = math.ceil(len(texts) / size) * epochs
-        scheduler = warmup_linear_schedule(optimizer, total, self._param("warmup"))
-        generator = torch.Generator().manual_seed(self.seed)
+        schedule = Schedule(epochs=self._param("epochs"), batch_size=self._param("batch_size"), lr=self._param("lr"),
+                            weight_decay=self._param("weight_decay"), warmup=self._param("warmup"))
         target = torch.as_tensor(y, dtype=torch.long)
         self.unseen_ = [k for k in range(len(self.task.labels)) if counts[k] == 0]  # get no probability
-        self.history_ = []
         self.encoder_.train()
         # batches of similar length, in shuffled order: short utterances are not padded to the long
         lengths = [len(ids) for ids in self.tokenizer_(texts, truncation=True,
                                                        max_length=self._param("max_length"))["input_ids"]]
-        bar = progress(total=total, desc=f"encoder fine-tuning ({len(texts)} texts)", unit="step", leave=False)
-        for _ in range(epochs):
-            for idx in length_grouped(lengths, size, generator):
-                logits = self.head_(self._pooled([texts[i] for i in idx]))
-                loss = torch.nn.functional.cross_entropy(logits, target[idx], weight=weight)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                self.history_.append({"step": len(self.history_) + 1, "loss": float(loss.detach())})
-                bar.update(1)
-        bar.close()
+
+        def step(batch):
+            logits = self.head_(self._pooled([texts[i] for i in batch]))
+            loss = torch.nn.functional.cross_entropy(logits, target[batch], weight=weight)
+            return loss, torch.stack([loss.detach(), torch.tensor(float(sum(lengths[i] for i in batch)))])
+
+        fingerprint = {"n": len(texts), "total": schedule.steps(len(texts)), "seed": self.seed,
+                       "first": texts[0][-40:], "last": texts[-1][-40:]}
+        self.history_, _ = train(params, schedule, lengths, self.seed, step,
+                                 desc=f"encoder fine-tuning ({len(texts)} texts)",
+                                 checkpoint=Checkpoint(self.checkpoint_dir, fingerprint, CHECKPOINT_MINUTES,
+                                                       name="encoder-ft"))
         self.encoder_.eval()
 
     def _predict_proba(self, segments):

@@ -17,7 +17,6 @@ from .loading import load_base
 from .model import LlmClassifier
 from .numerics import bf16_fast, cpu_bf16_flags, numerics, resolve_dtype
 from .tokens import DEFAULT_SYSTEM
-from .trainer import warmup_linear_schedule
 
 __all__ = ["DEFAULT_SYSTEM", "LlmClassifier", "LlmFeatures", "bf16_fast", "cpu_bf16_flags", "load_base",
-           "match_label", "numerics", "resolve_dtype", "warmup_linear_schedule"]
+           "match_label", "numerics", "resolve_dtype"]

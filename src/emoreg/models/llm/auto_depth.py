@@ -28,6 +28,7 @@ why it fell back) is in ``describe()``, hence in each fold's metadata and the re
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -72,11 +73,13 @@ def _macro_f1(gold: np.ndarray, proba: np.ndarray, n_labels: int) -> float:
     return scores(confusion(gold, proba.argmax(1), n_labels))["macro_f1"]
 
 
-def _child(clf: LlmClassifier, **changes) -> LlmClassifier:
-    """A fixed-depth head with ``clf``'s settings and ``changes`` (the auto-only settings dropped)."""
+def _child(clf: LlmClassifier, folder: str | None = None, **changes) -> LlmClassifier:
+    """A fixed-depth head with ``clf``'s settings and ``changes`` (the auto-only settings dropped);
+    its training checkpoints go to ``folder`` of ``clf``'s checkpoint folder (None: none)."""
     params = {k: v for k, v in clf.params.items() if k not in AUTO_ONLY} | changes
     child = type(clf)(task=clf.task, prompt=clf.prompt, seed=clf.seed, **params)
-    child.checkpoint_dir = clf.checkpoint_dir
+    if folder is not None and clf.checkpoint_dir is not None:
+        child.checkpoint_dir = Path(clf.checkpoint_dir) / folder
     return child
 
 
@@ -136,7 +139,7 @@ def fit_auto(clf: LlmClassifier, segments: list, y: np.ndarray) -> LlmClassifier
         choice |= {"chosen_layers": depth, "chosen_epochs": best_epochs,
                    "inner_scores": {str(d): [round(v, 4) for v in s] for d, s in scores.items()},
                    "inner_subjects": len(held), "inner_segments": len(val_idx), "fit_segments": len(fit_idx)}
-    final = _child(clf, layers=depth, epochs=best_epochs)
+    final = _child(clf, f"depth-{depth:02d}", layers=depth, epochs=best_epochs)
     final.fit(segments)
     final.depth_choice_ = choice
     return final
@@ -150,5 +153,5 @@ def fit_depths(clf: LlmClassifier, segments: list) -> list[LlmClassifier]:
     for depth in reversed(candidates):
         lower = [d - k for d in candidates if d < depth]
         extra = {"state_layers": lower} if depth == candidates[-1] and lower and clf._param("state_cache") else {}
-        members.append(_child(clf, layers=depth, **extra).fit(segments))
+        members.append(_child(clf, f"depth-{depth:02d}", layers=depth, **extra).fit(segments))
     return members[::-1]

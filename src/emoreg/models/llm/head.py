@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from typing import TYPE_CHECKING
 
@@ -24,12 +23,13 @@ import numpy as np
 from ... import heap
 from ...errors import EmoregError
 from ...progress import progress
+from ..training import Checkpoint, train
 from . import last_token
 from .cut import decoder_of, first_tuned, only_layers
 from .mix import last_states, make_mix, mixed
 from .states import TRIM_EVERY, entering_states
-from .tokens import length_grouped, padded
-from .trainer import advance, class_weights, warmup_linear_schedule
+from .tokens import padded
+from .trainer import class_weights
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import LlmClassifier
@@ -116,53 +116,42 @@ def fit_head(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
     lower = last_states(clf, prefixes, entering_states)  # the mixed layers' last tokens (None without)
     states = entering_states(clf, prefixes, start, also=clf._param("state_layers") or ())
     clf.states_seconds_ = time.perf_counter() - began
-    epochs = clf._param("epochs")
-    if epochs == 0:
+    schedule = clf.schedule()
+    if schedule.epochs == 0:
         return
     params = trainable(clf, start)
     weights = class_weights(y, len(clf.task.labels), clf._param("class_weight"))  # per example
     per_class = torch.zeros(len(clf.task.labels))
     per_class[torch.as_tensor(y)] = weights  # balanced: n / (k * count); sqrt: its root; else ones
     per_class = per_class.to(clf.device_)
-    optimizer = torch.optim.AdamW(params, lr=clf._param("lr"), weight_decay=clf._param("weight_decay"),
-                                  fused=clf.device_.type == "cuda")
-    size = clf._param("batch_size")
-    total = math.ceil(len(prefixes) / size) * epochs
-    scheduler = warmup_linear_schedule(optimizer, total, clf._param("warmup"))
-    generator = torch.Generator().manual_seed(clf.seed)
     torch.manual_seed(clf.seed)  # dropout masks
     target = torch.as_tensor(y, dtype=torch.long, device=clf.device_)
+    tick = heap.trimmer(TRIM_EVERY)
+
+    def step(batch):
+        logits = label_logits(clf, [states[i] for i in batch], start, extra=None if lower is None else lower[batch])
+        loss = torch.nn.functional.cross_entropy(logits, target[batch], weight=per_class)
+        tick()
+        return loss, torch.stack([loss.detach(), torch.tensor(float(sum(len(states[i]) for i in batch)))])
+
+    def after_epoch():  # e.g. the inner validation score of ``layers: auto``
+        clf.model_.eval()
+        clf.epoch_callback(clf)
+        clf.model_.train()
+
+    # a fit scored after each epoch (an inner fit of layers: auto) is short and not checkpointed:
+    # the scores of the epochs before a kill could not be recomputed
+    checkpoint = None if clf.epoch_callback is not None else Checkpoint(
+        clf.checkpoint_dir, {"n": len(prefixes), "total": schedule.steps(len(prefixes)), "seed": clf.seed,
+                             "start": start, "first": list(prefixes[0][-8:]), "last": list(prefixes[-1][-8:])},
+        clf._param("checkpoint_minutes"), name="llm head")
     clf.model_.train()
     tuned = len(decoder_of(clf.model_)[1].layers) - start
-    bar = progress(total=total, desc=f"head training ({len(prefixes)} prompts, {tuned} layers)", unit="step",
-                   leave=False)
-    step, trained_at = 0, time.perf_counter()
-    tick = heap.trimmer(TRIM_EVERY)
-    pending = []
-    for _ in range(epochs):
-        for batch in length_grouped([len(p) for p in prefixes], size, generator):
-            logits = label_logits(clf, [states[i] for i in batch], start,
-                                  extra=None if lower is None else lower[batch])
-            loss = torch.nn.functional.cross_entropy(logits, target[batch], weight=per_class)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, clf._param("max_grad_norm"))
-            advance(optimizer, scheduler)
-            step += 1
-            bar.update(1)
-            tokens = sum(len(states[i]) for i in batch)
-            pending.append((loss.detach(), scheduler.get_last_lr()[0], tokens, time.perf_counter() - trained_at))
-            if step % 10 == 0 or step == total:
-                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-            tick()
-        if clf.epoch_callback is not None:  # e.g. the inner validation score of ``layers: auto``
-            clf.model_.eval()
-            clf.epoch_callback(clf)
-            clf.model_.train()
-    bar.close()
+    clf.history_, clf.train_seconds_ = train(
+        params, schedule, [len(p) for p in prefixes], clf.seed, step,
+        desc=f"head training ({len(prefixes)} prompts, {tuned} layers)", fused=clf.device_.type == "cuda",
+        checkpoint=checkpoint, on_epoch=after_epoch if clf.epoch_callback is not None else None)
     clf.model_.eval()
-    clf.train_seconds_ = time.perf_counter() - trained_at
-    clf.history_ = [{"step": i + 1, "loss": float(l), "lr": lr, "tokens": t, "seconds": s}
-                    for i, (l, lr, t, s) in enumerate(pending)]
 
 
 def predict_head(clf: LlmClassifier, prefixes: list[list[int]]) -> np.ndarray:

@@ -177,6 +177,14 @@ class LlmClassifier(SegmentClassifier):
     def _prefix_ids(self, segment) -> list[int]:
         return prompt_ids(self, segment)
 
+    def schedule(self):
+        """The training schedule of this model's parameters (``models/training.py``)."""
+        from ..training import Schedule
+
+        return Schedule(epochs=self._param("epochs"), batch_size=self._param("batch_size"), lr=self._param("lr"),
+                        weight_decay=self._param("weight_decay"), warmup=self._param("warmup"),
+                        max_grad_norm=self._param("max_grad_norm"))
+
     def _autocast(self):
         import torch
 

@@ -4,42 +4,23 @@ The loss is computed from the hidden states at the answer positions through the 
 whole-vocabulary logits over the prompt); AdamW with linear warm-up and decay, optional class
 weights, length-grouped batches padded to the longest in the batch, bf16 autocast where it is
 fast, no host sync inside the step loop (losses stay on the device; the progress bar reads one
-every 10 steps), checkpoints to resume from (``checkpoint``), data-parallel over processes when
-started by a launcher (``emoreg.distributed``).
+every 10 steps), checkpoints to resume from: the loop of ``models/training.py``), data-parallel
+over processes when started by a launcher (``emoreg.distributed``).
 """
 
 from __future__ import annotations
 
-import math
-import time
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ... import distributed
 from ...errors import EmoregError
-from ...progress import progress
-from .checkpoint import resume, save_checkpoint
-from .tokens import length_grouped, padded
+from ..training import Checkpoint, train
+from .tokens import padded
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import LlmClassifier
-
-
-def warmup_linear_schedule(optimizer, total: int, warmup: float):
-    """Linear warm-up over the first ``warmup`` share of ``total`` steps, then linear decay to zero."""
-    import torch
-
-    warm = max(1, int(warmup * total))
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min((step + 1) / warm, max(0.0, (total - step) / max(1, total - warm))))
-
-
-def advance(optimizer, scheduler) -> None:
-    """One optimizer step after backward: the update, the schedule, the gradients cleared."""
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
 
 
 def class_weights(y: np.ndarray, n_labels: int, mode: str | None):
@@ -103,92 +84,57 @@ def answer_logits_module(peft_model):
     return AnswerLogits()
 
 
-def flush_history(clf: LlmClassifier, pending: list, step: int) -> None:
-    """Move the device-side per-step records of the steps up to ``step`` into ``clf.history_``."""
-    first = step - len(pending) + 1
-    for n, (record, lr, seconds) in enumerate(pending, start=first):
-        loss_value, n_tokens = record.tolist()
-        clf.history_.append({"step": n, "loss": loss_value, "lr": lr, "seconds": seconds, "tokens": int(n_tokens)})
-    pending.clear()
-
-
 def fit_lora(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> None:
     """Train the LoRA adapter on the prompts followed by their answers; fills ``clf.history_``."""
     import torch
 
     sequences = [p + clf.label_ids_[c] for p, c in zip(prefixes, y)]
-    epochs = clf._param("epochs")
-    weights = class_weights(y, len(clf.task.labels), clf._param("class_weight"))
-    generator = torch.Generator().manual_seed(clf.seed)
-    total = math.ceil(len(sequences) / clf._param("batch_size")) * epochs
+    schedule = clf.schedule()
+    weights = class_weights(y, len(clf.task.labels), clf._param("class_weight")).to(clf.device_)
     params = [p for p in clf.model_.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=clf._param("lr"), weight_decay=clf._param("weight_decay"),
-                                  fused=clf.device_.type == "cuda")
-    scheduler = warmup_linear_schedule(optimizer, total, clf._param("warmup"))
     answer = answer_logits_module(clf.model_)
     world, rank = distributed.world_size(), distributed.rank()
+    optimizer = backward = clip = None
     if world > 1:  # DDP through Accelerate: gradients are averaged over the processes in backward
         from accelerate import Accelerator
 
         accelerator = Accelerator(cpu=clf.device_.type == "cpu")
+        optimizer = torch.optim.AdamW(params, lr=schedule.lr, weight_decay=schedule.weight_decay)
         answer, optimizer = accelerator.prepare(answer, optimizer)
-    fingerprint = {"n": len(sequences), "total": total, "seed": clf.seed, "world": world,
+        backward = accelerator.backward
+        clip = lambda _, norm: accelerator.clip_grad_norm_(answer.parameters(), norm)  # noqa: E731
+    fingerprint = {"n": len(sequences), "total": schedule.steps(len(sequences)), "seed": clf.seed, "world": world,
                    "first": sequences[0][-8:], "last": sequences[-1][-8:]}
-    done_before, elapsed = resume(clf, fingerprint, optimizer, scheduler)
-    clf.model_.train()
-    started = time.perf_counter() - elapsed
-    last_save = time.perf_counter()
-    minutes = clf._param("checkpoint_minutes")
-    save_every = 60 * minutes if clf.checkpoint_dir is not None and minutes is not None else None  # seconds
-    bar = progress(total=total, initial=done_before, desc=f"LoRA training ({len(sequences)} prompts)",
-                   unit="step", leave=False)
-    step = 0
     device = clf.device_
-    weights = weights.to(device)
     sum_loss = clf._param("answer_loss") == "sum"
-    pending = []  # per-step loss and tokens, kept on the device: no host sync inside the loop
-    lengths = [len(s) for s in sequences]
-    for _ in range(epochs):
-        for batch in length_grouped(lengths, clf._param("batch_size"), generator):  # replayed on resume
-            if step < done_before:
-                step += 1
-                continue
-            # each process takes every world-th prompt of the global batch; a process left
-            # without one repeats the first at weight 0, so that it still joins the all-reduce
-            mine = batch[rank::world]
-            w = weights[mine] if mine else torch.zeros(1, device=device)
-            real = bool(mine)
-            mine = mine or batch[:1]
-            ids, mask, rows, cols, targets, owner = answer_positions(
-                [sequences[i] for i in mine], [len(prefixes[i]) for i in mine], clf.pad_id_, device)
-            owner = owner.to(device)
-            with clf._autocast():
-                logits = answer(ids, mask, rows.to(device), cols.to(device))
-            token_loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
-            per_sample = torch.zeros(len(mine), device=device).index_add_(0, owner, token_loss)
-            if not sum_loss:
-                per_sample = per_sample / torch.bincount(owner, minlength=len(mine))
-            # the weighted mean over the global batch; DDP averages over processes, hence x world
-            loss = (per_sample * w).sum() / weights[batch].sum() * world
-            record = torch.stack([loss.detach(), (mask.sum() * real).float()])
-            if world > 1:
-                accelerator.backward(loss)
-                accelerator.clip_grad_norm_(answer.parameters(), clf._param("max_grad_norm"))
-                record = accelerator.reduce(record, "sum") / torch.tensor([world, 1.0], device=device)
-            else:
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, clf._param("max_grad_norm"))
-            advance(optimizer, scheduler)
-            step += 1
-            bar.update(1)
-            if step % 10 == 0 or step == total:  # one host sync every 10 steps, for the progress bar;
-                bar.set_postfix(loss=f"{float(record[0]):.3f}")  # so the clock is exact at those steps
-            pending.append((record, scheduler.get_last_lr()[0], time.perf_counter() - started))
-            # the end of training too: a fit stopped while scoring resumes with no step to retrain
-            if save_every is not None and (step == total or time.perf_counter() - last_save >= save_every):
-                flush_history(clf, pending, step)
-                save_checkpoint(clf, fingerprint, step, time.perf_counter() - started, optimizer, scheduler)
-                last_save = time.perf_counter()
-    flush_history(clf, pending, step)
-    bar.close()
+
+    def step(batch):
+        # each process takes every world-th prompt of the global batch; a process left
+        # without one repeats the first at weight 0, so that it still joins the all-reduce
+        mine = batch[rank::world]
+        w = weights[mine] if mine else torch.zeros(1, device=device)
+        real = bool(mine)
+        mine = mine or batch[:1]
+        ids, mask, rows, cols, targets, owner = answer_positions(
+            [sequences[i] for i in mine], [len(prefixes[i]) for i in mine], clf.pad_id_, device)
+        owner = owner.to(device)
+        with clf._autocast():
+            logits = answer(ids, mask, rows.to(device), cols.to(device))
+        token_loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+        per_sample = torch.zeros(len(mine), device=device).index_add_(0, owner, token_loss)
+        if not sum_loss:
+            per_sample = per_sample / torch.bincount(owner, minlength=len(mine))
+        # the weighted mean over the global batch; DDP averages over processes, hence x world
+        loss = (per_sample * w).sum() / weights[batch].sum() * world
+        record = torch.stack([loss.detach(), (mask.sum() * real).float()])
+        if world > 1:
+            record = accelerator.reduce(record, "sum") / torch.tensor([world, 1.0], device=device)
+        return loss, record
+
+    clf.model_.train()
+    clf.history_, clf.train_seconds_ = train(
+        params, schedule, [len(s) for s in sequences], clf.seed, step,
+        desc=f"LoRA training ({len(sequences)} prompts)", fused=device.type == "cuda",
+        checkpoint=Checkpoint(clf.checkpoint_dir, fingerprint, clf._param("checkpoint_minutes"), name="llm"),
+        backward=backward, clip=clip, optimizer=optimizer)
     clf.model_.eval()
