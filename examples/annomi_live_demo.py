@@ -1,0 +1,36 @@
+"""A live demonstration on a real counselling session: AnnoMI transcript t001 held out, a model
+trained on the other 90 subjects, the held-out session replayed into the service.
+
+    python examples/annomi_live_demo.py [OUT_DIR] [MODEL]     # MODEL: tfidf (default, seconds) or llm
+
+then, as it prints:
+
+    emoreg serve OUT_DIR/model --port 8000 &
+    emoreg play OUT_DIR/held-out.jsonl --url http://127.0.0.1:8000 --speed 10
+
+and open http://127.0.0.1:8000/. `llm` trains the default LLM recipe (`model: llm`, about 20 minutes
+on 2 CPU cores). Needs AnnoMI ($EMOREG_DATA_DIR or `emoreg data fetch annomi`).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import emoreg
+from emoreg.segment_files import write_segments
+
+out = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/annomi-live-demo")
+kind = sys.argv[2] if len(sys.argv) > 2 else "tfidf"
+corpus = emoreg.load_corpus("annomi", "annomi-client-talk")
+held = [s for s in corpus.segments if s.session_id == "annomi-t001"]
+train = [s for s in corpus.segments if s.subject_id != held[0].subject_id]  # the whole subject held out
+out.mkdir(parents=True, exist_ok=True)
+write_segments(out / "held-out.jsonl", held)
+params = {"text": "utterance", "ngram_max": 2} if kind == "tfidf" else {}
+prompt = {"sources": ["context", "history", "utterance"], "max_tokens": 192, "template": "emoreg-v1-compact"}
+model = emoreg.make_model(kind, corpus.task, prompt=prompt, **params).fit(train)
+model.save(out / "model")
+print(f"trained {kind} on {len(train)} segments of {len({s.subject_id for s in train})} subjects; now run:\n"
+      f"  emoreg serve {out / 'model'} --port 8000 &\n"
+      f"  emoreg play {out / 'held-out.jsonl'} --url http://127.0.0.1:8000 --speed 10")
