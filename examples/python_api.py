@@ -41,7 +41,7 @@ print("predicted:", again.predict(corpus.segments[:3]), "gold:", [s.label for s 
 
 # 5. AnnoMI, when it is here: TF-IDF on test fold 0 of the 5-fold split grouped by subject
 try:
-    config = Path(__file__).resolve().parents[1] / "configs" / "annomi-tfidf-fold0.yaml"
+    config = Path(__file__).resolve().parents[1] / "configs" / "baselines" / "annomi-tfidf-fold0.yaml"
     annomi = emoreg.evaluate(config, out / "annomi-tfidf-fold0")
     print(f"AnnoMI fold 0: TF-IDF macro-F1 {annomi.metrics['pooled']['macro_f1']['value']:.3f}")
 except emoreg.api.EmoregError as exc:  # no AnnoMI on this machine

@@ -86,7 +86,7 @@ def test_cli_ablate_leave_one_out(grid_config, tmp_path, capsys):
 def test_deep_example_grid_runs_all_five_sources(tmp_path):
     from pathlib import Path
 
-    config = Path(__file__).resolve().parents[1] / "configs" / "deep-example-ablation.yaml"
+    config = Path(__file__).resolve().parents[1] / "configs" / "ablation" / "deep-example-ablation.yaml"
     cells = load_grid(config, None, "leave-one-out")
     assert {c.subset for c in cells if c.model == "tfidf"} >= {
         ("context", "person", "transcript", "nonverbal", "introspection"),

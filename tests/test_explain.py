@@ -48,7 +48,7 @@ def test_summary_shares_are_per_class_and_between_zero_and_one():
 
 
 def test_predict_explain_writes_rows_a_summary_and_a_figure(tmp_path, capsys):
-    assert main(["train", "configs/deep-example-tfidf.yaml", "--out", str(tmp_path / "m")]) == 0
+    assert main(["train", "configs/baselines/deep-example-tfidf.yaml", "--out", str(tmp_path / "m")]) == 0
     assert main(["predict", str(tmp_path / "m"), "--corpus", "deep-example", "--out", str(tmp_path / "p.jsonl"),
                  "--explain"]) == 0
     rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
@@ -83,7 +83,7 @@ def test_the_service_explains_when_asked(tmp_path):
     from emoreg.models import load_model
     from emoreg.serve.app import create_app
 
-    assert main(["train", "configs/deep-example-tfidf.yaml", "--out", str(tmp_path / "m")]) == 0
+    assert main(["train", "configs/baselines/deep-example-tfidf.yaml", "--out", str(tmp_path / "m")]) == 0
     turns = [{"speaker": "Interviewer", "text": "Your test result was below the average."},
              {"speaker": "Interviewee", "text": "Ha, I was saving my energy for the real work!"}]
     with TestClient(create_app(load_model(tmp_path / "m"), tmp_path / "s.sqlite")) as c:
@@ -106,7 +106,7 @@ def test_the_service_stores_the_top_source_of_each_post_when_run_with_explain(tm
     from emoreg.models import load_model
     from emoreg.serve.app import create_app
 
-    assert main(["train", "configs/deep-example-tfidf.yaml", "--out", str(tmp_path / "m")]) == 0
+    assert main(["train", "configs/baselines/deep-example-tfidf.yaml", "--out", str(tmp_path / "m")]) == 0
     old = sqlite3.connect(tmp_path / "old.sqlite")  # a database of the schema before top_source
     old.executescript("CREATE TABLE sessions (id TEXT PRIMARY KEY, created REAL NOT NULL, closed REAL, context TEXT, "
                       "person TEXT); CREATE TABLE segments (session_id TEXT NOT NULL, seq INTEGER NOT NULL, "

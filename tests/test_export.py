@@ -52,7 +52,7 @@ def test_export_then_import_gives_the_predicted_labels_back(tmp_path, fmt):
 
 
 def test_export_elan_needs_segments_imported_from_elan_and_csv_takes_any(tmp_path, capsys):
-    assert main(["train", "configs/deep-example-tfidf.yaml", "--out", str(tmp_path / "m")]) == 0
+    assert main(["train", "configs/baselines/deep-example-tfidf.yaml", "--out", str(tmp_path / "m")]) == 0
     args = ["predict", str(tmp_path / "m"), "--corpus", "deep-example", "--out", str(tmp_path / "p.jsonl")]
     assert main(args + ["--export", "elan"]) == 2
     assert "was not imported from one ELAN file" in capsys.readouterr().err
@@ -162,7 +162,7 @@ def test_an_elan_export_keeps_the_schema_order_time_order_and_leaves_no_orphan_s
 
 
 def test_an_export_onto_an_input_or_a_failed_one_writes_nothing(tmp_path, capsys):
-    assert main(["train", "configs/deep-example-tfidf.yaml", "--out", str(tmp_path / "m")]) == 0
+    assert main(["train", "configs/baselines/deep-example-tfidf.yaml", "--out", str(tmp_path / "m")]) == 0
     source = tmp_path / "data" / "x.emoreg.eaf"  # named as an export names its copies
     source.parent.mkdir()
     source.write_text(ELAN_WITH_CV)

@@ -130,7 +130,7 @@ def client(tmp_path_factory):
     from emoreg.serve.app import create_app
 
     folder = tmp_path_factory.mktemp("served")
-    config = Path(__file__).resolve().parents[1] / "configs" / "deep-example-tfidf.yaml"
+    config = Path(__file__).resolve().parents[1] / "configs" / "baselines" / "deep-example-tfidf.yaml"
     assert main(["train", str(config), "--out", str(folder / "model")]) == 0
     app = create_app(load_model(folder / "model"), folder / "s.sqlite")
     with TestClient(app, raise_server_exceptions=False) as c:
@@ -249,8 +249,8 @@ def test_the_python_api_entry_points_refuse_wrong_kinds_in_words(tmp_path_factor
     (out / "file").write_text("x")
     calls = [lambda: emoreg.load_task(value), lambda: emoreg.load_model(value), lambda: emoreg.load_corpus(value),
              lambda: emoreg.report(value, out=out / "r"), lambda: emoreg.evaluate(value, out=out / "e"),
-             lambda: emoreg.evaluate("configs/deep-example-tfidf.yaml", out=out / "file"),
-             lambda: emoreg.evaluate("configs/deep-example-tfidf.yaml", out=out / "e2", overrides=value)]
+             lambda: emoreg.evaluate("configs/baselines/deep-example-tfidf.yaml", out=out / "file"),
+             lambda: emoreg.evaluate("configs/baselines/deep-example-tfidf.yaml", out=out / "e2", overrides=value)]
     for call in calls:
         try:
             call()

@@ -107,14 +107,14 @@ def test_depths_the_model_lacks_fail_when_the_config_is_read_without_loading_it(
 
 
 def test_the_defaults_are_the_measured_recipe_and_head_lm_keeps_its_own():
-    """``model: llm`` with no params is configs/annomi-llm-depths.yaml's recipe (the measured one:
+    """``model: llm`` with no params is configs/llm/annomi-llm-depths.yaml's recipe (the measured one:
     the head at the four default depths, averaged); ``head: lm`` alone is the study's LoRA label
     scoring as before (1 epoch, LoRA on every layer)."""
     from pathlib import Path
 
     import yaml
 
-    configs = Path(__file__).parents[1] / "configs"
+    configs = Path(__file__).parents[1] / "configs" / "llm"
     recipe = yaml.safe_load((configs / "annomi-llm-auto.yaml").read_text())["params"] | {"layers": "ensemble"}
     assert {k: LlmClassifier.default_of({}, k) for k in recipe} == recipe
     members = yaml.safe_load((configs / "annomi-llm-depths.yaml").read_text())["params"]["members"]

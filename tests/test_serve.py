@@ -59,7 +59,7 @@ class Server:
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("served")
-    config = Path(__file__).resolve().parents[1] / "configs" / "deep-example-tfidf.yaml"
+    config = Path(__file__).resolve().parents[1] / "configs" / "baselines" / "deep-example-tfidf.yaml"
     assert main(["train", str(config), "--out", str(folder / "model")]) == 0
     return folder / "model"
 

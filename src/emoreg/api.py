@@ -3,7 +3,7 @@
     import emoreg
 
     corpus = emoreg.load_corpus("deep-example")
-    run = emoreg.evaluate("configs/deep-example-tfidf.yaml", out="runs/demo")
+    run = emoreg.evaluate("configs/baselines/deep-example-tfidf.yaml", out="runs/demo")
     run.metrics["pooled"]["macro_f1"]          # {"value": ..., "ci95": [...]}
     run.predictions_frame()                    # a pandas DataFrame, one row per test segment
     emoreg.report(["runs/demo", "runs/other"], out="runs/report")

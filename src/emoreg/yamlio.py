@@ -59,6 +59,8 @@ def read_yaml(path: str | Path, what: str = "file") -> Any:
         raise EmoregError(f"{what} {path} is a folder; give the path of a YAML file") from None
     except OSError as exc:
         raise EmoregError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except ValueError:  # a NUL byte or a lone surrogate in the name: no file can have it
+        raise EmoregError(f"cannot read {what} {str(path)!r}: not a file name this system can open") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

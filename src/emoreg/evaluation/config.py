@@ -1,6 +1,6 @@
 """The configuration of one evaluation: corpus, task, prompt, model, split, seed.
 
-A YAML file such as ``configs/annomi-tfidf.yaml``::
+A YAML file such as ``configs/baselines/annomi-tfidf.yaml``::
 
     corpus: annomi                # annomi, deep-example, a .jsonl file or a CSV mapping .yaml
     task: annomi-client-talk      # optional when the corpus has its own task

@@ -9,7 +9,7 @@
 
 A member's optional ``seed`` (an integer, default 0) is added to the run's seed for that member
 alone, so members of the same kind and settings differ only by their seed: a seed ensemble
-(``configs/annomi-llm-head18-seeds.yaml``), whose member with ``seed: 1`` is fitted exactly as the
+(``configs/experiments/annomi-llm-head18-seeds.yaml``), whose member with ``seed: 1`` is fitted exactly as the
 member alone would be with ``--set seed=<run seed + 1>``.
 
 Every member sees the same training segments and the config's prompt (sources, template,
