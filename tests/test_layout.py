@@ -91,3 +91,15 @@ def test_no_import_circle():
 def test_no_module_over_400_lines():
     long = {str(f.relative_to(SRC)): n for f in SRC.rglob("*.py") if (n := len(f.read_text().splitlines())) > 400}
     assert long == {}
+
+
+def test_the_run_folder_is_named_in_one_place_and_knows_no_model():
+    """runs.py owns the run folder's layout: no other module spells its file names, and it imports
+    nothing from the models (the environment's numerics are handed in by the runner)."""
+    graph = import_graph()
+    assert not [m for m in graph["emoreg.runs"] if m.startswith("emoreg.models")]
+    names = ('"config.yaml"', '"metrics.json"', '"predictions.jsonl"', '"data.json"', '"folds.json"',
+             '"environment.json"', '"command.txt"', '"tracking.json"')
+    spelled = sorted(str(f.relative_to(SRC)) for f in SRC.rglob("*.py") if f.name != "runs.py"
+                     and any(n in f.read_text() for n in names))
+    assert spelled == []

@@ -18,30 +18,13 @@ made here is reported, resumed and compared like one made with ``emoreg evaluate
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import EmoregError  # noqa: F401 - what every call here raises for bad input
+from .runs import Run
 
-
-@dataclass
-class EvaluationRun:
-    """A finished evaluation: its folder, resolved config, metrics and predictions."""
-
-    path: Path
-    config: dict[str, Any]
-    metrics: dict[str, Any]
-    predictions: list[dict[str, Any]]
-
-    def predictions_frame(self):
-        """The predictions as a pandas DataFrame: ids, fold, gold, predicted, one ``p_<label>``
-        column per label."""
-        import pandas as pd
-
-        rows = [{k: v for k, v in r.items() if k != "proba"} | {f"p_{label}": p for label, p in r["proba"].items()}
-                for r in self.predictions]
-        return pd.DataFrame(rows)
+EvaluationRun = Run  # a finished evaluation: path, config, labels, predictions, metrics, data, predictions_frame()
 
 
 def _is_path(value: Any) -> bool:
@@ -111,7 +94,7 @@ def evaluate(config: str | Path | Mapping[str, Any], out: str | Path, overrides:
     from .evaluation import load_config
     from .evaluation.config import apply_overrides, config_from_dict
     from .evaluation.runner import evaluate as _evaluate
-    from .runs import read_config, read_json, read_jsonl
+    from .runs import load_run
 
     if not _is_path(out):
         raise EmoregError(f"evaluate: out must be the path of a run folder, found {out!r}")
@@ -129,9 +112,7 @@ def evaluate(config: str | Path | Mapping[str, Any], out: str | Path, overrides:
     else:
         raise EmoregError(f"evaluate: config must be the path of a YAML config or a mapping of its keys, found "
                           f"{config!r}")
-    path = Path(_evaluate(resolved, out, command="emoreg.evaluate (Python API)"))
-    return EvaluationRun(path=path, config=read_config(path), metrics=read_json(path / "metrics.json"),
-                         predictions=read_jsonl(path / "predictions.jsonl"))
+    return load_run(_evaluate(resolved, out, command="emoreg.evaluate (Python API)"))
 
 
 def report(runs: Sequence[str | Path | EvaluationRun], out: str | Path, finished_folds: bool = False) -> Path:

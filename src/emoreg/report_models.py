@@ -8,7 +8,7 @@ import json
 from collections import Counter
 
 from .errors import EmoregError
-from .runs import Run
+from .runs import Run, RunFolder
 
 
 def fold_metas(run: Run) -> list[dict]:
@@ -76,7 +76,7 @@ def numeric_path(run: Run) -> str | None:
     dtypes = sorted({(m.get("model") or {}).get("dtype") for m in metas} - {None})
     if not dtypes:
         return None
-    env_file = run.path / "environment.json"
+    env_file = RunFolder(run.path).environment_file
     numerics = (json.loads(env_file.read_text()).get("numerics") if env_file.is_file() else None) or {}
     if any((m.get("model") or {}).get("prefix_dtype") == "int8" for m in metas):
         dtypes = [f"{d}, frozen layers int8" for d in dtypes]

@@ -18,7 +18,7 @@ from .evaluation.metrics import METRICS
 from .evaluation.results import compute_metrics, load_partial_runs, subject_confusions
 from .evaluation.stats import holm, mcnemar, paired_permutation
 from .report_models import depth_choices, fold_metas, model_notes, numeric_path
-from .runs import Run, load_run, split_of
+from .runs import Run, RunFolder, load_run, split_of
 
 METRIC_NAMES = {"macro_f1": "macro-F1", "accuracy": "accuracy", "weighted_f1": "weighted-F1", "uar": "UAR"}
 N_PERM = 10000
@@ -245,7 +245,7 @@ def write_report(run_paths: Sequence[str | Path], out: str | Path, finished_fold
         expanded: list[str | Path] = []
         for path in run_paths:
             expanded.append(path)
-            config_file = Path(path) / "config.yaml"
+            config_file = RunFolder(path).config_file
             if config_file.is_file() and (yaml.safe_load(config_file.read_text()) or {}).get("model") == "ensemble":
                 expanded += split_run(Path(path), Path(out) / "members" / Path(path).name)
         run_paths = expanded

@@ -33,17 +33,44 @@ LIBRARIES = ("emoreg", "numpy", "pandas", "scikit-learn", "scipy", "torch", "tra
              "pgmpy", "sentence-transformers")
 
 
-def environment() -> dict[str, Any]:
+@dataclass(frozen=True)
+class RunFolder:
+    """The files of one run folder by name (the layout above): every reader and writer of a run
+    names its files through this, nowhere else."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    config_file = property(lambda self: self.path / "config.yaml")
+    command_file = property(lambda self: self.path / "command.txt")
+    environment_file = property(lambda self: self.path / "environment.json")
+    data_file = property(lambda self: self.path / "data.json")
+    folds_file = property(lambda self: self.path / "folds.json")
+    predictions_file = property(lambda self: self.path / "predictions.jsonl")
+    metrics_file = property(lambda self: self.path / "metrics.json")
+    tracking_file = property(lambda self: self.path / "tracking.json")  # --track: the tracking run it logs to
+
+    def fold(self, k: int, suffix: str = ".jsonl") -> Path:
+        """A fold's file: predictions (``.jsonl``), ``.meta.json``, ``-model``, ``.checkpoint``."""
+        return fold_path(self.path, k, suffix)
+
+    def finished(self) -> bool:
+        return self.metrics_file.is_file()
+
+
+def environment(numerics: dict[str, Any]) -> dict[str, Any]:
+    """Python, the platform, the libraries' versions and ``numerics`` (the numeric path, from the
+    models that know it: emoreg.models.llm.numerics)."""
     versions = {}
     for name in LIBRARIES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    from .models.llm import numerics
-
     return {"python": sys.version.split()[0], "platform": platform.platform(), "libraries": versions,
-            "numerics": numerics()}
+            "numerics": numerics}
 
 
 def write_json(path: Path, data: Any) -> Path:
@@ -153,6 +180,15 @@ class Run:
     @property
     def name(self) -> str:
         return self.config.get("name") or self.path.name
+
+    def predictions_frame(self):
+        """The predictions as a pandas DataFrame: ids, fold, gold, predicted, one ``p_<label>``
+        column per label."""
+        import pandas as pd
+
+        rows = [{k: v for k, v in r.items() if k != "proba"} | {f"p_{label}": p for label, p in r["proba"].items()}
+                for r in self.predictions]
+        return pd.DataFrame(rows)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """gold indices, predicted indices, subject ids, in segment_id order."""

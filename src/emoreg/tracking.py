@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EmoregError
-from .runs import finished_folds, fold_path, read_config, read_json, read_jsonl, write_json
+from .runs import RunFolder, finished_folds, fold_path, read_config, read_json, read_jsonl, write_json
 
 EXPERIMENT = "emoreg"
 
@@ -64,7 +64,7 @@ def check_store(run: str | Path | None = None) -> str:
         raise EmoregError(f"--track mlflow: the tracking store {uri} cannot be used ({type(exc).__name__}: {reason}); "
                           "set MLFLOW_TRACKING_URI to a server that answers or to sqlite:///mlflow.db, or leave it "
                           "unset for the local store, or drop --track") from None
-    state_file = Path(run) / "tracking.json" if run is not None else None
+    state_file = RunFolder(run).tracking_file if run is not None else None
     if state_file is not None and state_file.is_file():
         state = read_json(state_file)
         parent = state.get("parent") if isinstance(state, dict) else None
@@ -119,7 +119,7 @@ def log_run(run: str | Path) -> dict[str, Any]:
     mlflow = _mlflow()
     run = Path(run)
     config = read_config(run)
-    state_file = run / "tracking.json"
+    state_file = RunFolder(run).tracking_file
     state = read_json(state_file) if state_file.is_file() else {"parent": None, "folds": {}}
     _experiment(mlflow)
     labels = None
@@ -145,14 +145,15 @@ def log_run(run: str | Path) -> dict[str, Any]:
                 mlflow.log_artifact(str(fold_path(run, fold, ".meta.json")))
                 state["folds"][str(fold)] = child.info.run_id
             write_json(state_file, state)
-        if (run / "metrics.json").is_file() and not state.get("finished"):
+        if RunFolder(run).metrics_file.is_file() and not state.get("finished"):
             from .reporting import write_report
 
-            metrics = read_json(run / "metrics.json")
+            metrics = read_json(RunFolder(run).metrics_file)
             mlflow.log_metrics(_metrics("", metrics["pooled"]) | _metrics("", metrics.get("calibration", {})))
             report = write_report([run], run / "report")
-            for name in ("config.yaml", "metrics.json", "predictions.jsonl"):
-                mlflow.log_artifact(str(run / name))
+            folder = RunFolder(run)
+            for file in (folder.config_file, folder.metrics_file, folder.predictions_file):
+                mlflow.log_artifact(str(file))
             mlflow.log_artifacts(str(report.parent), artifact_path="report")
             state["finished"] = True
     write_json(state_file, state)

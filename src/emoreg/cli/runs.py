@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .. import distributed
 from ..errors import EmoregError
+from ..runs import RunFolder
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -22,7 +23,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         check_store(args.out)
     if args.executor != "local":
         evaluate(config, args.out, command=command, units=[])  # the run folder and its folds, written once
-        folds = [f["fold"] for f in read_json(args.out / "folds.json") if f["run"] and
+        folds = [f["fold"] for f in read_json(RunFolder(args.out).folds_file) if f["run"] and
                  (args.folds is None or f["fold"] in args.folds)]
     if args.executor == "slurm":
         from ..evaluation.executors import slurm_instructions, write_slurm
@@ -45,7 +46,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 0  # the main process reports
     if args.track == "mlflow":
         _track(run)
-    if not (run / "metrics.json").is_file():
+    if not RunFolder(run).metrics_file.is_file():
         print(f"fold(s) {finished_folds(run)} finished; run the others, then `emoreg collect {run}`")
         print(run.resolve())
         return 0
@@ -69,7 +70,7 @@ def _track(run: Path) -> None:
 def _print_metrics(run: Path) -> int:
     from ..runs import read_json
 
-    metrics = read_json(run / "metrics.json")
+    metrics = read_json(RunFolder(run).metrics_file)
     for name in ("macro_f1", "accuracy", "uar"):
         m = metrics["pooled"][name]
         print(f"{name:<9} {m['value']:.3f}  95% CI [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}] "
@@ -83,7 +84,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate
     from ..evaluation.config import config_from_dict
 
-    path = args.run / "config.yaml"
+    path = RunFolder(args.run).config_file
     if not path.is_file():
         raise EmoregError(f"{args.run} is not a run folder (no config.yaml)")
     from ..yamlio import read_yaml
@@ -142,7 +143,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         from ..evaluation.ablation import cell_dir
 
         for cell in cells:
-            if (cell_dir(args.out, cell) / "config.yaml").is_file():
+            if RunFolder(cell_dir(args.out, cell)).config_file.is_file():
                 _track(cell_dir(args.out, cell))
     report = write_ablation_report(args.out).resolve() if state["cells"] else None
     if state["missing"]:

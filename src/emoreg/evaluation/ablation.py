@@ -27,7 +27,7 @@ from typing import Any
 
 from ..errors import EmoregError, NothingToReadError, Problem, ValidationError
 from ..prompts import PROMPT_SOURCES, parse_sources
-from ..runs import fold_path, read_json, write_json
+from ..runs import RunFolder, fold_path, read_json, write_json
 from .config import EvalConfig, apply_overrides, config_from_dict
 from .runner import evaluate
 
@@ -137,7 +137,7 @@ def cell_status(out: str | Path, cell: Cell) -> dict[str, Any]:
     """``done`` (metrics written), ``skipped`` (the model cannot read the subset; with the reason) or
     ``todo``, read from the cell's run folder, so that units finished anywhere count."""
     run_dir = cell_dir(out, cell)
-    if (run_dir / "metrics.json").is_file():
+    if RunFolder(run_dir).metrics_file.is_file():
         return {"status": "done"}
     if (run_dir / SKIPPED).is_file():
         return {"status": "skipped", "reason": read_json(run_dir / SKIPPED)["reason"]}
@@ -175,7 +175,7 @@ def grid_units(cells: list[Cell], out: str | Path, command: str = "") -> list[tu
             continue
         run_dir = cell_dir(out, cell)
         evaluate(cell.config, run_dir, command=command, units=[])  # the run folder and its folds
-        units += [(cell, f["fold"]) for f in read_json(run_dir / "folds.json")
+        units += [(cell, f["fold"]) for f in read_json(RunFolder(run_dir).folds_file)
                   if f["run"] and not fold_path(run_dir, f["fold"]).is_file()]
     return units
 

@@ -15,7 +15,7 @@ import numpy as np
 import yaml
 
 from ..errors import EmoregError
-from ..runs import finished_folds, fold_path, read_config, read_json, read_jsonl, write_json, write_jsonl
+from ..runs import RunFolder, finished_folds, fold_path, read_config, read_json, read_jsonl, write_json, write_jsonl
 from .results import fold_results
 
 
@@ -34,10 +34,11 @@ def split_run(run: Path, out: Path) -> list[Path]:
         member_config = {k: v for k, v in config.items() if k not in ("model", "params", "name")}
         member_config |= {"name": f"{config.get('name') or run.name}:{name}", "model": spec["model"],
                           "params": spec.get("params") or {}}
-        (target / "config.yaml").write_text(yaml.safe_dump(member_config, sort_keys=False))
-        for file in ("data.json", "folds.json", "environment.json"):
-            if (run / file).is_file():
-                shutil.copy(run / file, target / file)
+        RunFolder(target).config_file.write_text(yaml.safe_dump(member_config, sort_keys=False))
+        for part in ("data_file", "folds_file", "environment_file"):
+            source = getattr(RunFolder(run), part)
+            if source.is_file():
+                shutil.copy(source, getattr(RunFolder(target), part))
         for k in folds:
             rows = read_jsonl(fold_path(run, k))
             proba = np.array(metas[k]["member_proba"][name])
@@ -47,9 +48,9 @@ def split_run(run: Path, out: Path) -> list[Path]:
                                                 for r, p in zip(rows, proba)])
             write_json(fold_path(target, k, ".meta.json"), {"model": metas[k]["members"][name]})
         rows, metrics = fold_results(target, folds, None, config.get("seed", 0),
-                                     read_json(run / "metrics.json").get("folds_in_split", len(folds)))
-        write_jsonl(target / "predictions.jsonl", rows)
-        write_json(target / "metrics.json", metrics)
+                                     read_json(RunFolder(run).metrics_file).get("folds_in_split", len(folds)))
+        write_jsonl(RunFolder(target).predictions_file, rows)
+        write_json(RunFolder(target).metrics_file, metrics)
         made.append(target)
     return made
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EmoregError
-from ..runs import Run, check_predictions, finished_folds, fold_path, read_config, read_json, read_jsonl, split_of
+from ..runs import Run, RunFolder, check_predictions, finished_folds, fold_path, read_config, read_json, read_jsonl, split_of
 from .metrics import METRICS, PROBA_METRICS, batched_proba_scores, calibration_parts, confusion, per_class, scores
 from .stats import bootstrap_ci, resample_weights
 
@@ -94,7 +94,8 @@ def load_partial_runs(paths: list[str | Path]) -> list[Run]:
     share their split (the test subjects of every fold)."""
     paths = [Path(p) for p in paths]
     for path in paths:
-        missing = [n for n in ("config.yaml", "data.json", "folds.json") if not (path / n).is_file()]
+        folder = RunFolder(path)
+        missing = [f.name for f in (folder.config_file, folder.data_file, folder.folds_file) if not f.is_file()]
         if missing:
             raise EmoregError(f"{path} is not a run folder (missing {', '.join(missing)}); "
                               "start it with `emoreg evaluate CONFIG --out RUN`")
@@ -113,5 +114,5 @@ def load_partial_runs(paths: list[str | Path]) -> list[Run]:
         rows, metrics = fold_results(path, common, None, config.get("seed", 0), len(splits[0]))
         metrics["interim"] = True
         runs.append(Run(path=path, config=config, labels=metrics["labels"], predictions=rows, metrics=metrics,
-                        data=read_json(path / "data.json")))
+                        data=read_json(RunFolder(path).data_file)))
     return runs

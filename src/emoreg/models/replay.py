@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EmoregError
-from ..runs import finished_folds, fold_path, fold_tests, read_jsonl
+from ..runs import RunFolder, finished_folds, fold_path, fold_tests, read_jsonl
 from .base import SegmentClassifier
 from .rules import text
 
@@ -41,7 +41,7 @@ class Replay(SegmentClassifier):
         super().check_params(params)
         if "run" not in params:
             raise EmoregError("model 'replay': params.run is required: the run folder whose predictions to replay")
-        if not (Path(params["run"]) / "folds.json").is_file():  # a typo fails before any run folder exists
+        if not RunFolder(params["run"]).folds_file.is_file():  # a typo fails before any run folder exists
             raise EmoregError(f"model 'replay': params.run {params['run']!r} is not a run folder (no folds.json "
                               "there); give a folder written by `emoreg evaluate`, relative to the working directory")
 
@@ -51,7 +51,7 @@ class Replay(SegmentClassifier):
 
     def _rows(self) -> tuple[dict, dict]:
         run = Path(self._param("run"))
-        if not (run / "folds.json").is_file():
+        if not RunFolder(run).folds_file.is_file():
             raise EmoregError(f"replay: {run} is not a run folder (no folds.json); give params.run a folder "
                               "written by `emoreg evaluate`")
         folds = fold_tests(run)
