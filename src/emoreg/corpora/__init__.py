@@ -26,8 +26,8 @@ def resolve_task(corpus: str, task: str | Task | None) -> Task:
         return task
     if task is None:
         if corpus not in DEFAULT_TASKS:
-            raise EmoregError(f"name the task of {corpus} with --task (a built-in task such as "
-                              "deep-shame, or a task YAML file)")
+            raise EmoregError(f"name the task of {corpus}: a built-in task such as deep-shame, or a task YAML "
+                              "file (--task on the command line, task= in Python, task: in a config)")
         task = DEFAULT_TASKS[corpus]
     return load_task(task)
 
