@@ -164,3 +164,29 @@ def test_layers_ensemble_averages_the_head_at_every_candidate_depth_and_round_tr
     assert np.allclose(load_model(tmp_path / "m").predict_proba(test), model.predict_proba(test), atol=1e-6)
     with pytest.raises(EmoregError, match="fallback_layers is a setting of layers: auto"):
         LlmClassifier.check_params({"layers": "ensemble", "fallback_layers": 2})
+
+
+def test_the_llm_settings_are_typed_documented_and_checked_one_by_one():
+    """settings.py is the one place of the LLM's settings: every one a typed field of its concern with
+    a docstring, a rule for its values, the chosen head's defaults filled in."""
+    import ast
+    import inspect
+
+    from emoreg.models.llm import settings
+
+    assert set(settings.DEFAULTS) == set(settings.RULES)
+    tree = ast.parse(inspect.getsource(settings))
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name in {k.__name__ for k in settings.CONCERNS.values()}:
+            body = node.body
+            fields = [(i, n.target.id) for i, n in enumerate(body) if isinstance(n, ast.AnnAssign)]
+            undocumented = [name for i, name in fields if not (i + 1 < len(body) and isinstance(body[i + 1], ast.Expr)
+                                                                and isinstance(body[i + 1].value, ast.Constant))]
+            assert undocumented == [], node.name
+    default = settings.LlmSettings.of({})
+    assert (default.head.head, default.head.layers, default.training.epochs, default.model.model) == (
+        "classify", "ensemble", 3, "smollm2-135m")
+    lm = settings.LlmSettings.of({"head": "lm", "lr": 2e-4})
+    assert (lm.training.epochs, lm.training.lr, lm.head.tune, lm.head.layers) == (1, 2e-4, "lora", None)
+    with pytest.raises(EmoregError, match="prefix_dtype must be one of same, int8"):
+        LlmClassifier.check_params({"prefix_dtype": "int4"})

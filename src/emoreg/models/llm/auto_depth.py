@@ -85,12 +85,12 @@ def _child(clf: LlmClassifier, folder: str | None = None, **changes) -> LlmClass
 
 def _candidates(clf: LlmClassifier) -> tuple[int, int, list[int]]:
     """The model's layer count, the tuned layers a depth keeps, and the candidate depths (checked)."""
-    total = model_layers(str(clf._param("model")))
-    k = clf._param("tune_layers") or 1
-    candidates = sorted(clf._param("candidates") or default_candidates(total, k))
+    total = model_layers(str(clf.settings.model.model))
+    k = clf.settings.head.tune_layers or 1
+    candidates = sorted(clf.settings.head.candidates or default_candidates(total, k))
     too_deep = [d for d in candidates if d > total or d < k]
     if too_deep:
-        raise EmoregError(f"llm: candidates {too_deep} are not depths of {clf._param('model')} with tune_layers "
+        raise EmoregError(f"llm: candidates {too_deep} are not depths of {clf.settings.model.model} with tune_layers "
                           f"{k}: each must be from {k} to {total} (its layers)")
     return total, k, candidates
 
@@ -101,20 +101,20 @@ def fit_auto(clf: LlmClassifier, segments: list, y: np.ndarray) -> LlmClassifier
     from ..calibrated import inner_split
 
     total, k, candidates = _candidates(clf)
-    epochs = clf._param("epochs")
+    epochs = clf.settings.training.epochs
     subjects = sorted({s.subject_id for s in segments})
     choice = {"candidates": candidates, "model_layers": total, "max_epochs": epochs}
-    fallback = clf._param("fallback_layers") or fallback_depth(candidates, total)
-    if len(subjects) < clf._param("min_subjects") or len(candidates) == 1 and epochs <= 1:
+    fallback = clf.settings.head.fallback_layers or fallback_depth(candidates, total)
+    if len(subjects) < clf.settings.head.min_subjects or len(candidates) == 1 and epochs <= 1:
         depth, best_epochs = (candidates[0] if len(candidates) == 1 else fallback), epochs
         choice |= {"chosen_layers": depth, "chosen_epochs": best_epochs, "inner_scores": None,
                    "reason": f"fallback: {len(subjects)} training subjects (min_subjects "
-                             f"{clf._param('min_subjects')}) or nothing to choose"}
+                             f"{clf.settings.head.min_subjects}) or nothing to choose"}
     else:
-        kept, held = inner_split(subjects, clf._param("inner_share"), clf.seed)
+        kept, held = inner_split(subjects, clf.settings.head.inner_share, clf.seed)
         fit_idx = [i for i, s in enumerate(segments) if s.subject_id in kept]
         val_idx = [i for i, s in enumerate(segments) if s.subject_id in held]
-        if clf._param("state_cache"):  # one pass keeps every candidate's states, for fit and held-out prompts
+        if clf.settings.model.state_cache:  # one pass keeps every candidate's states, for fit and held-out prompts
             from .states import entering_states
 
             deepest = _child(clf, layers=candidates[-1])
@@ -152,6 +152,6 @@ def fit_depths(clf: LlmClassifier, segments: list) -> list[LlmClassifier]:
     members = []
     for depth in reversed(candidates):
         lower = [d - k for d in candidates if d < depth]
-        extra = {"state_layers": lower} if depth == candidates[-1] and lower and clf._param("state_cache") else {}
+        extra = {"state_layers": lower} if depth == candidates[-1] and lower and clf.settings.model.state_cache else {}
         members.append(_child(clf, f"depth-{depth:02d}", layers=depth, **extra).fit(segments))
     return members[::-1]

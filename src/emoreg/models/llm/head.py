@@ -72,7 +72,7 @@ def make_head(clf: LlmClassifier):
     head = torch.nn.Linear(hidden, len(clf.task.labels)).to(clf.device_)
     with torch.no_grad():
         head.bias.zero_()
-        if clf._param("head_init") == "labels":
+        if clf.settings.head.head_init == "labels":
             rows = torch.tensor([ids[0] for ids in clf.label_ids_], device=clf.device_)
             head.weight.copy_(base.get_output_embeddings().weight[rows].float())
         else:
@@ -93,7 +93,7 @@ def _tuned_modules(clf: LlmClassifier, start: int) -> list:
 def trainable(clf: LlmClassifier, start: int) -> list:
     """Freeze everything but the tuned part: LoRA weights (peft marks them), or with ``tune: full``
     every weight of the layers from ``start`` on and the final norm; then the head."""
-    if clf._param("tune") == "full":
+    if clf.settings.head.tune == "full":
         for p in clf.model_.parameters():
             p.requires_grad_(False)
         for module in _tuned_modules(clf, start):
@@ -107,20 +107,20 @@ def fit_head(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
     """Train the head (and the tuned layers) on the training prompts; fills ``clf.history_``."""
     import torch
 
-    start = first_tuned(clf.model_, clf._param("tune_layers"))
+    start = first_tuned(clf.model_, clf.settings.head.tune_layers)
     clf.first_tuned_ = start
     clf.unseen_ = sorted(set(range(len(clf.task.labels))) - set(np.asarray(y).tolist()))  # get no probability
     clf.head_ = make_head(clf)
     clf.mix_ = make_mix(clf)
     began = time.perf_counter()
     lower = last_states(clf, prefixes, entering_states)  # the mixed layers' last tokens (None without)
-    states = entering_states(clf, prefixes, start, also=clf._param("state_layers") or ())
+    states = entering_states(clf, prefixes, start, also=clf.settings.head.state_layers or ())
     clf.states_seconds_ = time.perf_counter() - began
     schedule = clf.schedule()
     if schedule.epochs == 0:
         return
     params = trainable(clf, start)
-    weights = class_weights(y, len(clf.task.labels), clf._param("class_weight"))  # per example
+    weights = class_weights(y, len(clf.task.labels), clf.settings.training.class_weight)  # per example
     per_class = torch.zeros(len(clf.task.labels))
     per_class[torch.as_tensor(y)] = weights  # balanced: n / (k * count); sqrt: its root; else ones
     per_class = per_class.to(clf.device_)
@@ -144,7 +144,7 @@ def fit_head(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
     checkpoint = None if clf.epoch_callback is not None else Checkpoint(
         clf.checkpoint_dir, {"n": len(prefixes), "total": schedule.steps(len(prefixes)), "seed": clf.seed,
                              "start": start, "first": list(prefixes[0][-8:]), "last": list(prefixes[-1][-8:])},
-        clf._param("checkpoint_minutes"), name="llm head")
+        clf.settings.training.checkpoint_minutes, name="llm head")
     clf.model_.train()
     tuned = len(decoder_of(clf.model_)[1].layers) - start
     clf.history_, clf.train_seconds_ = train(
@@ -159,10 +159,10 @@ def predict_head(clf: LlmClassifier, prefixes: list[list[int]]) -> np.ndarray:
 
     start = clf.first_tuned_
     lower = last_states(clf, prefixes, entering_states)
-    states = entering_states(clf, prefixes, start, also=clf._param("state_layers") or ())
+    states = entering_states(clf, prefixes, start, also=clf.settings.head.state_layers or ())
     out = np.zeros((len(prefixes), len(clf.task.labels)))
     order = sorted(range(len(prefixes)), key=lambda i: len(prefixes[i]))
-    size = clf._param("score_batch")
+    size = clf.settings.model.score_batch
     with torch.inference_mode():
         tick = heap.trimmer(TRIM_EVERY)
         for at in progress(range(0, len(order), size), desc="scoring (head)", unit="batch", leave=False):
@@ -181,7 +181,7 @@ def save_head(clf: LlmClassifier, folder) -> None:
     tensors = {f"head.{k}": v.detach().cpu().contiguous() for k, v in clf.head_.state_dict().items()}
     if getattr(clf, "mix_", None) is not None:
         tensors["mix.weight"] = clf.mix_.detach().cpu().contiguous()
-    if clf._param("tune") == "full":
+    if clf.settings.head.tune == "full":
         base, _ = decoder_of(clf.model_)
         mine = {id(p) for m in _tuned_modules(clf, clf.first_tuned_) for p in m.parameters()}
         tensors |= {f"tuned.{n}": p.detach().cpu().contiguous() for n, p in base.named_parameters() if id(p) in mine}
@@ -193,7 +193,7 @@ def load_head(clf: LlmClassifier, folder) -> None:
     from safetensors.torch import load_file
 
     tensors = load_file(str(folder / HEAD_FILE))
-    clf.first_tuned_ = first_tuned(clf.model_, clf._param("tune_layers"))
+    clf.first_tuned_ = first_tuned(clf.model_, clf.settings.head.tune_layers)
     clf.head_ = make_head(clf)
     clf.head_.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
     clf.mix_ = make_mix(clf)
@@ -208,7 +208,7 @@ def load_head(clf: LlmClassifier, folder) -> None:
         unknown = sorted(set(tuned) - set(names))
         if unknown:
             raise EmoregError(f"{folder / HEAD_FILE}: weights {unknown[:3]} do not belong to model "
-                              f"{clf._param('model')!r}; was it saved from another model?")
+                              f"{clf.settings.model.model!r}; was it saved from another model?")
         with torch.no_grad():
             for n, v in tuned.items():
                 names[n].copy_(v.to(names[n].dtype))

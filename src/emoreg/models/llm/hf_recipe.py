@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 def fit_hf(clf: LlmClassifier, sequences: list[list[int]]) -> None:
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
-    if clf._param("class_weight") is not None:
+    if clf.settings.training.class_weight is not None:
         raise EmoregError("llm: trainer hf (the plain Trainer recipe) takes no class weights; set class_weight to null")
     tokenizer = clf.tokenizer_
     if tokenizer.pad_token is None:
@@ -27,10 +27,10 @@ def fit_hf(clf: LlmClassifier, sequences: list[list[int]]) -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
-            output_dir=out, per_device_train_batch_size=clf._param("batch_size"),
-            num_train_epochs=clf._param("epochs"), learning_rate=clf._param("lr"),
-            warmup_steps=float(clf._param("warmup")), weight_decay=clf._param("weight_decay"),
-            max_grad_norm=clf._param("max_grad_norm"), seed=clf.seed, data_seed=clf.seed, report_to=[],
+            output_dir=out, per_device_train_batch_size=clf.settings.training.batch_size,
+            num_train_epochs=clf.settings.training.epochs, learning_rate=clf.settings.training.lr,
+            warmup_steps=float(clf.settings.training.warmup), weight_decay=clf.settings.training.weight_decay,
+            max_grad_norm=clf.settings.training.max_grad_norm, seed=clf.seed, data_seed=clf.seed, report_to=[],
             save_strategy="no", logging_steps=1, use_cpu=clf.device_.type == "cpu",
             bf16=clf.bf16_, disable_tqdm=True, dataloader_num_workers=0)
         trainer = Trainer(model=clf.model_, args=args, train_dataset=[{"input_ids": s} for s in sequences],

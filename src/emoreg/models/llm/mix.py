@@ -20,7 +20,7 @@ def make_mix(clf: LlmClassifier):
     """The mix weights (tuned layer first), or None without ``mix_layers``."""
     import torch
 
-    layers = clf._param("mix_layers")
+    layers = clf.settings.head.mix_layers
     if not layers:
         return None
     start = torch.zeros(len(layers) + 1)
@@ -33,7 +33,7 @@ def last_states(clf: LlmClassifier, prefixes: list[list[int]], entering_states):
     read through ``entering_states`` (the head's cached states pass)."""
     import torch
 
-    layers = clf._param("mix_layers")
+    layers = clf.settings.head.mix_layers
     if not layers:
         return None
     per_layer = [torch.stack([s[-1] for s in entering_states(clf, prefixes, layer)]) for layer in layers]

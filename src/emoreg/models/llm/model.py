@@ -37,63 +37,24 @@ from .tokens import answer_ids, prompt_ids
 
 
 class LlmClassifier(SegmentClassifier):
-    """Parameters (see the module docstring for what they do):
-
-    model: short name (smollm2-135m, gemma3-270m, qwen2.5-coder-1.5b), local folder or hub id.
-    epochs, batch_size, lr, warmup (share of steps), weight_decay, max_grad_norm.
-    lora_r, lora_alpha, lora_dropout, target_modules (list, or "auto": attention projections).
-    class_weight: "balanced", "sqrt" (the square root of balanced: milder) or null. max_train:
-    subsample this many training segments per fold (stratified, seeded; null: all). dtype: auto,
-    bf16 or fp32. quantize_4bit (CUDA only).
-    decode: score or generate. score_batch: prompts per scoring pass. system: the system
-    message of the chat template (null: the model's own default).
-    trainer: emoreg (default) or hf: the plain recipe most users write, Hugging Face ``Trainer``
-    + PEFT with the causal-LM loss over the whole sequence and vocabulary, padding to the longest
-    in the batch and fp32, for comparisons (benchmarks/llm_speed.py); it takes no class weights.
-    answer_loss: mean (default) or sum: a training prompt's loss is the mean or the sum of its
-    answer tokens' losses. The scorer ranks labels by their summed log-likelihood; with mean, a
-    label of more tokens (SmolLM2 spells AnnoMI's "sustain" in two, the others in one, each plus
-    the end-of-turn token) gets a smaller share of the gradient on its deciding first token.
-    answer_prefix: text before every label in the answer ("" by default). The answer's tokens
-    decide what the model must learn: SmolLM2 spells "sustain" as "s" + "ustain", so the
-    deciding first token is a letter that starts countless words, while " sustain", " change" and
-    " neutral" (with a leading space, as the prompt's label list spells them) are one token each;
-    ``describe()`` records each label's answer tokens.
-    head: classify (the default: a linear head over the labels on the prompt's last hidden state,
-    cross-entropy; ``head``) or lm (the answer is scored label by label over the vocabulary).
-    tune_layers: train only the top K decoder layers (null: all). With head classify the states
-    entering them are computed once per prompt and cached; with head lm LoRA goes on those layers.
-    tune: full (head classify's default: every weight of the tuned layers) or lora (head lm's).
-    layers: use only the first N decoder layers (null: all); head classify only. The head then
-    reads the state after layer N (through the final norm), and every pass costs N/L of the
-    whole model's; the layers above N are dropped from memory.
-    layers: ensemble (head classify, the default): the head at every candidate depth, its
-    probabilities averaged; auto: the depth and the epochs (1 to ``epochs``) are chosen inside each
-    fold on an inner split of its training subjects, then refitted on all of them (``auto_depth``);
-    candidates: the values of ``layers`` for either (null: four, at 40-70% of the model); inner_share:
-    the share of training subjects held out for the choice; min_subjects: below this many training
-    subjects the choice falls back to fallback_layers (null: the candidate nearest 55% of the model).
-    state_layers: with head classify, more layers whose entering states the states pass keeps on
-    disk on its way to the tuned layer (each below ``layers``): a depth sweep's deepest cell fills
-    the caches of the shallower ones in one pass (``states.entering_states``).
-    prefix_dtype: same (the frozen layers below the head run in the model's dtype) or int8 (dynamic
-    int8, ``prefix``; head classify with dtype fp32; its states are cached apart).
-    mix_layers: with head classify, lower layers whose last-token states the head also reads,
-    through a learned scalar mix with the tuned layer's output (``mix``); each below the first tuned layer.
-    head_init: labels (the output rows of each label's first answer token) or zeros.
-    merge_lora: fold the LoRA weights into the base weights while scoring (``head: lm``; the base
-    weights are restored exactly afterwards); see BENCHMARKS.md for what it saves.
-    state_cache: keep the cached states of head classify on disk too (true) or in memory only.
-    checkpoint_minutes: when ``checkpoint_dir`` is set (the runner sets it per fold), the training
-    state (adapter, optimizer, schedule, random state, losses) is saved this often, and a fit that
-    finds a checkpoint resumes from it with the same result as an uninterrupted one.
-    """
+    """``model: llm``. Its settings, each typed and documented, grouped by concern (the base model,
+    LoRA, training, the head and its depth), are ``settings.LlmSettings`` (``self.settings``); their
+    rules and the combinations that cannot work are checked when a config is read (``settings``)."""
 
     name = "llm"
     defaults = settings.DEFAULTS
     LM_DEFAULTS = settings.LM_DEFAULTS
     rules = settings.RULES
     checkpoint_dir: Path | None = None  # set by the runner: where an interrupted fit resumes from
+
+    @property
+    def settings(self) -> settings.LlmSettings:
+        """Every setting, typed, the chosen head's defaults filled in (``settings.LlmSettings``)."""
+        cached = self.__dict__.get("_settings")
+        if cached is None or cached[0] != self.params:
+            cached = (dict(self.params), settings.LlmSettings.of(self.params))
+            self.__dict__["_settings"] = cached
+        return cached[1]
 
     @classmethod
     def inputs(cls, params, sources):
@@ -118,22 +79,22 @@ class LlmClassifier(SegmentClassifier):
 
         self.check_params(self.params)  # a model made without a config (the Python API) is checked here
         if distributed.world_size() > 1:
-            if self._param("head") == "classify":
+            if self.settings.head.head == "classify":
                 raise EmoregError("llm: head classify trains in one process; run it without --processes")
             self.device_ = distributed.state().device  # this process's GPU, or the CPU
         else:
             self.device_ = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.bf16_ = resolve_dtype(self._param("dtype"), self.device_) == "bf16"
+        self.bf16_ = resolve_dtype(self.settings.model.dtype, self.device_) == "bf16"
 
     def _load(self, adapter: Path | None = None):
         import torch
         from peft import LoraConfig, PeftModel, get_peft_model
 
-        quantize = bool(self._param("quantize_4bit"))
+        quantize = bool(self.settings.model.quantize_4bit)
         if quantize and self.device_.type != "cuda":
             raise EmoregError("llm: quantize_4bit (QLoRA) needs a CUDA GPU and bitsandbytes; set it to false here")
         # training in bf16, the frozen weights are stored in bf16 too (the LoRA weights stay fp32)
-        base, tokenizer = load_base(self._param("model"), quantize_4bit=quantize, bf16=self.bf16_)
+        base, tokenizer = load_base(self.settings.model.model, quantize_4bit=quantize, bf16=self.bf16_)
         if quantize:
             from peft import prepare_model_for_kbit_training
 
@@ -141,13 +102,13 @@ class LlmClassifier(SegmentClassifier):
         else:
             base.to(self.device_)
         self.tokenizer_ = tokenizer
-        self.label_ids_, self.pad_id_ = answer_ids(tokenizer, self.task.labels, self._param("answer_prefix"))
-        classify = self._param("head") == "classify"
-        if classify and isinstance(self._param("layers"), int):  # auto: the chosen cell's own model truncates
+        self.label_ids_, self.pad_id_ = answer_ids(tokenizer, self.task.labels, self.settings.model.answer_prefix)
+        classify = self.settings.head.head == "classify"
+        if classify and isinstance(self.settings.head.layers, int):  # auto: the chosen cell's own model truncates
             from .cut import truncate
 
-            truncate(base, self._param("layers"))
-        if classify and self._param("tune") == "full":
+            truncate(base, self.settings.head.layers)
+        if classify and self.settings.head.tune == "full":
             self.model_ = base  # no adapter: the tuned layers' own weights are trained
             self.model_.eval()
             return
@@ -155,19 +116,19 @@ class LlmClassifier(SegmentClassifier):
             self.model_ = PeftModel.from_pretrained(base, str(adapter))
         else:
             torch.manual_seed(self.seed)  # LoRA initialisation
-            targets = self._param("target_modules")
+            targets = self.settings.lora.target_modules
             if targets == "auto":
                 names = {n.rsplit(".", 1)[-1] for n, _ in base.named_modules()}
                 targets = [t for t in ("q_proj", "k_proj", "v_proj", "o_proj") if t in names] or None
-            top = self._param("tune_layers")
+            top = self.settings.head.tune_layers
             layers = None
             if top is not None:
                 from .cut import first_tuned
 
                 start = first_tuned(base, top)
                 layers = list(range(start, start + top))
-            config = LoraConfig(r=self._param("lora_r"), lora_alpha=self._param("lora_alpha"),
-                                lora_dropout=self._param("lora_dropout"), target_modules=targets,
+            config = LoraConfig(r=self.settings.lora.lora_r, lora_alpha=self.settings.lora.lora_alpha,
+                                lora_dropout=self.settings.lora.lora_dropout, target_modules=targets,
                                 layers_to_transform=layers, task_type="CAUSAL_LM")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # peft calls a renamed transformers API
@@ -181,9 +142,9 @@ class LlmClassifier(SegmentClassifier):
         """The training schedule of this model's parameters (``models/training.py``)."""
         from ..training import Schedule
 
-        return Schedule(epochs=self._param("epochs"), batch_size=self._param("batch_size"), lr=self._param("lr"),
-                        weight_decay=self._param("weight_decay"), warmup=self._param("warmup"),
-                        max_grad_norm=self._param("max_grad_norm"))
+        t = self.settings.training
+        return Schedule(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay,
+                        warmup=t.warmup, max_grad_norm=t.max_grad_norm)
 
     def _autocast(self):
         import torch
@@ -194,12 +155,12 @@ class LlmClassifier(SegmentClassifier):
     epoch_callback = None  # called with the model after each training epoch (``auto_depth``'s inner scores)
 
     def _fit(self, segments, y):
-        if self._param("layers") == "ensemble":
+        if self.settings.head.layers == "ensemble":
             from .auto_depth import fit_depths
 
             self.members_ = fit_depths(self, segments)
             return None
-        if self._param("layers") == "auto":
+        if self.settings.head.layers == "auto":
             from .auto_depth import fit_auto
 
             final = fit_auto(self, segments, y)
@@ -214,14 +175,14 @@ class LlmClassifier(SegmentClassifier):
         y = y[keep]
         self.n_train_ = len(segments)
         self.history_: list[dict[str, float]] = []
-        if self._param("epochs") == 0 and self._param("head") != "classify":
+        if self.settings.training.epochs == 0 and self.settings.head.head != "classify":
             return  # zero-shot
         prefixes = [self._prefix_ids(s) for s in progress(segments, desc="encode prompts", leave=False)]
-        if self._param("head") == "classify":
+        if self.settings.head.head == "classify":
             from .head import fit_head
 
             return fit_head(self, prefixes, y)
-        if self._param("trainer") == "hf":
+        if self.settings.training.trainer == "hf":
             from .hf_recipe import fit_hf
 
             return fit_hf(self, [p + self.label_ids_[c] for p, c in zip(prefixes, y)])
@@ -230,7 +191,7 @@ class LlmClassifier(SegmentClassifier):
         fit_lora(self, prefixes, y)
 
     def _subsample(self, y: np.ndarray) -> np.ndarray:
-        limit = self._param("max_train")
+        limit = self.settings.training.max_train
         if limit is None or limit >= len(y):
             return np.arange(len(y))
         from sklearn.model_selection import train_test_split
@@ -245,11 +206,11 @@ class LlmClassifier(SegmentClassifier):
         if not hasattr(self, "model_"):
             raise NotFittedError("llm: the model is not loaded; fit it or load it from a folder")
         prefixes = [self._prefix_ids(s) for s in segments]
-        if self._param("head") == "classify":
+        if self.settings.head.head == "classify":
             from .head import predict_head
 
             return predict_head(self, prefixes)
-        if self._param("decode") == "generate":
+        if self.settings.model.decode == "generate":
             from .generate import generate
 
             return generate(self, prefixes)
@@ -267,8 +228,8 @@ class LlmClassifier(SegmentClassifier):
             first = self.members_[0].describe()
             return {"head": "classify", "layers": "ensemble", "dtype": first.get("dtype"), "bf16": first.get("bf16"),
                     "processes": first.get("processes"), "loss": first.get("loss", []),
-                    "depths": [m._param("layers") for m in self.members_],
-                    "members": {f"layers {m._param('layers')}": {k: v for k, v in m.describe().items() if k != "loss"}
+                    "depths": [m.settings.head.layers for m in self.members_],
+                    "members": {f"layers {m.settings.head.layers}": {k: v for k, v in m.describe().items() if k != "loss"}
                                 for m in self.members_}}
         return {"loss": getattr(self, "history_", []), "n_train": getattr(self, "n_train_", None),
                 "processes": distributed.world_size(),
@@ -279,11 +240,11 @@ class LlmClassifier(SegmentClassifier):
 
     def _head_facts(self) -> dict[str, Any]:
         """With head classify: where tuning starts, and what the state cache saved."""
-        if self._param("head") != "classify":
+        if self.settings.head.head != "classify":
             return {}
         choice = getattr(self, "depth_choice_", None)
-        return {"head": "classify", "layers": choice["chosen_layers"] if choice else self._param("layers"),
-                "prefix_dtype": self._param("prefix_dtype"),
+        return {"head": "classify", "layers": choice["chosen_layers"] if choice else self.settings.head.layers,
+                "prefix_dtype": self.settings.model.prefix_dtype,
                 **({"depth_choice": choice} if choice else {}),
                 "first_tuned_layer": getattr(self, "first_tuned_", None),
                 "states_computed": getattr(self, "states_computed_", 0),
@@ -306,14 +267,14 @@ class LlmClassifier(SegmentClassifier):
         folder.mkdir(parents=True, exist_ok=True)
         if hasattr(self, "members_"):  # layers ensemble: each depth's model in a folder of its own
             for member in self.members_:
-                member.save(folder / f"depth-{member._param('layers'):02d}")
-            self._write_spec(folder, depths=[m._param("layers") for m in self.members_])
+                member.save(folder / f"depth-{member.settings.head.layers:02d}")
+            self._write_spec(folder, depths=[m.settings.head.layers for m in self.members_])
             return folder
-        if self._param("head") == "classify":
+        if self.settings.head.head == "classify":
             from .head import save_head
 
             save_head(self, folder)
-        if not (self._param("head") == "classify" and self._param("tune") == "full"):
+        if not (self.settings.head.head == "classify" and self.settings.head.tune == "full"):
             self.model_.save_pretrained(str(folder / "adapter"))  # standard PEFT format
         self._write_spec(folder, history=getattr(self, "history_", []), n_train=getattr(self, "n_train_", None),
                          unseen_labels=getattr(self, "unseen_", []),  # head classify: labels absent from training
@@ -341,7 +302,7 @@ class LlmClassifier(SegmentClassifier):
             return model
         model._setup()
         model._load(adapter=folder / "adapter")
-        if model._param("head") == "classify":
+        if model.settings.head.head == "classify":
             from .head import load_head
 
             load_head(model, folder)

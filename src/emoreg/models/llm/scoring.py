@@ -42,7 +42,7 @@ def merged(clf: LlmClassifier):
     import torch
 
     model = clf.model_
-    wanted = clf._param("merge_lora") and not clf._param("quantize_4bit")
+    wanted = clf.settings.lora.merge_lora and not clf.settings.model.quantize_4bit
     lora = [m for m in model.modules() if hasattr(m, "base_layer") and hasattr(m, "lora_A")] if wanted else []
     if not lora:
         yield
@@ -63,7 +63,7 @@ def _score_all(clf: LlmClassifier, prefixes: list[list[int]]) -> np.ndarray:
 
     out = np.zeros((len(prefixes), len(clf.task.labels)))
     order = sorted(range(len(prefixes)), key=lambda i: len(prefixes[i]))  # similar lengths together
-    size = clf._param("score_batch")
+    size = clf.settings.model.score_batch
     with torch.inference_mode(), merged(clf):
         for start in progress(range(0, len(order), size), desc="scoring", unit="batch", leave=False):
             idx = order[start:start + size]

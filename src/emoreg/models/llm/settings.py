@@ -5,26 +5,148 @@ setting; this module holds the rules so a reader finds them in one place."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from typing import Any
 
 from ..rules import at_least, choice, or_null, positive, share, text, whole, whole_list
 from .tokens import DEFAULT_SYSTEM
 
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """The base model and how it runs."""
+
+    model: str = "smollm2-135m"
+    """A short name (smollm2-135m, gemma3-270m, qwen2.5-coder-1.5b), a local folder or a hub id."""
+    dtype: str = "auto"
+    """auto (bf16 where the CPU or GPU is fast at it, else fp32), bf16 or fp32."""
+    quantize_4bit: bool = False
+    """Load the base weights in 4 bits (bitsandbytes, GPU only)."""
+    system: str | None = DEFAULT_SYSTEM
+    """The system message of the chat template (null: the model's own default)."""
+    answer_prefix: str = ""
+    """Text before every label in the answer (head lm). The answer's tokens decide what the model
+    must learn: SmolLM2 spells "sustain" as "s" + "ustain", whose deciding first token starts
+    countless words, while " sustain" (with a leading space) is one token; ``describe()`` records
+    each label's answer tokens."""
+    score_batch: int = 16
+    """Prompts per batch when scoring and in the states pass."""
+    decode: str = "score"
+    """head lm: score every label as a continuation, or generate and match."""
+    state_cache: bool = True
+    """Keep the frozen layers' states on disk ($EMOREG_STATE_CACHE) for later folds and runs."""
+    prefix_dtype: str = "same"
+    """The frozen layers below the head: same (the model's dtype) or int8 (dynamic int8, ``prefix``;
+    head classify with dtype fp32; its states are cached apart)."""
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """The LoRA adapter (tune: lora, and head: lm)."""
+
+    lora_r: int = 8
+    """The adapter's rank."""
+    lora_alpha: float = 16
+    """The adapter's scale numerator (scale alpha / r)."""
+    lora_dropout: float = 0.05
+    """Dropout on the adapter's input."""
+    target_modules: Any = "auto"
+    """Which linear layers get an adapter (auto: attention and MLP projections)."""
+    merge_lora: bool = False
+    """Fold the LoRA weights into the base weights while scoring (head lm; the base weights are
+    restored exactly afterwards; BENCHMARKS.md has what it saves)."""
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """How the tuned weights train (models/training.py)."""
+
+    epochs: int = 3
+    """Passes over the training prompts (0: no training)."""
+    batch_size: int = 16
+    """Prompts per step."""
+    lr: float = 1e-3
+    """AdamW's peak learning rate."""
+    warmup: float = 0.1
+    """The share of steps over which the rate rises linearly (then decays linearly to zero)."""
+    weight_decay: float = 0.0
+    """AdamW's weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradients are clipped to this norm."""
+    class_weight: str | None = "balanced"
+    """balanced (each class n / (k * count)), sqrt (its square root) or null."""
+    max_train: int | None = None
+    """Train on at most this many segments per fold (stratified, seeded; null: all)."""
+    checkpoint_minutes: float | None = 10
+    """Save what resumes a killed fit this often, and at the end (null: never)."""
+    trainer: str = "emoreg"
+    """emoreg (the loop of models/training.py) or hf: the plain recipe most users write (Hugging
+    Face ``Trainer`` + PEFT, the causal-LM loss over the whole sequence and vocabulary, fp32), for
+    comparisons (benchmarks/llm_speed.py); head lm only, no class weights."""
+    answer_loss: str = "mean"
+    """head lm: a training prompt's loss is the mean or the sum of its answer tokens' losses. With
+    mean, a label of more tokens gets a smaller share of the gradient on its deciding first token."""
+
+
+@dataclass(frozen=True)
+class HeadSettings:
+    """Where the model is read and what is tuned."""
+
+    head: str = "classify"
+    """classify (a label head on the last token's state) or lm (the study's label scoring as text)."""
+    tune: str = "full"
+    """full (every weight of the tuned layers) or lora."""
+    tune_layers: int | None = 1
+    """Train only the top K decoder layers (null: all). With head classify the states entering them
+    are computed once per prompt and cached (``states``); with head lm LoRA goes on those layers."""
+    head_init: str = "labels"
+    """The head starts as the model's output rows of each label's first token (labels) or at zeros."""
+    layers: Any = "ensemble"
+    """head classify: use the first N decoder layers (the head reads the state after layer N through
+    the final norm; a pass costs N/L of the whole model's); ensemble: the head at every candidate
+    depth, its probabilities averaged; auto: the depth and the epochs (1 to ``epochs``) chosen in
+    each fold on an inner split of its training subjects, then refitted on all (``auto_depth``);
+    null: the whole model."""
+    state_layers: list[int] | None = None
+    """head classify: more layers whose entering states the states pass keeps on disk on its way to
+    the tuned layer (each below ``layers``): a depth sweep costs one pass, not one per depth."""
+    mix_layers: list[int] | None = None
+    """head classify: lower layers whose last-token states the head also reads, through a learned
+    scalar mix with the tuned layer's output (``mix``); each below the first tuned layer."""
+    candidates: list[int] | None = None
+    """layers auto or ensemble: the depths (null: four between 40% and 70% of the model)."""
+    inner_share: float = 0.2
+    """layers auto: the share of the training subjects held out to choose on."""
+    min_subjects: int = 8
+    """layers auto: below this many training subjects, no inner split: the fallback depth."""
+    fallback_layers: int | None = None
+    """layers auto: the depth used below min_subjects (null: the candidate nearest 55%)."""
+
+
+@dataclass(frozen=True)
+class LlmSettings:
+    """Every setting of ``model: llm``, typed and grouped by concern; ``of(params)`` resolves the
+    defaults (those of the chosen head)."""
+
+    model: ModelSettings
+    lora: LoraSettings
+    training: TrainingSettings
+    head: HeadSettings
+
+    @classmethod
+    def of(cls, params: dict[str, Any]) -> LlmSettings:
+        parts = {}
+        for name, kind in CONCERNS.items():
+            parts[name] = kind(**{f.name: default_of(params, f.name) for f in fields(kind)})
+        return cls(**parts)
+
+
+CONCERNS = {"model": ModelSettings, "lora": LoraSettings, "training": TrainingSettings, "head": HeadSettings}
 # the defaults are the best measured recipe that holds without hand tuning (docs/llm.md, "The
 # defaults"): the label head on one fully tuned layer at four depths, averaged; ``head: lm`` (the
 # study's formulation: LoRA over the whole model, labels scored as text) takes LM_DEFAULTS where a
 # value is not set
-DEFAULTS = {
-    "model": "smollm2-135m", "epochs": 3, "batch_size": 16, "lr": 1e-3, "warmup": 0.1,
-    "weight_decay": 0.0, "max_grad_norm": 1.0, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.05,
-    "target_modules": "auto", "class_weight": "balanced", "max_train": None, "dtype": "auto",
-    "quantize_4bit": False, "decode": "score", "score_batch": 16, "system": DEFAULT_SYSTEM,
-    "trainer": "emoreg", "checkpoint_minutes": 10, "answer_loss": "mean", "answer_prefix": "",
-    "head": "classify", "tune_layers": 1, "tune": "full", "head_init": "labels", "state_cache": True,
-    "layers": "ensemble", "merge_lora": False, "state_layers": None, "mix_layers": None,
-    "prefix_dtype": "same",
-    "candidates": None, "inner_share": 0.2, "min_subjects": 8, "fallback_layers": None,
-}
+DEFAULTS = {f.name: f.default for kind in CONCERNS.values() for f in fields(kind)}
 LM_DEFAULTS = {"epochs": 1, "batch_size": 8, "class_weight": None, "score_batch": 8, "tune_layers": None,
                "tune": "lora", "layers": None}
 RULES = {
@@ -42,6 +164,10 @@ RULES = {
     "candidates": or_null(whole_list(1)), "inner_share": ("a share above 0 and below 1", lambda v: share()[1](v) and v > 0),
     "min_subjects": whole(2), "fallback_layers": or_null(whole(1)),
     "answer_prefix": ("text (e.g. \" \"; empty for none)", lambda v: isinstance(v, str)),
+    "prefix_dtype": choice("same", "int8"), "mix_layers": or_null(whole_list(0)),
+    "system": ("text, or null for the model's own", lambda v: v is None or isinstance(v, str)),
+    "target_modules": ("auto, or a list of module names", lambda v: v == "auto" or (
+        isinstance(v, list) and bool(v) and all(isinstance(x, str) for x in v))),
 }
 
 

@@ -75,9 +75,9 @@ class _Stop(Exception):
 
 
 def cache_folder(clf: LlmClassifier, layer: int):
-    if not clf._param("state_cache"):
+    if not clf.settings.model.state_cache:
         return None
-    return disk_folder(str(clf._param("model")), layer, clf.bf16_, prefix=clf._param("prefix_dtype"))
+    return disk_folder(str(clf.settings.model.model), layer, clf.bf16_, prefix=clf.settings.model.prefix_dtype)
 
 
 def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int, also=()) -> list:
@@ -89,8 +89,8 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int, a
     its states cached (a depth sweep costs one pass, not one per depth)."""
     import torch
 
-    key = StateKey(str(clf._param("model")), start, clf.bf16_, bool(clf._param("state_cache")),
-                   str(clf._param("prefix_dtype")))
+    key = StateKey(str(clf.settings.model.model), start, clf.bf16_, bool(clf.settings.model.state_cache),
+                   str(clf.settings.model.prefix_dtype))
     cache = CACHE.use(key, cache_folder(clf, start))
     extra = {layer: cache_folder(clf, layer) for layer in sorted(set(also) - {start})}
     extra_keys = {layer: set(load_shards(folder)) for layer, folder in extra.items()}
@@ -101,7 +101,7 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int, a
     if wanted[-1] >= len(decoder.layers):
         raise EmoregError(f"llm: state_layers {sorted(extra)} must be below this model's {len(decoder.layers)} "
                           f"kept layers (layers)")
-    if todo and clf._param("prefix_dtype") == "int8":  # the frozen layers below the head in int8 (``prefix``)
+    if todo and clf.settings.model.prefix_dtype == "int8":  # the frozen layers below the head in int8 (``prefix``)
         if wanted[-1] != start:
             raise EmoregError("llm: with prefix_dtype int8 the states pass ends at the first tuned layer; "
                               "state_layers must be below it")
@@ -117,7 +117,7 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int, a
         return hook
 
     hooks = [decoder.layers[layer].register_forward_pre_hook(capture(layer), with_kwargs=True) for layer in wanted]
-    size = clf._param("score_batch")
+    size = clf.settings.model.score_batch
     stored = torch.bfloat16 if clf.bf16_ else torch.float32
     new, overflow = {}, {}
     new_extra = {layer: {} for layer in extra}

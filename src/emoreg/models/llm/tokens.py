@@ -31,8 +31,8 @@ def prompt_ids(clf: LlmClassifier, segment) -> list[int]:
     text = render_prompt(segment, clf.task, clf.prompt, count_tokens=count).text
     if tok.chat_template:
         messages = [{"role": "user", "content": text}]
-        if clf._param("system") is not None:
-            messages.insert(0, {"role": "system", "content": clf._param("system")})
+        if clf.settings.model.system is not None:
+            messages.insert(0, {"role": "system", "content": clf.settings.model.system})
         wrapped = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return tok(wrapped, add_special_tokens=False).input_ids
     return tok(text + "\nAnswer: ", add_special_tokens=True).input_ids

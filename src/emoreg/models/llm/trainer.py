@@ -90,7 +90,7 @@ def fit_lora(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
 
     sequences = [p + clf.label_ids_[c] for p, c in zip(prefixes, y)]
     schedule = clf.schedule()
-    weights = class_weights(y, len(clf.task.labels), clf._param("class_weight")).to(clf.device_)
+    weights = class_weights(y, len(clf.task.labels), clf.settings.training.class_weight).to(clf.device_)
     params = [p for p in clf.model_.parameters() if p.requires_grad]
     answer = answer_logits_module(clf.model_)
     world, rank = distributed.world_size(), distributed.rank()
@@ -106,7 +106,7 @@ def fit_lora(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
     fingerprint = {"n": len(sequences), "total": schedule.steps(len(sequences)), "seed": clf.seed, "world": world,
                    "first": sequences[0][-8:], "last": sequences[-1][-8:]}
     device = clf.device_
-    sum_loss = clf._param("answer_loss") == "sum"
+    sum_loss = clf.settings.training.answer_loss == "sum"
 
     def step(batch):
         # each process takes every world-th prompt of the global batch; a process left
@@ -135,6 +135,6 @@ def fit_lora(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
     clf.history_, clf.train_seconds_ = train(
         params, schedule, [len(s) for s in sequences], clf.seed, step,
         desc=f"LoRA training ({len(sequences)} prompts)", fused=device.type == "cuda",
-        checkpoint=Checkpoint(clf.checkpoint_dir, fingerprint, clf._param("checkpoint_minutes"), name="llm"),
+        checkpoint=Checkpoint(clf.checkpoint_dir, fingerprint, clf.settings.training.checkpoint_minutes, name="llm"),
         backward=backward, clip=clip, optimizer=optimizer)
     clf.model_.eval()
