@@ -10,6 +10,8 @@ import joblib
 import numpy as np
 import pytest
 import skops.io
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from emoreg.errors import EmoregError
 from emoreg.models import load_model, make_model
@@ -97,3 +99,35 @@ def test_a_fitted_file_that_is_not_skops_is_a_clear_error(toy_split, tmp_path):
     (folder / FITTED_FILE).write_bytes(pickle.dumps({"a": 1}))
     with pytest.raises(EmoregError, match="cannot be loaded .*damaged or incomplete"):
         load_model(folder)
+
+
+@pytest.fixture
+def saved_tfidf(tmp_path, toy_split):
+    from emoreg.models.sealing import seal
+
+    _fitted_tfidf(toy_split[0], tmp_path / "sealed")
+    return seal(tmp_path / "sealed")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(part=st.sampled_from(["model.json", FITTED_FILE]), at=st.floats(0, 1), junk=st.binary(min_size=1, max_size=8),
+       cut=st.booleans())
+def test_a_damaged_model_folder_is_refused_in_words(saved_tfidf, tmp_path_factory, part, at, junk, cut):
+    """Any file of a sealed model folder cut short or overwritten in places: loading it is an
+    EmoregError that names the folder (never a traceback, never other predictions), and the
+    folder is left as it was."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("damaged") / "m"
+    shutil.copytree(saved_tfidf, folder)
+    data = (folder / part).read_bytes()
+    i = int(at * (len(data) - 1))
+    damaged = data[:i] if cut else data[:i] + junk + data[i + len(junk):]
+    if damaged == data:
+        return
+    (folder / part).write_bytes(damaged)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with pytest.raises(EmoregError) as error:
+        load_model(folder)
+    assert str(folder) in str(error.value)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
