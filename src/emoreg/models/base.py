@@ -26,24 +26,20 @@ class NotFittedError(EmoregError):
 
 
 FITTED_FILE = "fitted.skops"
-# what a fitted.skops may hold: scikit-learn's estimators of the built-in models and numpy's scalar
-# types (skops trusts plain containers, arrays and its own defaults besides); anything else, a
-# function or a class of another package, is refused before it is built
-SAFE_TYPES = ("sklearn.feature_extraction.text.TfidfVectorizer", "sklearn.linear_model._logistic.LogisticRegression",
-              "numpy.float64", "numpy.int64", "numpy.dtype", "builtins.slice")
 
 
 def load_fitted(path: Path) -> dict[str, Any]:
-    """A ``fitted.skops`` file, refusing any type outside ``SAFE_TYPES`` (which a crafted file would
-    need to run code) before anything in it is built."""
+    """A ``fitted.skops`` file, refused before anything in it is built if it names a type skops
+    does not trust by default (scikit-learn's estimators, numpy and plain containers are trusted;
+    a function or another package's class, which a crafted file would need to run code, is not)."""
     import skops.io
 
-    untrusted = sorted(set(skops.io.get_untrusted_types(file=path)) - set(SAFE_TYPES))
+    untrusted = sorted(skops.io.get_untrusted_types(file=path))
     if untrusted:
         raise EmoregError(f"{path}: holds types that emoreg does not load ({', '.join(untrusted[:5])}); a model "
                           "folder written by emoreg has none, so this file was made or changed elsewhere. Train the "
                           "model again with `emoreg train`")
-    state = skops.io.load(path, trusted=list(SAFE_TYPES))
+    state = skops.io.load(path)
     if not isinstance(state, dict):
         raise EmoregError(f"{path}: expected the fitted state as a mapping, found {type(state).__name__}")
     return state
@@ -118,8 +114,7 @@ class SegmentClassifier:
 
     def save(self, folder: str | Path) -> Path:
         """``model.json`` (kind, parameters, task, prompt, label order) and ``fitted.skops``: what
-        ``fit`` learned, in skops' format, which loads without running code (``load`` admits only
-        the types in ``SAFE_TYPES``)."""
+        ``fit`` learned, in skops' format, which loads without running code (``load_fitted``)."""
         import skops.io
 
         if not hasattr(self, "labels_"):
