@@ -101,6 +101,15 @@ def test_a_fitted_file_that_is_not_skops_is_a_clear_error(toy_split, tmp_path):
         load_model(folder)
 
 
+def _same_json(a: bytes, b: bytes) -> bool:
+    import json
+
+    try:
+        return json.loads(a) == json.loads(b)
+    except ValueError:
+        return False
+
+
 @pytest.fixture
 def saved_tfidf(tmp_path, toy_split):
     from emoreg.models.sealing import seal
@@ -127,6 +136,9 @@ def test_a_damaged_model_folder_is_refused_in_words(saved_tfidf, tmp_path_factor
         return
     (folder / part).write_bytes(damaged)
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    if part == "model.json" and _same_json(data, damaged):  # only whitespace changed: nothing was damaged
+        assert load_model(folder).labels_ == DEEP_SHAME.labels
+        return
     with pytest.raises(EmoregError) as error:
         load_model(folder)
     assert str(folder) in str(error.value)
