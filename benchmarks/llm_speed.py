@@ -486,7 +486,7 @@ def _pad_share(lengths: list[int], batches: list[list[int]]) -> float:
 
 def bench_tokens(args) -> dict:
     from emoreg.corpora import load_corpus
-    from emoreg.models.llm.tokens import length_grouped
+    from emoreg.models.training import length_grouped
 
     corpus = load_corpus("annomi")
     segments = corpus.segments if args.prompts == 0 else corpus.segments[:args.prompts]

@@ -381,7 +381,7 @@ def test_interrupted_training_resumes_from_its_checkpoint_with_the_same_result(t
 
 
 def test_class_weights_balanced_sqrt_and_none():
-    from emoreg.models.llm.trainer import class_weights
+    from emoreg.models.training import class_weights
 
     y = np.array([0] * 8 + [1] * 2)  # class 1 is 4x rarer; label 2 is absent
     balanced = class_weights(y, 3, "balanced").numpy()

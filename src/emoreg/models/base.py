@@ -130,6 +130,8 @@ class SegmentClassifier:
     @classmethod
     def load(cls, folder: str | Path) -> SegmentClassifier:
         folder = Path(folder)
+        if not (folder / FITTED_FILE).is_file() and (folder / "model.joblib").is_file():  # saved by emoreg 0.1
+            return trusted_pickle(folder / "model.joblib")
         model, spec = cls._from_spec(folder)
         model.restore(load_fitted(folder / FITTED_FILE))
         model.labels_ = tuple(spec["labels"])

@@ -20,7 +20,7 @@ from ..errors import EmoregError
 from .base import NotFittedError, SegmentClassifier, trusted_pickle
 from .embedding import encoder_path
 from .rules import at_least, choice, positive, share, text, whole
-from .training import Checkpoint, Schedule, train
+from .training import Checkpoint, Schedule, class_weight_table, train
 
 CHECKPOINT_MINUTES = 10  # a fold's fit saves what resumes it this often (and at its end)
 
@@ -63,12 +63,9 @@ class FinetunedEncoder(SegmentClassifier):
             raise EmoregError(f"encoder-ft: class_weight must be balanced or null, got {self._param('class_weight')!r}")
         self._load()
         texts = self._texts(segments, self._param("text"))
-        counts = np.bincount(y, minlength=len(self.task.labels)).astype(float)
-        weight = None
-        if self._param("class_weight") == "balanced":
-            seen = counts > 0
-            weight = torch.tensor(np.where(seen, len(y) / (seen.sum() * np.maximum(counts, 1)), 0.0),
-                                  dtype=torch.float32)
+        counts = np.bincount(y, minlength=len(self.task.labels))
+        weight = class_weight_table(y, len(self.task.labels), "balanced") \
+            if self._param("class_weight") == "balanced" else None
         params = list(self.encoder_.parameters()) + list(self.head_.parameters())
         schedule = Schedule(epochs=self._param("epochs"), batch_size=self._param("batch_size"), lr=self._param("lr"),
                             weight_decay=self._param("weight_decay"), warmup=self._param("warmup"))

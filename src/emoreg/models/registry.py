@@ -30,7 +30,7 @@ def load_model(folder: str | Path) -> SegmentClassifier:
 
     verify(folder, spec)
     try:
-        model = _legacy_pickle(folder) or MODELS[spec["model"]].load(folder)
+        model = MODELS[spec["model"]].load(folder)
         model.folder_ = folder  # where it came from (its MODEL_CARD.md lives there)
         return model
     except EmoregError:
@@ -39,15 +39,6 @@ def load_model(folder: str | Path) -> SegmentClassifier:
         raise EmoregError(f"{folder}: the saved {spec['model']} model cannot be loaded ({type(exc).__name__}: "
                           f"{str(exc)[:200]}); the folder is damaged or incomplete: train it again with "
                           "`emoreg train`") from None
-
-
-def _legacy_pickle(folder: Path) -> SegmentClassifier | None:
-    """A whole model pickled by emoreg 0.1 (``model.joblib``, no ``fitted.skops``), if trusted."""
-    from .base import FITTED_FILE, trusted_pickle
-
-    if not (folder / "model.joblib").is_file() or (folder / FITTED_FILE).is_file() or (folder / "encoder").is_dir():
-        return None
-    return trusted_pickle(folder / "model.joblib")
 
 
 def make_model(name: str, task: Task, prompt: PromptConfig, seed: int, params: dict[str, Any]) -> SegmentClassifier:

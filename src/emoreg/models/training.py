@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import distributed
+from ..errors import EmoregError
 from ..progress import progress
 
 
@@ -47,6 +48,43 @@ class Schedule:
 
     def steps(self, n_items: int) -> int:
         return math.ceil(n_items / self.batch_size) * self.epochs
+
+
+def length_grouped(lengths: list[int], size: int, generator) -> list[list[int]]:
+    """Shuffled batches of similar length (sorted inside chunks of 50 batches), so padding is short."""
+    import torch
+
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    chunk = size * 50
+    batches = []
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start:start + chunk], key=lambda i: lengths[i])
+        batches += [part[i:i + size] for i in range(0, len(part), size)]
+    shuffled = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in shuffled]
+
+
+def class_weight_table(y, n_labels: int, mode: str | None):
+    """One weight per class: ``balanced`` gives each present class n / (k * count), ``sqrt`` the square
+    root of that (a milder balancing: a class 4x rarer weighs 2x, not 4x), null gives ones; a class
+    absent from ``y`` gets 0 when balancing."""
+    import numpy as np
+    import torch
+
+    if mode in ("balanced", "sqrt"):
+        counts = np.bincount(y, minlength=n_labels).astype(float)
+        per_class = np.where(counts > 0, len(y) / (len(np.nonzero(counts)[0]) * np.maximum(counts, 1)), 0)
+        return torch.tensor(np.sqrt(per_class) if mode == "sqrt" else per_class, dtype=torch.float32)
+    if mode is not None:
+        raise EmoregError(f"llm: class_weight must be balanced, sqrt or null, got {mode!r}")
+    return torch.ones(n_labels)
+
+
+def class_weights(y, n_labels: int, mode: str | None):
+    """Per-example weights: each example's class weight (``class_weight_table``)."""
+    import numpy as np
+
+    return class_weight_table(y, n_labels, mode)[np.asarray(y)]
 
 
 def warmup_linear_schedule(optimizer, total: int, warmup: float):
@@ -131,8 +169,6 @@ def train(params: list, schedule: Schedule, lengths: list[int], seed: int,
     ``on_epoch`` runs after each epoch (the inner validation score of ``layers: auto``)."""
     import torch
 
-    from .llm.tokens import length_grouped
-
     if optimizer is None:
         optimizer = torch.optim.AdamW(params, lr=schedule.lr, weight_decay=schedule.weight_decay, fused=fused)
     total = schedule.steps(len(lengths))
@@ -145,7 +181,7 @@ def train(params: list, schedule: Schedule, lengths: list[int], seed: int,
 
     def flush() -> None:
         for record, lr, seconds in pending:
-            loss, tokens = (record.tolist() if hasattr(record, "tolist") else record)
+            loss, tokens = record.tolist()
             history.append({"step": len(history) + 1, "loss": float(loss), "lr": lr, "tokens": int(tokens),
                             "seconds": seconds})
         pending.clear()

@@ -23,13 +23,12 @@ import numpy as np
 from ... import heap
 from ...errors import EmoregError
 from ...progress import progress
-from ..training import Checkpoint, train
+from ..training import Checkpoint, class_weight_table, train
 from . import last_token
 from .cut import decoder_of, first_tuned, only_layers
 from .mix import last_states, make_mix, mixed
 from .states import TRIM_EVERY, entering_states
 from .tokens import padded
-from .trainer import class_weights
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import LlmClassifier
@@ -120,10 +119,7 @@ def fit_head(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
     if schedule.epochs == 0:
         return
     params = trainable(clf, start)
-    weights = class_weights(y, len(clf.task.labels), clf.settings.training.class_weight)  # per example
-    per_class = torch.zeros(len(clf.task.labels))
-    per_class[torch.as_tensor(y)] = weights  # balanced: n / (k * count); sqrt: its root; else ones
-    per_class = per_class.to(clf.device_)
+    per_class = class_weight_table(y, len(clf.task.labels), clf.settings.training.class_weight).to(clf.device_)
     torch.manual_seed(clf.seed)  # dropout masks
     target = torch.as_tensor(y, dtype=torch.long, device=clf.device_)
     tick = heap.trimmer(TRIM_EVERY)

@@ -49,7 +49,8 @@ class LlmClassifier(SegmentClassifier):
 
     @property
     def settings(self) -> settings.LlmSettings:
-        """Every setting, typed, the chosen head's defaults filled in (``settings.LlmSettings``)."""
+        """Every setting, typed, the chosen head's defaults filled in (``settings.LlmSettings``);
+        rebuilt when ``params`` change (a caller may set one between fit and predict)."""
         cached = self.__dict__.get("_settings")
         if cached is None or cached[0] != self.params:
             cached = (dict(self.params), settings.LlmSettings.of(self.params))

@@ -54,17 +54,3 @@ def padded(rows: list, pad, left: bool = False):
         out[b, span] = r if isinstance(r, torch.Tensor) else torch.tensor(r)
         mask[b, span] = 1
     return out, mask
-
-
-def length_grouped(lengths: list[int], size: int, generator) -> list[list[int]]:
-    """Shuffled batches of similar length (sorted inside chunks of 50 batches), so padding is short."""
-    import torch
-
-    order = torch.randperm(len(lengths), generator=generator).tolist()
-    chunk = size * 50
-    batches = []
-    for start in range(0, len(order), chunk):
-        part = sorted(order[start:start + chunk], key=lambda i: lengths[i])
-        batches += [part[i:i + size] for i in range(0, len(part), size)]
-    shuffled = torch.randperm(len(batches), generator=generator).tolist()
-    return [batches[i] for i in shuffled]

@@ -15,28 +15,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ... import distributed
-from ...errors import EmoregError
-from ..training import Checkpoint, train
+from ..training import Checkpoint, class_weights, train
 from .tokens import padded
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import LlmClassifier
-
-
-def class_weights(y: np.ndarray, n_labels: int, mode: str | None):
-    """Per-example weights: ``balanced`` gives each present class n / (k * count), ``sqrt`` the square
-    root of that (a milder balancing: a class 4x rarer weighs 2x, not 4x), null gives ones."""
-    import torch
-
-    if mode in ("balanced", "sqrt"):
-        counts = np.bincount(y, minlength=n_labels).astype(float)
-        per_class = np.where(counts > 0, len(y) / (len(np.nonzero(counts)[0]) * np.maximum(counts, 1)), 0)
-        if mode == "sqrt":
-            per_class = np.sqrt(per_class)
-        return torch.tensor(per_class[y], dtype=torch.float32)
-    if mode is not None:
-        raise EmoregError(f"llm: class_weight must be balanced, sqrt or null, got {mode!r}")
-    return torch.ones(len(y))
 
 
 def answer_positions(seqs: list[list[int]], prefix_lengths: list[int], pad: int, device):
