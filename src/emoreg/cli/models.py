@@ -102,14 +102,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..models import load_model
-    from ..serve.app import create_app, read_token
+    from ..serve.app import create_app
     from ..serve.store import Store
 
     model = load_model(args.model_dir)  # once; a folder that holds no model fails here, readably
-    try:
-        token = read_token(args.token_file)
-    except (OSError, ValueError) as exc:
-        raise EmoregError(f"cannot read the API token: {exc}") from None
+    token = _token(args.token_file)
     Store.check(args.db)
     print(f"emoreg: serving {args.model_dir} on http://{args.host}:{args.port}/ "
           f"({'API token required' if token else 'no API token: anyone who reaches the port can use it'})",
@@ -122,7 +119,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_play(args: argparse.Namespace) -> int:
     from ..corpora import load_corpus
     from ..segment_files import read_segments
-    from ..serve.app import read_token
     from ..serve.play import Client, play
 
     # a file's labels are not needed to replay it (the service predicts them): read without a task
@@ -134,9 +130,16 @@ def cmd_play(args: argparse.Namespace) -> int:
             raise EmoregError(f"--session {', '.join(unknown)}: not in {args.corpus} (sessions: "
                               f"{', '.join(sorted(known)[:10])}{' ...' if len(known) > 10 else ''})")
         segments = [s for s in segments if s.session_id in set(args.sessions)]
-    try:
-        token = read_token(args.token_file)
-    except (OSError, ValueError) as exc:
-        raise EmoregError(f"cannot read the API token: {exc}") from None
+    token = _token(args.token_file)
     play(segments, Client(args.url, token), speed=args.speed)
     return 0
+
+
+def _token(token_file: Path | None) -> str | None:
+    """The API token of ``--token-file`` or $EMOREG_API_TOKEN (None: none), or a clear error."""
+    from ..serve.app import read_token
+
+    try:
+        return read_token(token_file)
+    except (OSError, ValueError) as exc:
+        raise EmoregError(f"cannot read the API token: {exc}") from None

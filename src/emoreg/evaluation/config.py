@@ -115,6 +115,11 @@ def _check(data: dict, spec: dict, prefix: str, where: str, problems: list[Probl
             problems.append(Problem(where, prefix + key, f"expected {names}, found {value!r}"))
 
 
+def _source_list(sources: list | str) -> list[str]:
+    """``sources`` as a list: a comma-separated string (``--set prompt.sources=a,b``) split."""
+    return [s.strip() for s in sources.split(",")] if isinstance(sources, str) else list(sources)
+
+
 def seed_problem(seed: Any) -> str | None:
     """What is wrong with a seed, in words, or None: a whole number from 0 to 2**32 - 1."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 32:
@@ -131,10 +136,7 @@ def prompt_from_dict(data: Any, where: str) -> PromptConfig:
     _check(data, PROMPT_KEYS, "", where, problems)
     if problems:
         raise ValidationError(where, problems)
-    sources = data.get("sources", list(PROMPT_SOURCES))
-    if isinstance(sources, str):
-        sources = [s.strip() for s in sources.split(",")]
-    return PromptConfig(**{**data, "sources": list(sources)})
+    return PromptConfig(**{**data, "sources": _source_list(data.get("sources", list(PROMPT_SOURCES)))})
 
 
 def config_from_dict(data: Any, where: str, base_dir: Path | None = None) -> EvalConfig:
@@ -172,9 +174,7 @@ def config_from_dict(data: Any, where: str, base_dir: Path | None = None) -> Eva
     data = copy.deepcopy(data)
     if base_dir is not None:
         data = resolve_paths(data, base_dir)
-    if isinstance(sources, str):
-        sources = [s.strip() for s in sources.split(",")]
-    data["prompt"] = {**prompt, "sources": list(sources)}
+    data["prompt"] = {**prompt, "sources": _source_list(sources)}
     data["split"] = {"kind": "group-kfold", "folds": 5} | split
     if data["split"]["kind"] == "loso":
         data["split"].pop("folds", None)
