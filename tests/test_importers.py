@@ -251,3 +251,16 @@ def test_an_openface_timestamp_that_is_not_finite_is_refused(tmp_path):
     (tmp_path / "a.csv").write_text("frame,timestamp,confidence,success\n1,0.0,0.9,1\n2,inf,0.9,1\n")
     with pytest.raises(EmoregError, match="timestamp inf at CSV line 3 is not a finite number of seconds"):
         read_openface(tmp_path / "a.csv")
+
+
+def test_an_unaligned_annotation_is_an_error_only_on_a_tier_that_is_read(tmp_path):
+    """ELAN leaves the time slots of subdivided child tiers without a time; a file that has one still
+    gives its other tiers, and reading that tier names it."""
+    slots = SLOTS + '<TIME_SLOT TIME_SLOT_ID="t9"/>'
+    gestures = ('<TIER LINGUISTIC_TYPE_REF="lt" TIER_ID="gestures">'
+                '<ANNOTATION><ALIGNABLE_ANNOTATION ANNOTATION_ID="g1" TIME_SLOT_REF1="t1" TIME_SLOT_REF2="t9">'
+                '<ANNOTATION_VALUE>nod</ANNOTATION_VALUE></ALIGNABLE_ANNOTATION></ANNOTATION></TIER>\n')
+    (tmp_path / "x.eaf").write_text(_eaf(slots, WORDS + gestures))
+    assert [iv.value for iv in read_eaf(tmp_path / "x.eaf", ["words"])["words"]] == ["hello", "no"]
+    with pytest.raises(EmoregError, match=r"annotation g1 \(read for tier gestures\) has an unaligned time slot"):
+        read_eaf(tmp_path / "x.eaf", ["gestures"])

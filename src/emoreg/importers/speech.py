@@ -164,54 +164,53 @@ def read_eaf(path: str | Path, tiers: list[str] | None = None) -> dict[str, list
     missing = [t for t in wanted if t not in found]
     if missing:
         raise EmoregError(f"{path}: no tier(s) {', '.join(missing)} (tiers: {', '.join(found)})")
-    spans = _spans(root, slots, path)
+    span = _spans(root, slots, path)
     out = {}
     for name in wanted:
         intervals = []
         for ann in found[name].iter():
             if ann.tag not in ("ALIGNABLE_ANNOTATION", "REF_ANNOTATION"):
                 continue
-            start, end = spans[ann.get("ANNOTATION_ID")]
+            start, end = span(ann.get("ANNOTATION_ID"), name)
             value = (ann.findtext("ANNOTATION_VALUE") or "").strip()
             intervals.append(Interval(start, end, value, name, len(value.split())))
         out[name] = _check_order(intervals, path)
     return out
 
 
-def _spans(root, slots: dict, path: Path) -> dict[str, tuple[float, float]]:
-    """The time span of every annotation: an alignable one's from its time slots; a reference
-    annotation (a tier that depends on another) takes its parent's span, and the references that
-    subdivide one parent symbolically (ELAN's Symbolic_Subdivision) share it in equal parts, in the
-    order ELAN chains them (PREVIOUS_ANNOTATION), as ELAN draws them."""
-    spans: dict[str, tuple[float, float]] = {}
+def _spans(root, slots: dict, path: Path):
+    """The time span of an annotation, computed when asked (an unaligned or broken annotation on a
+    tier nobody reads is no error): an alignable one's from its time slots; a reference annotation
+    (a tier that depends on another) takes its parent's span, and the references that subdivide one
+    parent symbolically (ELAN's Symbolic_Subdivision) share it in equal parts, in the order ELAN
+    chains them (PREVIOUS_ANNOTATION), as ELAN draws them."""
+    spans: dict[str, tuple[float, float] | None] = {}
     for ann in root.iter("ALIGNABLE_ANNOTATION"):
-        ref1, ref2 = ann.get("TIME_SLOT_REF1"), ann.get("TIME_SLOT_REF2")
-        if slots.get(ref1) is None or slots.get(ref2) is None:
-            raise EmoregError(f"{path}: annotation {ann.get('ANNOTATION_ID')} has an unaligned time slot; align it in "
-                              "ELAN first")
-        spans[ann.get("ANNOTATION_ID")] = (slots[ref1], slots[ref2])
+        start, end = slots.get(ann.get("TIME_SLOT_REF1")), slots.get(ann.get("TIME_SLOT_REF2"))
+        spans[ann.get("ANNOTATION_ID")] = None if start is None or end is None else (start, end)
     refs = {a.get("ANNOTATION_ID"): a for a in root.iter("REF_ANNOTATION")}
     children: dict[str, list] = {}
     for ann in refs.values():
         children.setdefault(ann.get("ANNOTATION_REF"), []).append(ann)
 
-    def span(annotation_id: str, seen: tuple[str, ...] = ()) -> tuple[float, float]:
+    def span(annotation_id: str, tier: str, seen: tuple[str, ...] = ()) -> tuple[float, float]:
         if annotation_id in spans:
+            if spans[annotation_id] is None:
+                raise EmoregError(f"{path}: annotation {annotation_id} (read for tier {tier}) has an unaligned time "
+                                  "slot; align it in ELAN first")
             return spans[annotation_id]
         ann = refs.get(annotation_id)
         parent = ann.get("ANNOTATION_REF") if ann is not None else None
         if ann is None or parent in seen or (parent not in spans and parent not in refs):
             raise EmoregError(f"{path}: annotation {annotation_id} refers to annotation {parent}, which is not in the "
                               "file (or refers back to it); save the file again from ELAN")
-        start, end = span(parent, seen + (annotation_id,))
+        start, end = span(parent, tier, seen + (annotation_id,))
         siblings = _chain(children[parent])
         k, n = siblings.index(ann), len(siblings)
         spans[annotation_id] = (start + (end - start) * k / n, start + (end - start) * (k + 1) / n)
         return spans[annotation_id]
 
-    for annotation_id in refs:
-        span(annotation_id)
-    return spans
+    return span
 
 
 def _chain(siblings: list) -> list:
