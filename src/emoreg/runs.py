@@ -52,13 +52,6 @@ class RunFolder:
     metrics_file = property(lambda self: self.path / "metrics.json")
     tracking_file = property(lambda self: self.path / "tracking.json")  # --track: the tracking run it logs to
 
-    def fold(self, k: int, suffix: str = ".jsonl") -> Path:
-        """A fold's file: predictions (``.jsonl``), ``.meta.json``, ``-model``, ``.checkpoint``."""
-        return fold_path(self.path, k, suffix)
-
-    def finished(self) -> bool:
-        return self.metrics_file.is_file()
-
 
 def environment(numerics: dict[str, Any]) -> dict[str, Any]:
     """Python, the platform, the libraries' versions and ``numerics`` (the numeric path, from the

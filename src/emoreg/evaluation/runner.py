@@ -126,25 +126,27 @@ def evaluate(config: EvalConfig, out: str | Path, command: str = "", units: list
         return out  # other units are still to come
     rows, metrics = fold_results(out, [f.index for f in folds], list(corpus.task.labels), config.seed,
                                  len(all_folds))
-    write_jsonl(RunFolder(out).predictions_file, rows)
-    write_json(RunFolder(out).metrics_file, metrics)
+    folder = RunFolder(out)
+    write_jsonl(folder.predictions_file, rows)
+    write_json(folder.metrics_file, metrics)
     return out
 
 
 def _start_or_resume(out: Path, resolved: dict, data: dict, folds: list[Fold], run: set[int], command: str) -> None:
+    folder = RunFolder(out)
     folds_json = [{"fold": f.index, "run": f.index in run, "test_subjects": list(f.test_subjects)} for f in folds]
-    if RunFolder(out).config_file.is_file():
+    if folder.config_file.is_file():
         previous = read_config(out)
         if previous != resolved:
             changed = sorted(k for k in set(previous) | set(resolved) if previous.get(k) != resolved.get(k))
             raise EmoregError(f"{out} holds a run of a different configuration (differs in: "
                               f"{', '.join(changed)}); use another --out folder or delete {out}")
-        if read_json(RunFolder(out).data_file)["files"] != data["files"] or read_json(RunFolder(out).folds_file) != folds_json:
+        if read_json(folder.data_file)["files"] != data["files"] or read_json(folder.folds_file) != folds_json:
             raise EmoregError(f"{out} was made from different data or folds; use another --out folder")
         return
     out.mkdir(parents=True, exist_ok=True)
-    write_json(RunFolder(out).environment_file, environment(numerics()))
-    write_json(RunFolder(out).data_file, data)
-    write_json(RunFolder(out).folds_file, folds_json)
-    atomic_write_text(RunFolder(out).command_file, command + "\n")
-    atomic_write_text(RunFolder(out).config_file, yaml.safe_dump(resolved, sort_keys=False))
+    write_json(folder.environment_file, environment(numerics()))
+    write_json(folder.data_file, data)
+    write_json(folder.folds_file, folds_json)
+    atomic_write_text(folder.command_file, command + "\n")
+    atomic_write_text(folder.config_file, yaml.safe_dump(resolved, sort_keys=False))
