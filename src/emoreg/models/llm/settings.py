@@ -1,7 +1,8 @@
 """The LLM classifier's settings: their defaults (one set per head), what each may be, and which
 combinations cannot work, checked when a config is read (before anything is written), including
-against the base model's layer count read without its weights. ``LlmClassifier`` documents each
-setting; this module holds the rules so a reader finds them in one place."""
+against the base model's layer count read without its weights. Each setting is a typed field,
+with its docstring, of the dataclass of its concern (``LlmSettings``); ``DEFAULTS`` derives from
+them, so a reader finds every setting, its default, its rule and its meaning in this one place."""
 
 from __future__ import annotations
 
