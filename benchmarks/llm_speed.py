@@ -47,10 +47,11 @@ compile: the states pass's work (a forward pass of the prompts through the first
 layers, no gradients, batches of 16 sorted by length) eager, with ``torch.compile`` (dynamic shapes,
 the compile time reported apart, measured on a second pass) and eager with one thread, alternating.
 
-prefix: the states pass (the frozen layers below the tuned layer ``--layers - 1``) per prefix dtype,
-alternating: fp32 (the reference), int8 (``prefix_dtype: int8``) and bf16 where ``--dtype`` resolves
-to it; seconds per prompt, ratio to fp32, MFU against that dtype's peak measured in the same run,
-the states' cosine to fp32 per layer, peak memory. Quality on a task is the validation split's.
+prefix: the states pass (the frozen layers below the tuned layer ``--layers - 1``) per engine and
+dtype, alternating: torch fp32 (the reference), int8 (``prefix_dtype: int8``) and bf16 where ``--dtype``
+resolves to it, and OpenVINO (``prefix_engine: openvino``; fp32, int8 weights, bf16) where installed;
+seconds per prompt, ratio to fp32 (and to bf16), MFU against that dtype's peak measured in the same
+run, the states' cosine to fp32 per layer, peak memory. Quality on a task is the validation split's.
 
 tokens: no model pass, only the tokenizer over the corpus (``--prompts 0``: every segment): prompt
 tokens with the recipe's system message and with none (the model's own default then), and the share
@@ -544,15 +545,18 @@ def _int8_peak_gflops(size: int = 2048, repeats: int = 5, trials: int = 3) -> fl
 
 
 def bench_prefix(args) -> dict:
-    """The states pass (the frozen layers below the head) per prefix dtype, alternating: fp32,
-    bf16 (where ``--dtype`` allows: auto takes it only where the CPU is fast at bf16) and int8
-    (``prefix_dtype: int8``): seconds per prompt, ratio to fp32, MFU against that dtype's peak
-    measured in the same run, and the cosine of each layer's states to fp32's (per token, mean and
-    the lowest prompt's mean)."""
+    """The states pass (the frozen layers below the head) per engine and dtype, alternating: torch
+    fp32 (the reference), torch bf16 (where ``--dtype`` allows: auto takes it only where the CPU is
+    fast at bf16), torch int8 (``prefix_dtype: int8``) and, where OpenVINO is installed, OpenVINO
+    in fp32, bf16 (as torch's) and int8 weights (``prefix_engine: openvino``, emoreg's own
+    ``OpenVinoPrefix``): seconds per prompt, ratio to torch fp32 (and to torch bf16), MFU against
+    that dtype's peak measured in the same run, and the cosine of the states to fp32's (per token:
+    each layer's mean for torch, the tuned layer's for OpenVINO, which returns only that one; and
+    the lowest token's at the tuned layer)."""
     from emoreg.models.llm.cut import decoder_of, truncate
     from emoreg.models.llm.loading import load_base
     from emoreg.models.llm.numerics import resolve_dtype
-    from emoreg.models.llm.prefix import quantise_below
+    from emoreg.models.llm.prefix import OpenVinoPrefix, quantise_below
     from emoreg.models.llm.tokens import padded
 
     task, segments = _segments(args.prompts, seed=2)
@@ -561,48 +565,65 @@ def bench_prefix(args) -> dict:
     batches = [padded(prefixes[i:i + 16], clf.pad_id_) for i in range(0, len(prefixes), 16)]
     tokens = sum(map(len, prefixes))
     depth = (args.layers or len(decoder_of(clf.model_)[1].layers)) - 1  # the states entering the tuned layer
-    dtypes = ["fp32", "int8"] + (["bf16"] if resolve_dtype(args.dtype, torch.device("cpu")) == "bf16" else [])
+    bf16 = resolve_dtype(args.dtype, torch.device("cpu")) == "bf16"
+    try:
+        import openvino  # noqa: F401
+        engines = ["openvino-fp32", "openvino-int8"] + (["openvino-bf16"] if bf16 else [])
+    except ImportError:
+        engines = []
+    variants = ["fp32", "int8"] + (["bf16"] if bf16 else []) + engines
     models = {}
-    for name in dtypes:
-        base, _ = load_base(args.model, bf16=name == "bf16")
+    for name in variants:
+        base, _ = load_base(args.model, bf16=name.endswith("bf16"))
         truncate(base, depth + 1)
         if name == "int8":
             quantise_below(base.model, depth)
-        models[name] = base.model
+        if name.startswith("openvino"):
+            models[name] = OpenVinoPrefix(base.model, [depth], name.endswith("bf16"), name.endswith("int8"),
+                                          torch.get_num_threads())
+        else:
+            models[name] = base.model
 
     def run(name: str):
         out, started = [], time.perf_counter()
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=name == "bf16"):
             for ids, mask in batches:
-                hidden = models[name](input_ids=ids, attention_mask=mask, use_cache=False,
-                                      output_hidden_states=True).hidden_states[:depth + 1]
-                out.append((mask, [h.float() for h in hidden]))
+                if name.startswith("openvino"):
+                    hidden = {depth: models[name](ids, mask)[depth]}
+                else:
+                    hidden = dict(enumerate(models[name](input_ids=ids, attention_mask=mask, use_cache=False,
+                                                         output_hidden_states=True).hidden_states[:depth + 1]))
+                out.append((mask, {layer: h.float() for layer, h in hidden.items()}))
         return time.perf_counter() - started, out
 
-    times = {name: [] for name in dtypes}
+    times = {name: [] for name in variants}
     states = {}
     for _ in range(args.repeats):
-        for name in dtypes:
+        for name in variants:
             seconds, states[name] = run(name)
             times[name].append(seconds)
     params = matmul_params(models["fp32"]) * depth / (depth + 1)  # the layers below the tuned one
     peaks = {"fp32": matmul_peak_gflops(torch.float32), "int8": _int8_peak_gflops()}
-    if "bf16" in dtypes:
+    if bf16:
         peaks["bf16"] = matmul_peak_gflops(torch.bfloat16)
     out = {"model": args.model, "prompts": len(prefixes), "prompt_tokens": tokens, "states_entering_layer": depth,
-           "repeats": args.repeats, "peak_gflops": {k: _sig(v) for k, v in peaks.items()}}
+           "repeats": args.repeats, "threads": torch.get_num_threads(),
+           "peak_gflops": {k: _sig(v) for k, v in peaks.items()}}
     best = {name: min(t) for name, t in times.items()}
-    for name in dtypes:
-        cosines = []
+    for name in variants:
+        cosines = {}
         for (mask, ours), (_, ref) in zip(states[name], states["fp32"]):
             real = mask.bool()
-            cosines.append([torch.nn.functional.cosine_similarity(a[real], b[real], dim=-1) for a, b in zip(ours, ref)])
-        per_layer = [torch.cat([c[layer] for c in cosines]) for layer in range(depth + 1)]
+            for layer, h in ours.items():
+                cosines.setdefault(layer, []).append(
+                    torch.nn.functional.cosine_similarity(h[real], ref[layer][real], dim=-1))
+        per_layer = {layer: torch.cat(c) for layer, c in cosines.items()}
         out[name] = {"seconds": [_sig(t) for t in times[name]], "ms_per_prompt": _sig(best[name] * 1e3 / len(prefixes)),
                      "speedup_vs_fp32": _sig(best["fp32"] / best[name]),
-                     "mfu": _sig(2 * params * tokens / best[name] / (peaks[name] * 1e9)),
-                     "cosine_to_fp32_per_layer": [_sig(float(c.mean())) for c in per_layer],
-                     "cosine_to_fp32_lowest_token": _sig(float(per_layer[-1].min()))}
+                     **({"speedup_vs_bf16": _sig(best["bf16"] / best[name])} if bf16 else {}),
+                     "mfu": _sig(2 * params * tokens / best[name] / (peaks[name.split("-")[-1]] * 1e9)),
+                     "cosine_to_fp32_per_layer": [_sig(float(c.mean())) for _, c in sorted(per_layer.items())],
+                     "cosine_to_fp32_lowest_token": _sig(float(per_layer[depth].min()))}
     out["peak_rss_mb"] = _sig(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return out
 

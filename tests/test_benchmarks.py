@@ -33,6 +33,8 @@ def test_llm_speed_benchmarks_run(tiny_llama, annomi_data_dir):
                              "--dtype", "fp32"])
     assert prefix["fp32"]["speedup_vs_fp32"] == 1 and prefix["fp32"]["cosine_to_fp32_per_layer"][-1] == 1
     assert len(prefix["int8"]["cosine_to_fp32_per_layer"]) == 2 and prefix["int8"]["mfu"] > 0 and "bf16" not in prefix
+    assert prefix["openvino-fp32"]["cosine_to_fp32_per_layer"][0] > 0.9999  # one layer: the tuned one's input
+    assert 0.9 < prefix["openvino-int8"]["cosine_to_fp32_lowest_token"] < 1 and "openvino-bf16" not in prefix
 
 
 def test_random_llama_benchmark_runs():

@@ -78,8 +78,9 @@ def numeric_path(run: Run) -> str | None:
         return None
     env_file = RunFolder(run.path).environment_file
     numerics = (json.loads(env_file.read_text()).get("numerics") if env_file.is_file() else None) or {}
-    if any((m.get("model") or {}).get("prefix_dtype") == "int8" for m in metas):
-        dtypes = [f"{d}, frozen layers int8" for d in dtypes]
+    prefixes = {_prefix_words(m.get("model") or {}) for m in metas} - {""}
+    if prefixes:
+        dtypes = [f"{d}, frozen layers {' / '.join(sorted(prefixes))}" for d in dtypes]
     if len(dtypes) > 1:
         return "mixed: " + " and ".join(dtypes)
     if numerics.get("device") == "cuda":
@@ -88,3 +89,11 @@ def numeric_path(run: Run) -> str | None:
     if flags is None:
         return dtypes[0]
     return f"{dtypes[0]} ({', '.join(flags) if flags else 'CPU without fast bf16'})"
+
+
+def _prefix_words(model: dict) -> str:
+    """How a fold's frozen layers ran, where not as torch in the model's dtype: "int8",
+    "openvino", "openvino int8"."""
+    engine = model.get("prefix_engine", "torch")
+    int8 = model.get("prefix_dtype") == "int8"
+    return " ".join(w for w in ("" if engine == "torch" else engine, "int8" if int8 else "") if w)

@@ -246,6 +246,7 @@ class LlmClassifier(SegmentClassifier):
         choice = getattr(self, "depth_choice_", None)
         return {"head": "classify", "layers": choice["chosen_layers"] if choice else self.settings.head.layers,
                 "prefix_dtype": self.settings.model.prefix_dtype,
+                "prefix_engine": self.settings.model.prefix_engine,
                 **({"depth_choice": choice} if choice else {}),
                 "first_tuned_layer": getattr(self, "first_tuned_", None),
                 "states_computed": getattr(self, "states_computed_", 0),
@@ -315,6 +316,6 @@ class LlmClassifier(SegmentClassifier):
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        for key in ("model_", "tokenizer_", "head_"):
+        for key in ("model_", "tokenizer_", "head_", "prefix_engines_"):
             state.pop(key, None)
         return state

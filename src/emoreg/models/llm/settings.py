@@ -39,6 +39,10 @@ class ModelSettings:
     prefix_dtype: str = "same"
     """The frozen layers below the head: same (the model's dtype) or int8 (dynamic int8, ``prefix``;
     head classify with dtype fp32; its states are cached apart)."""
+    prefix_engine: str = "torch"
+    """What runs the frozen layers below the head: torch, or openvino (converted from the loaded
+    model and compiled for the CPU, ``prefix.OpenVinoPrefix``; the optional extra ``openvino``; head
+    classify; its states are cached apart). BENCHMARKS.md has what each engine and dtype costs."""
 
 
 @dataclass(frozen=True)
@@ -165,7 +169,7 @@ RULES = {
     "candidates": or_null(whole_list(1)), "inner_share": ("a share above 0 and below 1", lambda v: share()[1](v) and v > 0),
     "min_subjects": whole(2), "fallback_layers": or_null(whole(1)),
     "answer_prefix": ("text (e.g. \" \"; empty for none)", lambda v: isinstance(v, str)),
-    "prefix_dtype": choice("same", "int8"), "mix_layers": or_null(whole_list(0)),
+    "prefix_dtype": choice("same", "int8"), "prefix_engine": choice("torch", "openvino"), "mix_layers": or_null(whole_list(0)),
     "system": ("text, or null for the model's own", lambda v: v is None or isinstance(v, str)),
     "target_modules": ("auto, or a list of module names", lambda v: v == "auto" or (
         isinstance(v, list) and bool(v) and all(isinstance(x, str) for x in v))),
@@ -230,6 +234,8 @@ def conflicts(params: dict[str, Any]) -> list[str]:
         out.append(f"mix_layers reads fixed layers; give layers a number, not {n}")
     if get("prefix_dtype") == "int8" and not (classify and get("dtype") == "fp32"):
         out.append("prefix_dtype int8 (the frozen layers in int8) needs head: classify and dtype: fp32")
+    if get("prefix_engine") == "openvino" and not classify:
+        out.append("prefix_engine openvino (the frozen layers below the head) needs head: classify")
     out += _against_the_model(get)
     if get("trainer") == "hf" and get("class_weight") is not None:
         out.append("trainer hf (the plain Trainer recipe) takes no class weights; set class_weight to null")

@@ -3,7 +3,7 @@
 The layers below the first tuned one are frozen, so the hidden states entering it depend on the
 prompt's tokens alone: they are computed once per prompt, without gradients, and cached (in memory,
 per process, under an explicit key: the model, the layer, the dtype, whether the disk cache is on,
-and the engine of the frozen layers, ``prefix_dtype``). Every epoch after the first, every fold
+and what ran the frozen layers: ``prefix_engine`` and ``prefix_dtype``). Every epoch after the first, every fold
 after the first in the same process, and the scoring of the test prompts reuse them; an epoch runs
 only the tuned layers, forward and backward. The cache holds a pure function of pretrained weights
 and a prompt's own tokens, never anything fitted, so sharing it between folds cannot leak a test
@@ -24,7 +24,7 @@ from ... import heap
 from ...errors import EmoregError
 from ...progress import progress
 from .cut import decoder_of
-from .prefix import quantise_below
+from .prefix import OpenVinoPrefix, quantise_below
 from .state_cache import disk_folder, load_shards, save_shard
 from .tokens import padded
 
@@ -45,7 +45,7 @@ class StateKey:
     layer: int
     bf16: bool
     on_disk: bool
-    prefix_dtype: str
+    prefix: str
 
 
 @dataclass
@@ -77,7 +77,30 @@ class _Stop(Exception):
 def cache_folder(clf: LlmClassifier, layer: int):
     if not clf.settings.model.state_cache:
         return None
-    return disk_folder(str(clf.settings.model.model), layer, clf.bf16_, prefix=clf.settings.model.prefix_dtype)
+    return disk_folder(str(clf.settings.model.model), layer, clf.bf16_, prefix=prefix_name(clf))
+
+
+def prefix_name(clf: LlmClassifier) -> str:
+    """What made the states besides the model and dtype: "same" (torch, the model's dtype), "int8"
+    (torch's dynamic int8), "openvino" or "openvino-int8": each keys a cache of its own."""
+    model = clf.settings.model
+    if model.prefix_engine == "torch":
+        return model.prefix_dtype
+    return model.prefix_engine + ("-int8" if model.prefix_dtype == "int8" else "")
+
+
+def openvino_prefix(clf: LlmClassifier, decoder, wanted: list[int], int8: bool) -> OpenVinoPrefix:
+    """The frozen layers compiled by OpenVINO for ``wanted``, converted once per classifier and
+    set of layers (the live service converts at its first prompt and reuses it)."""
+    import torch
+
+    if clf.device_.type != "cpu":
+        raise EmoregError(f"llm: prefix_engine openvino runs on the CPU; this model is on {clf.device_.type}: "
+                          "set prefix_engine: torch")
+    engines = clf.__dict__.setdefault("prefix_engines_", {})
+    if tuple(wanted) not in engines:
+        engines[tuple(wanted)] = OpenVinoPrefix(decoder, wanted, clf.bf16_, int8, torch.get_num_threads())
+    return engines[tuple(wanted)]
 
 
 def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int, also=()) -> list:
@@ -90,7 +113,7 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int, a
     import torch
 
     key = StateKey(str(clf.settings.model.model), start, clf.bf16_, bool(clf.settings.model.state_cache),
-                   str(clf.settings.model.prefix_dtype))
+                   prefix_name(clf))
     cache = CACHE.use(key, cache_folder(clf, start))
     extra = {layer: cache_folder(clf, layer) for layer in sorted(set(also) - {start})}
     extra_keys = {layer: set(load_shards(folder)) for layer, folder in extra.items()}
@@ -101,10 +124,15 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int, a
     if wanted[-1] >= len(decoder.layers):
         raise EmoregError(f"llm: state_layers {sorted(extra)} must be below this model's {len(decoder.layers)} "
                           f"kept layers (layers)")
-    if todo and clf.settings.model.prefix_dtype == "int8":  # the frozen layers below the head in int8 (``prefix``)
-        if wanted[-1] != start:
-            raise EmoregError("llm: with prefix_dtype int8 the states pass ends at the first tuned layer; "
-                              "state_layers must be below it")
+    int8 = clf.settings.model.prefix_dtype == "int8"  # the frozen layers below the head in int8 (``prefix``)
+    openvino = clf.settings.model.prefix_engine == "openvino"
+    if todo and int8 and not openvino and wanted[-1] != start:
+        raise EmoregError("llm: with prefix_dtype int8 the states pass ends at the first tuned layer; "
+                          "state_layers must be below it")
+    engine = None
+    if todo and openvino:
+        engine = openvino_prefix(clf, decoder, wanted, int8)
+    elif todo and int8:
         quantise_below(decoder, start)
     captured = {}
 
@@ -116,7 +144,8 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int, a
 
         return hook
 
-    hooks = [decoder.layers[layer].register_forward_pre_hook(capture(layer), with_kwargs=True) for layer in wanted]
+    hooks = [] if engine is not None else [
+        decoder.layers[layer].register_forward_pre_hook(capture(layer), with_kwargs=True) for layer in wanted]
     size = clf.settings.model.score_batch
     stored = torch.bfloat16 if clf.bf16_ else torch.float32
     new, overflow = {}, {}
@@ -128,11 +157,14 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int, a
             for at in progress(range(0, len(todo), size), desc=desc, unit="batch", leave=False):
                 batch = todo[at:at + size]
                 ids, mask = padded([list(b) for b in batch], clf.pad_id_)
-                with clf._autocast():
-                    try:
-                        decoder(input_ids=ids.to(clf.device_), attention_mask=mask.to(clf.device_), use_cache=False)
-                    except _Stop:
-                        pass
+                if engine is not None:
+                    captured.update(engine(ids, mask))
+                else:
+                    with clf._autocast():
+                        try:
+                            decoder(input_ids=ids.to(clf.device_), attention_mask=mask.to(clf.device_), use_cache=False)
+                        except _Stop:
+                            pass
                 hidden = captured.pop(start)
                 for b, tokens in enumerate(batch):
                     state = hidden[b, :len(tokens)].to("cpu", stored).clone()
