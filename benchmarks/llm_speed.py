@@ -9,6 +9,7 @@
     python benchmarks/llm_speed.py prefix [--prompts 128] [--layers 17] [--max-tokens 192] [--dtype auto]
     python benchmarks/llm_speed.py tokens [--prompts 0] [--max-tokens 192] [--batch 16]
     python benchmarks/llm_speed.py alone [--prompts 32] [--layers 18 --tune-layers 2 --tune full] [--dtype fp32]
+                                         [--engine torch|openvino] [--prefix-dtype same|int8]
 
 train: emoreg's trainer (loss on the answer tokens from their hidden states only, length-grouped
 dynamic padding, bf16 autocast where the CPU runs bf16 fast) against what a user would write with
@@ -423,7 +424,7 @@ def _head_settings(args, epochs: int) -> dict:
     """The ``head: classify`` settings that head and alone measure (LoRA r 16 where ``--tune lora``)."""
     settings = dict(head="classify", tune_layers=args.tune_layers, epochs=epochs, batch_size=16, score_batch=16,
                     lr=1e-3, class_weight="balanced", dtype=args.dtype, state_cache=False, layers=args.layers,
-                    tune=args.tune)
+                    tune=args.tune, prefix_engine=args.engine, prefix_dtype=args.prefix_dtype)
     if args.tune == "lora":
         settings |= {"lora_r": 16, "lora_alpha": 32}
     return settings
@@ -519,7 +520,8 @@ def bench_alone(args) -> dict:
     tokens = sum(len(clf._prefix_ids(s)) for s in unseen)
     scoring = score_unseen(clf, unseen, tokens, alone=len(unseen))
     return {"model": args.model, "prompts": len(unseen), "prompt_tokens": tokens, "dtype": "bf16" if clf.bf16_ else "fp32",
-            "layers": args.layers or "all", "tune_layers": args.tune_layers,
+            "layers": args.layers or "all", "tune_layers": args.tune_layers, "engine": args.engine,
+            "prefix_dtype": args.prefix_dtype,
             "states_ms_per_training_prompt": _sig(clf.states_seconds_ * 1e3 / 16),
             "score_p50_ms_one_prompt": _sig(scoring["p50_ms"]), "score_p95_ms_one_prompt": _sig(scoring["p95_ms"]),
             "peak_rss_mb": _sig(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
@@ -638,6 +640,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dtype", default="auto", help="head and score: auto, bf16 or fp32")
     parser.add_argument("--shape", choices=sorted(SHAPES), default="7b", help="random: the model's shape")
     parser.add_argument("--plain", action="store_true", help="random: also run the plain Trainer recipe (fp32)")
+    parser.add_argument("--engine", choices=["torch", "openvino"], default="torch",
+                        help="head and alone: what runs the frozen layers (prefix_engine)")
+    parser.add_argument("--prefix-dtype", choices=["same", "int8"], default="same",
+                        help="head and alone: the frozen layers' dtype (prefix_dtype)")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batch", type=int, default=8)

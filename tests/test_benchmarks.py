@@ -23,6 +23,9 @@ def test_llm_speed_benchmarks_run(tiny_llama, annomi_data_dir):
     alone = llm_speed.main(["alone", "--model", tiny_llama, "--prompts", "3", "--tune-layers", "1", "--max-tokens", "64",
                             "--dtype", "fp32", "--tune", "full"])
     assert alone["prompts"] == 3 and alone["score_p95_ms_one_prompt"] >= alone["score_p50_ms_one_prompt"] > 0
+    engine = llm_speed.main(["alone", "--model", tiny_llama, "--prompts", "2", "--tune-layers", "1", "--max-tokens",
+                             "64", "--dtype", "fp32", "--tune", "full", "--engine", "openvino", "--prefix-dtype", "int8"])
+    assert engine["engine"] == "openvino" and engine["score_p50_ms_one_prompt"] > 0
     tokens = llm_speed.main(["tokens", "--model", tiny_llama, "--prompts", "12", "--batch", "4", "--max-tokens", "64"])
     assert 0 <= tokens["pad_share_states_pass"] <= tokens["pad_share_corpus_order"] < 1  # sorted pads least
     assert tokens["recipe_system_mean_tokens"] > 0 and tokens["no_system_mean_tokens"] > 0
