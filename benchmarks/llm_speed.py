@@ -145,7 +145,7 @@ def plain_train(task, segments, model: str, steps: int, batch: int, max_tokens: 
     clf = _llm(task, model, max_tokens, epochs=1, batch_size=batch, max_train=steps * batch, trainer="hf")
     clf.fit(segments[: steps * batch])
     tokens = _prompt_tokens(clf, task, segments[: steps * batch])
-    return {"tokens": tokens, "seconds": clf.hf_seconds_, "tokens_per_s": tokens / clf.hf_seconds_}
+    return {"tokens": tokens, "seconds": clf.fit_report.train_seconds, "tokens_per_s": tokens / clf.fit_report.train_seconds}
 
 
 def bench_train(args) -> dict:
@@ -295,7 +295,7 @@ def bench_random(args) -> dict:
             clf.fit(segments)
             if name == "plain":
                 tokens = _prompt_tokens(clf, corpus.task, segments)
-                tps, seconds = tokens / clf.hf_seconds_, clf.hf_seconds_
+                tps, seconds = tokens / clf.fit_report.train_seconds, clf.fit_report.train_seconds
             else:
                 history = clf.history_
                 tokens = sum(h["tokens"] for h in history[warm:])
@@ -377,7 +377,7 @@ def bench_head(args) -> dict:
         whole.fit(segments)
     finally:
         last_token.SUPPORTED = saved
-    epoch_whole = whole.train_seconds_ / args.epochs
+    epoch_whole = whole.fit_report.train_seconds / args.epochs
     dtype = torch.bfloat16 if clf.bf16_ else torch.float32
     prefixes = [clf._prefix_ids(s) for s in segments]
     tokens = sum(len(p) for p in prefixes)
@@ -396,8 +396,8 @@ def bench_head(args) -> dict:
             base.model(input_ids=ids, attention_mask=mask)
     forward = time.perf_counter() - started
     useful = scoring["useful_flop"]
-    epoch = clf.train_seconds_ / args.epochs
-    one_epoch = clf.states_seconds_ + epoch
+    epoch = clf.fit_report.train_seconds / args.epochs
+    one_epoch = clf.fit_report.states_seconds + epoch
     steps = len(segments) // args.batch
     plain = plain_train(task, segments, args.model, steps, args.batch, args.max_tokens)
     plain_epoch = plain["seconds"] * len(segments) / (steps * args.batch)  # its epoch over every prompt
@@ -407,7 +407,7 @@ def bench_head(args) -> dict:
         "matmul_peak_gflops": _sig(peak),
         "floor_s": _sig(floor), "plain_forward_s": _sig(forward),
         "forward_mfu": _sig(floor / forward),
-        "states_s": _sig(clf.states_seconds_), "epoch_of_tuned_layers_s": _sig(epoch),
+        "states_s": _sig(clf.fit_report.states_seconds), "epoch_of_tuned_layers_s": _sig(epoch),
         "one_epoch_s": _sig(one_epoch), "one_epoch_over_floor": _sig(one_epoch / floor),
         "each_later_epoch_over_floor": _sig(epoch / floor),
         "epoch_with_whole_top_layer_s": _sig(epoch_whole), "last_token_top_layer_speedup": _sig(epoch_whole / epoch),
@@ -522,7 +522,7 @@ def bench_alone(args) -> dict:
     return {"model": args.model, "prompts": len(unseen), "prompt_tokens": tokens, "dtype": "bf16" if clf.bf16_ else "fp32",
             "layers": args.layers or "all", "tune_layers": args.tune_layers, "engine": args.engine,
             "prefix_dtype": args.prefix_dtype,
-            "states_ms_per_training_prompt": _sig(clf.states_seconds_ * 1e3 / 16),
+            "states_ms_per_training_prompt": _sig(clf.fit_report.states_seconds * 1e3 / 16),
             "score_p50_ms_one_prompt": _sig(scoring["p50_ms"]), "score_p95_ms_one_prompt": _sig(scoring["p95_ms"]),
             "peak_rss_mb": _sig(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 

@@ -47,12 +47,12 @@ def test_one_pass_gives_every_candidate_its_states(tiny_llama, toy_split, monkey
     calls = []
     original = llm_states.entering_states
     monkeypatch.setattr(llm_states, "entering_states", lambda clf, p, start, also=(): calls.append(
-        (start, tuple(also), clf.states_computed_ if hasattr(clf, "states_computed_") else 0))
+        (start, tuple(also), clf.fit_report.states_computed))
         or original(clf, p, start, also))
     train, _ = toy_split
     model = auto_model(tiny_llama).fit(train)
     assert calls[0][:2] == (1, (0,))  # the deepest candidate's layer, keeping the shallower one's
-    assert model.states_computed_ == 0  # the refit found every state cached
+    assert model.fit_report.states_computed == 0  # the refit found every state cached
 
 
 def test_an_auto_model_saves_its_choice_and_loads_as_that_cell(tiny_llama, toy_split, tmp_path):
@@ -60,14 +60,14 @@ def test_an_auto_model_saves_its_choice_and_loads_as_that_cell(tiny_llama, toy_s
     model = auto_model(tiny_llama).fit(train)
     model.save(tmp_path / "m")
     again = load_model(tmp_path / "m")
-    assert again.params["layers"] == model.depth_choice_["chosen_layers"] and "candidates" not in again.params
+    assert again.params["layers"] == model.fit_report.depth_choice["chosen_layers"] and "candidates" not in again.params
     assert np.allclose(again.predict_proba(test), model.predict_proba(test), atol=1e-6)
 
 
 def test_few_training_subjects_fall_back_to_the_default_depth(tiny_llama, toy_split):
     train, _ = toy_split
     model = auto_model(tiny_llama, min_subjects=5, fallback_layers=1).fit(train)
-    choice = model.depth_choice_
+    choice = model.fit_report.depth_choice
     assert choice["chosen_layers"] == 1 and choice["chosen_epochs"] == 3 and choice["inner_scores"] is None
     assert "4 training subjects" in choice["reason"]
 
@@ -155,7 +155,7 @@ def test_layers_ensemble_averages_the_head_at_every_candidate_depth_and_round_tr
     common = {"tune_layers": 1, "tune": "full", "epochs": 3}
     model = head_model(tiny_llama, layers="ensemble", candidates=[1, 2], **common).fit(train)
     assert model.describe()["depths"] == [1, 2] and model.describe()["dtype"] == "fp32"
-    assert sum(m.states_computed_ for m in model.members_) == len({tuple(model.members_[0]._prefix_ids(s))
+    assert sum(m.fit_report.states_computed for m in model.members_) == len({tuple(model.members_[0]._prefix_ids(s))
                                                                    for s in train})  # one pass for both depths
     alone = [head_model(tiny_llama, layers=d, **common).fit(train).predict_proba(test) for d in (1, 2)]
     assert np.allclose(model.predict_proba(test), np.mean(alone, axis=0), atol=1e-6)

@@ -130,11 +130,11 @@ def test_states_are_computed_once_and_fit_sees_only_training_prompts(tiny_llama,
     train_prompts = {tuple(model._prefix_ids(s)) for s in train}
     test_prompts = {tuple(model._prefix_ids(s)) for s in test}
     assert test_prompts - train_prompts  # some test prompts are new
-    assert model.states_computed_ == len(train_prompts) and set(llm_states.CACHE.states) == train_prompts
+    assert model.fit_report.states_computed == len(train_prompts) and set(llm_states.CACHE.states) == train_prompts
     model.predict_proba(test)  # test prompts enter the cache only when predicting
     assert set(llm_states.CACHE.states) == train_prompts | test_prompts
     second = head_model(tiny_llama, tune_layers=1, epochs=2).fit(train)  # the next fold of a run
-    assert second.states_computed_ == 0 and second.states_reused_ == len(train)
+    assert second.fit_report.states_computed == 0 and second.fit_report.states_reused == len(train)
     assert np.array_equal(second.predict_proba(test), model.predict_proba(test))  # same seed, same result
 
 
@@ -202,14 +202,14 @@ def test_one_pass_keeps_the_states_of_several_layers(request, architecture, toy_
     train, test = toy_split
     folder = request.getfixturevalue(architecture)
     deep = head_model(folder, tune_layers=1, epochs=1, state_layers=[0]).fit(train)  # reads layer 1, keeps 0
-    assert deep.states_computed_ == len({tuple(deep._prefix_ids(s)) for s in train})
+    assert deep.fit_report.states_computed == len({tuple(deep._prefix_ids(s)) for s in train})
     llm_states.CACHE.forget()  # a new process
     shallow = head_model(folder, tune_layers=2, epochs=1).fit(train)  # reads layer 0
-    assert shallow.states_computed_ == 0 and shallow.states_reused_ == len(train)
+    assert shallow.fit_report.states_computed == 0 and shallow.fit_report.states_reused == len(train)
     kept = dict(llm_states.CACHE.states)
     llm_states.CACHE.forget()
     fresh = head_model(folder, tune_layers=2, epochs=1, state_cache=False).fit(train)
-    assert fresh.states_computed_ > 0 and set(llm_states.CACHE.states) == set(kept)
+    assert fresh.fit_report.states_computed > 0 and set(llm_states.CACHE.states) == set(kept)
     assert all(torch.equal(kept[k], v) for k, v in llm_states.CACHE.states.items())
     assert np.array_equal(shallow.predict_proba(test), fresh.predict_proba(test))
 
@@ -223,14 +223,14 @@ def test_states_persist_on_disk_for_the_next_process(tiny_llama, toy_split, tmp_
     llm_states.CACHE.forget()  # a new process
     (shards[0].parent / "shard-cut.pt").write_bytes(b"PK\x03 cut short")  # as a kill mid-write would leave
     again = head_model(tiny_llama, tune_layers=1, epochs=1).fit(train)
-    assert again.states_computed_ == 0 and again.states_reused_ == len(train)
+    assert again.fit_report.states_computed == 0 and again.fit_report.states_reused == len(train)
     assert np.array_equal(again.predict_proba(test), proba)
     assert not (shards[0].parent / "shard-cut.pt").exists()
     llm_states.CACHE.forget()
     memory_only = head_model(tiny_llama, tune_layers=1, epochs=1, state_cache=False).fit(train)
-    assert memory_only.states_computed_ > 0  # state_cache false: nothing read from disk
+    assert memory_only.fit_report.states_computed > 0  # state_cache false: nothing read from disk
     other_layer = head_model(tiny_llama, tune_layers=2, epochs=1).fit(train)  # another layer, another folder
-    assert other_layer.states_computed_ > 0 and len(list((tmp_path / "states").iterdir())) == 2
+    assert other_layer.fit_report.states_computed > 0 and len(list((tmp_path / "states").iterdir())) == 2
 
 
 def _mapped_file(tensor) -> str | None:
@@ -253,7 +253,7 @@ def test_cached_states_are_mapped_from_their_shards_not_held_in_the_heap(tiny_ll
     proba = on_disk.predict_proba(test)
     shards = {str(p) for p in (tmp_path / "states").glob("*/shard-*.pt")}
     states = llm_states.CACHE.states
-    assert len(states) == on_disk.states_computed_ > 0  # every distinct prompt of both sets
+    assert len(states) == on_disk.fit_report.states_computed > 0  # every distinct prompt of both sets
     assert shards and {_mapped_file(v) for v in states.values()} <= shards
     llm_states.CACHE.forget()
     in_memory = head_model(tiny_llama, tune_layers=1, epochs=2, state_cache=False).fit(train)
@@ -270,7 +270,7 @@ def test_the_state_cache_stays_bounded(tiny_llama, toy_split, monkeypatch):
     monkeypatch.setattr(llm_states, "MAX_CACHED", 3)
     llm_states.CACHE.states.clear()
     assert np.allclose(model.predict_proba(test), reference, atol=1e-6)
-    assert len(llm_states.CACHE.states) == 3 and model.states_computed_ > len(train)
+    assert len(llm_states.CACHE.states) == 3 and model.fit_report.states_computed > len(train)
 
 
 def test_labels_of_very_different_lengths_are_learned_alike(tiny_llama, toy_split):
@@ -356,7 +356,7 @@ def test_an_int8_prefix_keeps_the_decisions_and_its_states_are_never_mixed_with_
     reference = head_model(tiny_llama, **settings).fit(train)
     float_states = {k: v.clone() for k, v in llm_states.CACHE.states.items()}
     quantised = head_model(tiny_llama, prefix_dtype="int8", **settings).fit(train)
-    assert quantised.states_computed_ == len(float_states)  # none taken from the float cache
+    assert quantised.fit_report.states_computed == len(float_states)  # none taken from the float cache
     _, decoder = llm_cut.decoder_of(quantised.model_)
     assert "DynamicQuantizedLinear" in repr(decoder.layers[0]) and "DynamicQuantizedLinear" not in repr(decoder.layers[1])
     int8_states = llm_states.CACHE.states
@@ -368,7 +368,7 @@ def test_an_int8_prefix_keeps_the_decisions_and_its_states_are_never_mixed_with_
     assert quantised.describe()["prefix_dtype"] == "int8"
     llm_states.CACHE.forget()  # a new process
     again = head_model(tiny_llama, **settings).fit(train)
-    assert again.states_computed_ == 0 and all(torch.equal(llm_states.CACHE.states[k], v)
+    assert again.fit_report.states_computed == 0 and all(torch.equal(llm_states.CACHE.states[k], v)
                                                for k, v in float_states.items())
     with pytest.raises(EmoregError, match="prefix_dtype int8 .* needs head: classify and dtype: fp32"):
         head_model(tiny_llama, prefix_dtype="int8", dtype="bf16", **settings).fit(train)

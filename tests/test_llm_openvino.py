@@ -39,7 +39,7 @@ def test_openvino_states_are_the_torch_states_and_the_decisions_the_same(request
     torch_lower = llm_states.load_shards(llm_states.cache_folder(reference, 0))
     llm_states.CACHE.forget()
     engine = head_model(folder, prefix_engine="openvino", score_batch=3, state_layers=[0], **SETTINGS).fit(train)
-    assert engine.states_computed_ == len(torch_states)  # nothing taken from torch's cache
+    assert engine.fit_report.states_computed == len(torch_states)  # nothing taken from torch's cache
     assert set(engine.prefix_engines_) == {(0, 1)}  # one conversion: both layers from one pass
     assert _cosines(llm_states.CACHE.states, torch_states).min() > 0.99999
     assert all(torch.allclose(llm_states.CACHE.states[k], v, atol=1e-4) for k, v in torch_states.items())
@@ -56,18 +56,18 @@ def test_each_engine_keeps_a_cache_of_its_own(tiny_llama, toy_split):
     train, _ = toy_split
     settings = SETTINGS | {"epochs": 1}
     first = head_model(tiny_llama, **settings).fit(train)
-    n = first.states_computed_
+    n = first.fit_report.states_computed
     assert n > 0
     engine = head_model(tiny_llama, prefix_engine="openvino", **settings).fit(train)
-    assert engine.states_computed_ == n
+    assert engine.fit_report.states_computed == n
     assert llm_states.cache_folder(engine, 1) != llm_states.cache_folder(first, 1)
     int8 = head_model(tiny_llama, prefix_engine="openvino", prefix_dtype="int8", **settings).fit(train)
-    assert int8.states_computed_ == n
+    assert int8.fit_report.states_computed == n
     assert len({llm_states.cache_folder(m, 1) for m in (first, engine, int8)}) == 3
     for params in ({}, {"prefix_engine": "openvino"}, {"prefix_engine": "openvino", "prefix_dtype": "int8"}):
         llm_states.CACHE.forget()  # a new process
         again = head_model(tiny_llama, **params, **settings).fit(train)
-        assert again.states_computed_ == 0 and not hasattr(again, "prefix_engines_")  # nothing converted
+        assert again.fit_report.states_computed == 0 and not hasattr(again, "prefix_engines_")  # nothing converted
 
 
 def test_an_openvino_int8_prefix_stays_close_and_keeps_the_decisions(tiny_llama, toy_split, monkeypatch):

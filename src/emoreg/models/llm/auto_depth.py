@@ -141,7 +141,7 @@ def fit_auto(clf: LlmClassifier, segments: list, y: np.ndarray) -> LlmClassifier
                    "inner_subjects": len(held), "inner_segments": len(val_idx), "fit_segments": len(fit_idx)}
     final = _child(clf, f"depth-{depth:02d}", layers=depth, epochs=best_epochs)
     final.fit(segments)
-    final.depth_choice_ = choice
+    final.fit_report.depth_choice = choice
     return final
 
 

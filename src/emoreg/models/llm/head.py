@@ -114,7 +114,7 @@ def fit_head(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
     began = time.perf_counter()
     lower = last_states(clf, prefixes, entering_states)  # the mixed layers' last tokens (None without)
     states = entering_states(clf, prefixes, start, also=clf.settings.head.state_layers or ())
-    clf.states_seconds_ = time.perf_counter() - began
+    clf.fit_report.states_seconds = time.perf_counter() - began
     schedule = clf.schedule()
     if schedule.epochs == 0:
         return
@@ -143,7 +143,7 @@ def fit_head(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
         clf.settings.training.checkpoint_minutes, name="llm head")
     clf.model_.train()
     tuned = len(decoder_of(clf.model_)[1].layers) - start
-    clf.history_, clf.train_seconds_ = train(
+    clf.history_, clf.fit_report.train_seconds = train(
         params, schedule, [len(p) for p in prefixes], clf.seed, step,
         desc=f"head training ({len(prefixes)} prompts, {tuned} layers)", fused=clf.device_.type == "cuda",
         checkpoint=checkpoint, on_epoch=after_epoch if clf.epoch_callback is not None else None)

@@ -38,5 +38,5 @@ def fit_hf(clf: LlmClassifier, sequences: list[list[int]]) -> None:
         trainer.train()
     logged = [h for h in trainer.state.log_history if "loss" in h]
     clf.history_ = [{"step": h["step"], "loss": h["loss"], "lr": h.get("learning_rate")} for h in logged]
-    clf.hf_seconds_ = time.perf_counter() - started
+    clf.fit_report.train_seconds = time.perf_counter() - started
     clf.model_.eval()

@@ -31,6 +31,7 @@ from ...errors import EmoregError
 from ...progress import progress
 from ..base import NotFittedError, SegmentClassifier
 from . import settings
+from .fit_report import FitReport
 from .loading import load_base
 from .numerics import resolve_dtype
 from .tokens import answer_ids, prompt_ids
@@ -46,6 +47,14 @@ class LlmClassifier(SegmentClassifier):
     LM_DEFAULTS = settings.LM_DEFAULTS
     rules = settings.RULES
     checkpoint_dir: Path | None = None  # set by the runner: where an interrupted fit resumes from
+
+    @property
+    def fit_report(self) -> FitReport:
+        """What fitting (and predicting) measured and chose: states computed and reused, seconds,
+        the depth choice (``fit_report.FitReport``)."""
+        if "fit_report_" not in self.__dict__:
+            self.fit_report_ = FitReport()
+        return self.fit_report_
 
     @property
     def settings(self) -> settings.LlmSettings:
@@ -243,16 +252,15 @@ class LlmClassifier(SegmentClassifier):
         """With head classify: where tuning starts, and what the state cache saved."""
         if self.settings.head.head != "classify":
             return {}
-        choice = getattr(self, "depth_choice_", None)
+        report = self.fit_report
+        choice = report.depth_choice
         return {"head": "classify", "layers": choice["chosen_layers"] if choice else self.settings.head.layers,
                 "prefix_dtype": self.settings.model.prefix_dtype,
                 "prefix_engine": self.settings.model.prefix_engine,
                 **({"depth_choice": choice} if choice else {}),
                 "first_tuned_layer": getattr(self, "first_tuned_", None),
-                "states_computed": getattr(self, "states_computed_", 0),
-                "states_reused": getattr(self, "states_reused_", 0),
-                "states_seconds": getattr(self, "states_seconds_", None),
-                "train_seconds": getattr(self, "train_seconds_", None),
+                "states_computed": report.states_computed, "states_reused": report.states_reused,
+                "states_seconds": report.states_seconds, "train_seconds": report.train_seconds,
                 **({"mix_weights": [round(float(w), 4) for w in self.mix_.detach().softmax(0)]}
                    if getattr(self, "mix_", None) is not None else {})}
 
@@ -280,13 +288,13 @@ class LlmClassifier(SegmentClassifier):
             self.model_.save_pretrained(str(folder / "adapter"))  # standard PEFT format
         self._write_spec(folder, history=getattr(self, "history_", []), n_train=getattr(self, "n_train_", None),
                          unseen_labels=getattr(self, "unseen_", []),  # head classify: labels absent from training
-                         params=self.fitted_params(), **({"depth_choice": self.depth_choice_}
-                                                         if hasattr(self, "depth_choice_") else {}))
+                         params=self.fitted_params(), **({"depth_choice": self.fit_report.depth_choice}
+                                                         if self.fit_report.depth_choice else {}))
         return folder
 
     def fitted_params(self) -> dict[str, Any]:
         """The parameters that rebuild this fitted model: with layers auto, the chosen depth and epochs."""
-        choice = getattr(self, "depth_choice_", None)
+        choice = self.fit_report.depth_choice
         if choice is None:
             return dict(self.params)
         from .auto_depth import AUTO_ONLY

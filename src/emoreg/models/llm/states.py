@@ -195,6 +195,6 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int, a
             heap.release()
         elif todo:  # a few prompts (the live service's one): a full garbage collection would cost more
             heap.trim()  # than their pass (236 ms against ~200 ms on a 2-core CPU, BENCHMARKS.md)
-    clf.states_computed_ = getattr(clf, "states_computed_", 0) + len(todo)
-    clf.states_reused_ = getattr(clf, "states_reused_", 0) + len(prefixes) - len(todo)
+    clf.fit_report.states_computed += len(todo)
+    clf.fit_report.states_reused += len(prefixes) - len(todo)
     return [cache[tuple(p)] if tuple(p) in cache else overflow[tuple(p)] for p in prefixes]
