@@ -7,6 +7,7 @@
                                         [--layers 18 --tune full]
     python benchmarks/llm_speed.py compile [--prompts 128] [--layers 16] [--dtype fp32]
     python benchmarks/llm_speed.py prefix [--prompts 128] [--layers 17] [--max-tokens 192] [--dtype auto]
+                                          [--variants bf16,openvino-bf16]
     python benchmarks/llm_speed.py tokens [--prompts 0] [--max-tokens 192] [--batch 16]
     python benchmarks/llm_speed.py alone [--prompts 32] [--layers 18 --tune-layers 2 --tune full] [--dtype fp32]
                                          [--engine torch|openvino] [--prefix-dtype same|int8]
@@ -574,6 +575,11 @@ def bench_prefix(args) -> dict:
     except ImportError:
         engines = []
     variants = ["fp32", "int8"] + (["bf16"] if bf16 else []) + engines
+    if args.variants:  # a large model: fewer copies in memory (fp32, the reference, always runs)
+        unknown = set(args.variants.split(",")) - set(variants)
+        if unknown:
+            raise SystemExit(f"--variants: {', '.join(sorted(unknown))} not available here (choose from {', '.join(variants)})")
+        variants = ["fp32"] + [v for v in variants if v in args.variants.split(",") and v != "fp32"]
     models = {}
     for name in variants:
         base, _ = load_base(args.model, bf16=name.endswith("bf16"))
@@ -606,7 +612,7 @@ def bench_prefix(args) -> dict:
             times[name].append(seconds)
     params = matmul_params(models["fp32"]) * depth / (depth + 1)  # the layers below the tuned one
     peaks = {"fp32": matmul_peak_gflops(torch.float32), "int8": _int8_peak_gflops()}
-    if bf16:
+    if any(v.endswith("bf16") for v in variants):
         peaks["bf16"] = matmul_peak_gflops(torch.bfloat16)
     out = {"model": args.model, "prompts": len(prefixes), "prompt_tokens": tokens, "states_entering_layer": depth,
            "repeats": args.repeats, "threads": torch.get_num_threads(),
@@ -622,7 +628,7 @@ def bench_prefix(args) -> dict:
         per_layer = {layer: torch.cat(c) for layer, c in cosines.items()}
         out[name] = {"seconds": [_sig(t) for t in times[name]], "ms_per_prompt": _sig(best[name] * 1e3 / len(prefixes)),
                      "speedup_vs_fp32": _sig(best["fp32"] / best[name]),
-                     **({"speedup_vs_bf16": _sig(best["bf16"] / best[name])} if bf16 else {}),
+                     **({"speedup_vs_bf16": _sig(best["bf16"] / best[name])} if "bf16" in best else {}),
                      "mfu": _sig(2 * params * tokens / best[name] / (peaks[name.split("-")[-1]] * 1e9)),
                      "cosine_to_fp32_per_layer": [_sig(float(c.mean())) for _, c in sorted(per_layer.items())],
                      "cosine_to_fp32_lowest_token": _sig(float(per_layer[depth].min()))}
@@ -644,6 +650,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="head and alone: what runs the frozen layers (prefix_engine)")
     parser.add_argument("--prefix-dtype", choices=["same", "int8"], default="same",
                         help="head and alone: the frozen layers' dtype (prefix_dtype)")
+    parser.add_argument("--variants", default=None,
+                        help="prefix: a comma list of the prefixes to run beside fp32 (default: all available)")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batch", type=int, default=8)
