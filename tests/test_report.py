@@ -181,3 +181,18 @@ def test_damaged_predictions_are_named_not_reported_as_nan(toy_corpus, tmp_path,
     fold = sorted((a / "folds").glob("fold-*.jsonl"))[0]  # the same in a fold file: collect names it
     fold.write_text(fold.read_text().replace('"proba": {', '"proba": {"x": NaN, ', 1))
     assert main(["collect", str(a)]) == 2
+
+
+@pytest.mark.parametrize("model, words", [
+    ({"prefix_engine": "openvino", "prefix_dtype": "int8"}, "fp32, frozen layers openvino int8"),
+    ({"prefix_engine": "openvino", "prefix_dtype": "same"}, "fp32, frozen layers openvino"),
+    ({"prefix_engine": "torch", "prefix_dtype": "int8"}, "fp32, frozen layers int8"),
+    ({"prefix_engine": "torch", "prefix_dtype": "same"}, "fp32")])
+def test_the_numeric_path_names_what_ran_the_frozen_layers(monkeypatch, tmp_path, model, words):
+    """A run whose folds' frozen layers ran through OpenVINO or in int8 says so beside its dtype."""
+    from types import SimpleNamespace
+
+    from emoreg import report_models
+
+    monkeypatch.setattr(report_models, "fold_metas", lambda run: [{"model": {"dtype": "fp32", **model}}] * 2)
+    assert report_models.numeric_path(SimpleNamespace(path=tmp_path)) == words  # no environment.json: no flags
