@@ -29,3 +29,15 @@ def test_a_shipped_config_loads(path):
     except EmoregError as error:
         problems = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
         assert problems and all("is not a run folder" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_a_shipped_config_says_what_it_is_and_the_command_that_runs_it(path):
+    """The header comment (the catalogue in configs/README.md points at it) names the command that
+    runs this very file, so a moved or copied config cannot carry another's command."""
+    root = Path(__file__).parents[1]
+    header = [line for line in path.read_text().splitlines() if line.startswith("#")]
+    own = path.relative_to(root).as_posix()
+    assert header, f"{own} has no header comment"
+    assert any(f" {own} " in line + " " and any(f"emoreg {verb} " in line for verb in ("evaluate", "ablate", "train"))
+               for line in header), f"{own}: no header line with the emoreg command that runs it"
