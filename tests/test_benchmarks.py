@@ -56,3 +56,19 @@ def test_random_llama_benchmark_runs():
                              "--plain"])
     assert result["runs"]["emoreg"]["timed_steps"] == 1 and result["runs"]["plain"]["timed_steps"] == 3
     assert result["mfu"] > 0 and result["ratio_all_steps"] > 0 and result["matmul_params"] > 0
+
+
+def test_the_prefix_guard_runs(tiny_llama, annomi_data_dir, tmp_path):
+    """benchmarks/prefix_guard.py on the tiny model: every float prefix scores the reference's way."""
+    import prefix_guard
+
+    out = prefix_guard.main(["--out", str(tmp_path / "guard"), "--set", f"params.model={tiny_llama}",
+                             "--set", "params.layers=2", "--set", "params.epochs=1", "--set", "params.dtype=fp32",
+                             "--set", "params.system=null", "--set", "prompt.max_tokens=64",
+                             "--variants", "openvino fp32,openvino int8"])
+    variants = out["variants"]
+    assert set(variants) == {"torch fp32 (reference)", "openvino fp32", "openvino int8"}
+    assert variants["openvino fp32"]["same_decisions_as_fp32"] == 1
+    assert variants["openvino fp32"]["largest_probability_change"] < 1e-3
+    assert 0 <= variants["openvino int8"]["largest_probability_change"] < 1
+
