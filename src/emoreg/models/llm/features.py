@@ -10,7 +10,7 @@ from ..base import SegmentClassifier
 from ..rules import choice, or_null, positive, text, whole
 from .loading import load_base
 from .model import LlmClassifier
-from .tokens import DEFAULT_SYSTEM, answer_ids, padded
+from .tokens import DEFAULT_SYSTEM, padded
 
 
 class LlmFeatures(SegmentClassifier):
@@ -33,30 +33,24 @@ class LlmFeatures(SegmentClassifier):
                 "dtype": "auto", "system": DEFAULT_SYSTEM, "layer": None, "pool": "mean"}
     rules = {"model": text(), "C": positive(), "class_weight": choice("balanced", None), "batch_size": whole(1),
              "dtype": choice("auto", "bf16", "fp32"), "layer": or_null(whole(0)), "pool": choice("mean", "last")}
-    _cache: dict = {}  # per process: loaded frozen models and their features
+    _cache: dict = {}  # per process: the features of each model, dtype, layer and pooling
 
     inputs = LlmClassifier.inputs
 
     def _helper(self) -> LlmClassifier:
-        """An LLM classifier that only loads and encodes (its prompts, dtype, state cache)."""
-        helper = LlmClassifier(self.task, self.prompt, self.seed, model=self._param("model"),
-                               dtype=self._param("dtype"), system=self._param("system"),
-                               score_batch=self._param("batch_size"))
-        helper._setup()
-        key = (self._param("model"), helper.bf16_)
-        shared = LlmFeatures._cache.setdefault(key, {})
-        if "model" not in shared:
-            # in bf16 the weights are stored in bf16, as the head's are: the same states, cache-compatible
-            shared["model"], shared["tokenizer"] = load_base(self._param("model"), bf16=helper.bf16_)
-        helper.model_, helper.tokenizer_ = shared["model"], shared["tokenizer"]
-        _, helper.pad_id_ = answer_ids(helper.tokenizer_, self.task.labels)
-        helper.vectors_ = shared.setdefault((self._param("layer"), self._param("pool")), {})
-        return helper
+        """The frozen LLM that encodes the prompts (its dtype, state cache), its weights loaded once
+        per process and model: in bf16 they are stored in bf16, as the head's are (the same states,
+        cache-compatible)."""
+        return LlmClassifier.frozen(self.task, self.prompt, self.seed, loader=_shared_base, model=self._param("model"),
+                                    dtype=self._param("dtype"), system=self._param("system"),
+                                    score_batch=self._param("batch_size"))
 
     def _features(self, segments) -> np.ndarray:
         helper = self._helper()
         self.dtype_ = "bf16" if helper.bf16_ else "fp32"
-        vectors = helper.vectors_  # by the prompt's tokens: the LLM is frozen
+        # by the prompt's tokens (the LLM is frozen), per process, model, dtype, layer and pooling
+        vectors = LlmFeatures._cache.setdefault(
+            (self._param("model"), helper.bf16_, self._param("layer"), self._param("pool")), {})
         keys = [tuple(helper._prefix_ids(s)) for s in segments]
         todo = sorted({k for k in keys if k not in vectors}, key=len)
         if todo:
@@ -119,3 +113,13 @@ class LlmFeatures(SegmentClassifier):
     def _predict_proba(self, segments):
         X = self.scaler_.transform(self._features(segments))
         return self._full_columns(self.model_.predict_proba(X), self.model_.classes_)
+
+
+_BASES: dict = {}  # per process: the frozen models loaded, by name and dtype
+
+
+def _shared_base(name: str, bf16: bool):
+    if (name, bf16) not in _BASES:
+        _BASES[name, bf16] = load_base(name, bf16=bf16)
+    return _BASES[name, bf16]
+

@@ -84,6 +84,19 @@ class LlmClassifier(SegmentClassifier):
         return settings.conflicts(params)
 
     # ------------------------------------------------------------------ set-up
+    @classmethod
+    def frozen(cls, task, prompt, seed: int, loader=None, **params) -> LlmClassifier:
+        """A classifier that only encodes prompts and runs its base model unchanged (no head, no
+        adapter): prompt ids, dtype, device and the states pass (``states.entering_states``), for a
+        model that uses the LLM without training it (``features.LlmFeatures``). ``loader(name, bf16)``
+        returns (model, tokenizer), e.g. ones already loaded and shared; default ``load_base``."""
+        clf = cls(task, prompt, seed, **params)
+        clf._setup()
+        load = loader or (lambda name, bf16: load_base(name, bf16=bf16))
+        clf.model_, clf.tokenizer_ = load(clf.settings.model.model, clf.bf16_)
+        _, clf.pad_id_ = answer_ids(clf.tokenizer_, task.labels, clf.settings.model.answer_prefix)
+        return clf
+
     def _setup(self) -> None:
         import torch
 
