@@ -1,13 +1,18 @@
-"""``prefix_dtype: int8``: the frozen layers below the head, the states pass's whole cost, run as
-int8 dynamic quantisation (weights int8 per output channel, activations quantised per batch on the
-fly; torch's ``quantize_dynamic``), a lever of the speed issue for CPUs without fast bf16.
+"""The frozen layers below the head, the states pass's whole cost, run otherwise than as torch in
+the model's dtype: two levers of the speed issue.
 
-Kept in float: the MLP's ``down_proj`` (its inputs carry the outlier activations that per-tensor
-int8 rounds worst) and the first ``FLOAT_LAYERS`` layers (the embedding's scale is settled there);
-the tuned layers and the head are never quantised. A quantised prefix makes different states, so
-the state cache keys them apart (``state_cache.disk_folder``): int8 states are never mixed with
-float ones. Needs ``dtype: fp32`` (dynamic int8 takes fp32 activations; bf16 is the lever where the
-CPU has fast bf16).
+``prefix_dtype: int8`` (torch): dynamic int8 quantisation (weights int8 per output channel,
+activations quantised per batch on the fly; torch's ``quantize_dynamic``), for CPUs without fast
+bf16. Kept in float: the MLP's ``down_proj`` (its inputs carry the outlier activations that
+per-tensor int8 rounds worst) and the first ``FLOAT_LAYERS`` layers (the embedding's scale is
+settled there); the tuned layers and the head are never quantised. Needs ``dtype: fp32`` (dynamic
+int8 takes fp32 activations; bf16 is the lever where the CPU has fast bf16).
+
+``prefix_engine: openvino`` (``OpenVinoPrefix``): the same layers converted to OpenVINO and compiled
+for the CPU, in the model's dtype or (with ``prefix_dtype: int8``) with NNCF's int8 weights.
+
+Either makes different states, so the state cache keys them apart (``states.prefix_name``): int8 or
+OpenVINO states are never mixed with torch's float ones, nor with each other.
 """
 
 from __future__ import annotations
@@ -40,8 +45,8 @@ def quantise_below(decoder, start: int) -> int:
 
 class OpenVinoPrefix:
     """``prefix_engine: openvino``: the frozen layers up to the deepest wanted one, converted once
-    from the loaded torch model (``openvino.convert_model``, its weights shared) and compiled for the
-    CPU: in the model's dtype (bf16 where the model runs bf16, else fp32), or with int8 weights
+    from the loaded torch model (``openvino.convert_model``) and compiled for the CPU, with weights
+    of their own: in the model's dtype (bf16 where the model runs bf16, else fp32), or with int8 weights
     (``prefix_dtype: int8``: NNCF's int8 weight compression, the same layers kept in float as the
     torch path; the CPU plugin quantises activations per token on the fly). Called with a padded
     batch, it returns the hidden states entering each wanted layer, as the torch pass's hooks do."""

@@ -3,9 +3,9 @@
 The layers below the first tuned one are frozen, so the hidden states entering it depend on the
 prompt's tokens alone: they are computed once per prompt, without gradients, and cached (in memory,
 per process, under an explicit key: the model, the layer, the dtype, whether the disk cache is on,
-and what ran the frozen layers: ``prefix_engine`` and ``prefix_dtype``). Every epoch after the first, every fold
-after the first in the same process, and the scoring of the test prompts reuse them; an epoch runs
-only the tuned layers, forward and backward. The cache holds a pure function of pretrained weights
+and what ran the frozen layers: ``prefix_engine`` and ``prefix_dtype``). Every epoch after the
+first, every fold after the first in the same process, and the scoring of the test prompts reuse
+them; an epoch runs only the tuned layers, forward and backward. The cache holds a pure function of pretrained weights
 and a prompt's own tokens, never anything fitted, so sharing it between folds cannot leak a test
 subject into training. With ``state_cache: true`` (the default) it also persists on disk
 (``$EMOREG_STATE_CACHE``, default ~/.cache/emoreg/states; one folder per model, layer, dtype and
