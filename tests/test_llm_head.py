@@ -343,7 +343,7 @@ def test_a_scalar_mix_of_a_lower_layer_learns_round_trips_and_reports_its_weight
 
 
 def test_an_int8_prefix_keeps_the_decisions_and_its_states_are_never_mixed_with_float_ones(
-        tiny_llama, toy_split, monkeypatch):
+        tiny_llama, toy_split, monkeypatch, tmp_path):
     """prefix_dtype int8: the frozen layer below the head quantised (the tiny model has one, so no
     layer is kept in float here); the head trained on its states makes the float reference's
     decisions; its states live in a cache of their own, and a float run afterwards reuses only the
@@ -358,7 +358,8 @@ def test_an_int8_prefix_keeps_the_decisions_and_its_states_are_never_mixed_with_
     quantised = head_model(tiny_llama, prefix_dtype="int8", **settings).fit(train)
     assert quantised.fit_report.states_computed == len(float_states)  # none taken from the float cache
     _, decoder = llm_cut.decoder_of(quantised.model_)
-    assert "DynamicQuantizedLinear" in repr(decoder.layers[0]) and "DynamicQuantizedLinear" not in repr(decoder.layers[1])
+    assert "DynamicQuantizedLinear" not in repr(decoder.layers)  # the model's own layers stay float:
+    assert "DynamicQuantizedLinear" in repr(quantised.prefix_engines_["int8", 1][0])  # the pass ran int8 copies
     int8_states = llm_states.CACHE.states
     cosines = torch.cat([torch.nn.functional.cosine_similarity(int8_states[k].float(), v.float(), dim=-1)
                          for k, v in float_states.items()])  # per token
@@ -366,6 +367,13 @@ def test_an_int8_prefix_keeps_the_decisions_and_its_states_are_never_mixed_with_
     assert any(not torch.equal(int8_states[k], v) for k, v in float_states.items())
     assert reference.predict(test) == quantised.predict(test)
     assert quantised.describe()["prefix_dtype"] == "int8"
+    quantised.params["prefix_dtype"] = "same"  # the same classifier switched back: float states again
+    llm_states.CACHE.forget()
+    monkeypatch.setenv("EMOREG_STATE_CACHE", str(tmp_path / "fresh"))  # computed, not read from disk
+    keys = list(float_states)[:3]
+    assert all(torch.allclose(state, float_states[k], atol=1e-6)
+               for state, k in zip(llm_states.entering_states(quantised, [list(k) for k in keys], 1), keys))
+    monkeypatch.setenv("EMOREG_STATE_CACHE", str(tmp_path / "states"))
     llm_states.CACHE.forget()  # a new process
     again = head_model(tiny_llama, **settings).fit(train)
     assert again.fit_report.states_computed == 0 and all(torch.equal(llm_states.CACHE.states[k], v)

@@ -98,3 +98,22 @@ def test_openvino_settings_that_cannot_work_are_clear_errors(tiny_llama, toy_spl
     monkeypatch.setitem(sys.modules, "openvino", None)  # not installed
     with pytest.raises(EmoregError, match=r"pip install 'emoreg\[openvino\]'"):
         head_model(tiny_llama, prefix_engine="openvino", **SETTINGS).fit(train)
+
+
+def test_a_classifier_switched_from_torch_int8_to_openvino_converts_the_float_model(tiny_llama, toy_split,
+                                                                                    monkeypatch, tmp_path):
+    """prefix_guard's case: one trained head scored through one prefix after another. The torch int8
+    pass quantised copies, so OpenVINO converts the float layers and makes torch fp32's states."""
+    monkeypatch.setattr(prefix, "FLOAT_LAYERS", 0)
+    train, _ = toy_split
+    model = head_model(tiny_llama, prefix_dtype="int8", **SETTINGS | {"epochs": 1}).fit(train)
+    keys = list(llm_states.CACHE.states)[:3]
+    model.params |= {"prefix_engine": "openvino", "prefix_dtype": "same"}
+    llm_states.CACHE.forget()
+    monkeypatch.setenv("EMOREG_STATE_CACHE", str(tmp_path / "fresh"))
+    engine_states = llm_states.entering_states(model, [list(k) for k in keys], 1)
+    reference = head_model(tiny_llama, state_cache=False, **SETTINGS | {"epochs": 1})
+    reference._setup()
+    reference._load()
+    torch_states = llm_states.entering_states(reference, [list(k) for k in keys], 1)
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(engine_states, torch_states))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import warnings
 from contextlib import contextmanager
+from types import SimpleNamespace
 
 from ...errors import EmoregError
 
@@ -28,7 +29,8 @@ FLOAT_LAYERS = 2
 
 def quantise_below(decoder, start: int) -> int:
     """Quantise the Linear layers of decoder layers ``FLOAT_LAYERS`` .. ``start - 1`` in place
-    (once: a quantised layer is left as it is); returns how many Linear layers were quantised."""
+    (once: a quantised layer is left as it is); returns how many Linear layers were quantised. The
+    states pass quantises copies (``int8_layers``); the benchmark, a model of its own."""
     import torch
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
@@ -41,6 +43,34 @@ def quantise_below(decoder, start: int) -> int:
             quantize_dynamic(layer, spec, dtype=torch.qint8, inplace=True)
             count += len(spec)
     return count
+
+
+def int8_layers(decoder, start: int) -> list:
+    """The decoder's layers below ``start`` for an int8 states pass: copies of layers
+    ``FLOAT_LAYERS`` .. ``start - 1`` quantised (``quantise_below``), the first ones the model's own.
+    The model itself stays float, so a later pass with another prefix (the same classifier with its
+    ``prefix_dtype`` or ``prefix_engine`` changed) never runs, nor caches as float, int8 layers."""
+    import copy
+
+    import torch
+
+    layers = [copy.deepcopy(layer) if index >= FLOAT_LAYERS else layer
+              for index, layer in enumerate(decoder.layers[:start])]
+    quantise_below(SimpleNamespace(layers=torch.nn.ModuleList(layers)), start)
+    return layers
+
+
+@contextmanager
+def layers_below(decoder, layers: list):
+    """Run the decoder with ``layers`` in place of its first ``len(layers)`` layers."""
+    import torch
+
+    saved = decoder.layers
+    decoder.layers = torch.nn.ModuleList(list(layers) + list(saved[len(layers):]))
+    try:
+        yield
+    finally:
+        decoder.layers = saved
 
 
 class OpenVinoPrefix:

@@ -16,6 +16,7 @@ shards' memory-mapped copies (page cache the kernel can drop and read back, not 
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +25,7 @@ from ... import heap
 from ...errors import EmoregError
 from ...progress import progress
 from .cut import decoder_of
-from .prefix import OpenVinoPrefix, quantise_below
+from .prefix import OpenVinoPrefix, int8_layers, layers_below
 from .state_cache import disk_folder, load_shards, save_shard
 from .tokens import padded
 
@@ -129,11 +130,15 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int, a
     if todo and int8 and not openvino and wanted[-1] != start:
         raise EmoregError("llm: with prefix_dtype int8 the states pass ends at the first tuned layer; "
                           "state_layers must be below it")
-    engine = None
+    engine, below, layers = None, nullcontext(), list(decoder.layers)
     if todo and openvino:
         engine = openvino_prefix(clf, decoder, wanted, int8)
-    elif todo and int8:
-        quantise_below(decoder, start)
+    elif todo and int8:  # int8 copies of the layers below the head; the model's own stay float
+        engines = clf.__dict__.setdefault("prefix_engines_", {})
+        if ("int8", start) not in engines:
+            engines["int8", start] = int8_layers(decoder, start)
+        below = layers_below(decoder, engines["int8", start])
+        layers = engines["int8", start] + layers[start:]
     captured = {}
 
     def capture(layer):
@@ -145,7 +150,7 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int, a
         return hook
 
     hooks = [] if engine is not None else [
-        decoder.layers[layer].register_forward_pre_hook(capture(layer), with_kwargs=True) for layer in wanted]
+        layers[layer].register_forward_pre_hook(capture(layer), with_kwargs=True) for layer in wanted]
     size = clf.settings.model.score_batch
     stored = torch.bfloat16 if clf.bf16_ else torch.float32
     new, overflow = {}, {}
@@ -153,7 +158,7 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int, a
     tick = heap.trimmer(TRIM_EVERY)
     desc = f"states entering layer{'s' if extra else ''} {', '.join(map(str, wanted))}"
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), below:
             for at in progress(range(0, len(todo), size), desc=desc, unit="batch", leave=False):
                 batch = todo[at:at + size]
                 ids, mask = padded([list(b) for b in batch], clf.pad_id_)
