@@ -68,7 +68,6 @@ def main(argv: list[str] | None = None) -> dict:
             continue
         model.params |= {"prefix_engine": engine, "prefix_dtype": prefix_dtype}
         model.bf16_ = dtype == "bf16"  # scoring in bf16: the frozen layers, the tuned layer and the head
-        model.__dict__.pop("prefix_engines_", None)
         llm_states.CACHE.forget()
         started = time.perf_counter()
         proba = model.predict_proba(segments)

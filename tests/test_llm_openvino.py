@@ -40,7 +40,7 @@ def test_openvino_states_are_the_torch_states_and_the_decisions_the_same(request
     llm_states.CACHE.forget()
     engine = head_model(folder, prefix_engine="openvino", score_batch=3, state_layers=[0], **SETTINGS).fit(train)
     assert engine.fit_report.states_computed == len(torch_states)  # nothing taken from torch's cache
-    assert set(engine.prefix_engines_) == {(0, 1)}  # one conversion: both layers from one pass
+    assert set(engine.prefix_engines_) == {("openvino", (0, 1), False, False)}  # one conversion: both layers, one pass
     assert _cosines(llm_states.CACHE.states, torch_states).min() > 0.99999
     assert all(torch.allclose(llm_states.CACHE.states[k], v, atol=1e-4) for k, v in torch_states.items())
     lower = llm_states.load_shards(llm_states.cache_folder(engine, 0))
@@ -117,3 +117,8 @@ def test_a_classifier_switched_from_torch_int8_to_openvino_converts_the_float_mo
     reference._load()
     torch_states = llm_states.entering_states(reference, [list(k) for k in keys], 1)
     assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(engine_states, torch_states))
+    model.params["prefix_dtype"] = "int8"  # and on to OpenVINO's int8 weights: another engine, other states
+    llm_states.CACHE.forget()
+    int8_states = llm_states.entering_states(model, [list(k) for k in keys], 1)
+    assert ("openvino", (1,), False, True) in model.prefix_engines_
+    assert any(not torch.allclose(a, b, atol=1e-4) for a, b in zip(int8_states, torch_states))

@@ -91,17 +91,19 @@ def prefix_name(clf: LlmClassifier) -> str:
 
 
 def openvino_prefix(clf: LlmClassifier, decoder, wanted: list[int], int8: bool) -> OpenVinoPrefix:
-    """The frozen layers compiled by OpenVINO for ``wanted``, converted once per classifier and
-    set of layers (the live service converts at its first prompt and reuses it)."""
+    """The frozen layers compiled by OpenVINO for ``wanted``, converted once per classifier, set of
+    layers, dtype and weights (the live service converts at its first prompt and reuses it; a
+    classifier whose ``prefix_dtype`` changes gets another engine, never the float one's states)."""
     import torch
 
     if clf.device_.type != "cpu":
         raise EmoregError(f"llm: prefix_engine openvino runs on the CPU; this model is on {clf.device_.type}: "
                           "set prefix_engine: torch")
     engines = clf.__dict__.setdefault("prefix_engines_", {})
-    if tuple(wanted) not in engines:
-        engines[tuple(wanted)] = OpenVinoPrefix(decoder, wanted, clf.bf16_, int8, torch.get_num_threads())
-    return engines[tuple(wanted)]
+    key = ("openvino", tuple(wanted), clf.bf16_, int8)
+    if key not in engines:
+        engines[key] = OpenVinoPrefix(decoder, wanted, clf.bf16_, int8, torch.get_num_threads())
+    return engines[key]
 
 
 def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int, also=()) -> list:
