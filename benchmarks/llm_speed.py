@@ -559,13 +559,15 @@ def bench_prefix(args) -> dict:
     from emoreg.models.llm.cut import decoder_of, truncate
     from emoreg.models.llm.loading import load_base
     from emoreg.models.llm.numerics import resolve_dtype
+    from emoreg.models.llm import states as llm_states
     from emoreg.models.llm.prefix import OpenVinoPrefix, quantise_below
     from emoreg.models.llm.tokens import padded
 
     task, segments = _segments(args.prompts, seed=2)
     clf, prefixes = _prompt_ids(task, segments, args, dtype="fp32")
     prefixes = sorted(prefixes, key=len)
-    batches = [padded(prefixes[i:i + 16], clf.pad_id_) for i in range(0, len(prefixes), 16)]
+    rows = [prefixes[i:i + 16] for i in range(0, len(prefixes), 16)]
+    batches = [padded(r, clf.pad_id_) for r in rows]
     tokens = sum(map(len, prefixes))
     depth = (args.layers or len(decoder_of(clf.model_)[1].layers)) - 1  # the states entering the tuned layer
     bf16 = resolve_dtype(args.dtype, torch.device("cpu")) == "bf16"
@@ -574,14 +576,14 @@ def bench_prefix(args) -> dict:
         engines = ["openvino-fp32", "openvino-int8"] + (["openvino-bf16"] if bf16 else [])
     except ImportError:
         engines = []
-    variants = ["fp32", "int8"] + (["bf16"] if bf16 else []) + engines
+    variants = ["fp32", "fp32-shared", "int8"] + (["bf16", "bf16-shared"] if bf16 else []) + engines
     if args.variants:  # a large model: fewer copies in memory (fp32, the reference, always runs)
         unknown = set(args.variants.split(",")) - set(variants)
         if unknown:
             raise SystemExit(f"--variants: {', '.join(sorted(unknown))} not available here (choose from {', '.join(variants)})")
         variants = ["fp32"] + [v for v in variants if v in args.variants.split(",") and v != "fp32"]
-    models = {}
-    for name in variants:
+    models, captured = {}, {}
+    for name in dict.fromkeys(v.removesuffix("-shared") for v in variants):  # -shared: the same model
         base, _ = load_base(args.model, bf16=name.endswith("bf16"))
         truncate(base, depth + 1)
         if name == "int8":
@@ -592,12 +594,24 @@ def bench_prefix(args) -> dict:
         else:
             models[name] = base.model
 
+    def capture(module, args, kwargs):
+        captured[depth] = kwargs.get("hidden_states", args[0] if args else None)
+        raise llm_states._Stop
+
     def run(name: str):
         out, started = [], time.perf_counter()
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=name == "bf16"):
-            for ids, mask in batches:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=name.startswith("bf16")):
+            for (ids, mask), row in zip(batches, rows):
                 if name.startswith("openvino"):
                     hidden = {depth: models[name](ids, mask)[depth]}
+                elif name.endswith("-shared"):  # emoreg's states pass: a prefix common to the batch runs once
+                    model = models[name.removesuffix("-shared")]
+                    hook = model.layers[depth].register_forward_pre_hook(capture, with_kwargs=True)
+                    try:
+                        llm_states._torch_pass(model, [tuple(r) for r in row], ids, mask, "cpu", captured)
+                    finally:
+                        hook.remove()
+                    hidden = {depth: captured.pop(depth)}
                 else:
                     hidden = dict(enumerate(models[name](input_ids=ids, attention_mask=mask, use_cache=False,
                                                          output_hidden_states=True).hidden_states[:depth + 1]))
@@ -611,10 +625,12 @@ def bench_prefix(args) -> dict:
             seconds, states[name] = run(name)
             times[name].append(seconds)
     params = matmul_params(models["fp32"]) * depth / (depth + 1)  # the layers below the tuned one
+    shared = sum(llm_states.shared_prefix([tuple(r) for r in row]) * (len(row) - 1) for row in rows)
     peaks = {"fp32": matmul_peak_gflops(torch.float32), "int8": _int8_peak_gflops()}
     if any(v.endswith("bf16") for v in variants):
         peaks["bf16"] = matmul_peak_gflops(torch.bfloat16)
     out = {"model": args.model, "prompts": len(prefixes), "prompt_tokens": tokens, "states_entering_layer": depth,
+           "tokens_shared": shared,
            "repeats": args.repeats, "threads": torch.get_num_threads(),
            "peak_gflops": {k: _sig(v) for k, v in peaks.items()}}
     best = {name: min(t) for name, t in times.items()}
@@ -629,7 +645,9 @@ def bench_prefix(args) -> dict:
         out[name] = {"seconds": [_sig(t) for t in times[name]], "ms_per_prompt": _sig(best[name] * 1e3 / len(prefixes)),
                      "speedup_vs_fp32": _sig(best["fp32"] / best[name]),
                      **({"speedup_vs_bf16": _sig(best["bf16"] / best[name])} if "bf16" in best else {}),
-                     "mfu": _sig(2 * params * tokens / best[name] / (peaks[name.split("-")[-1]] * 1e9)),
+                     # MFU counts the FLOPs the pass needs: a shared prefix's tokens run once
+                     "mfu": _sig(2 * params * (tokens - shared * name.endswith("-shared")) / best[name]
+                                 / (peaks[name.removesuffix("-shared").split("-")[-1]] * 1e9)),
                      "cosine_to_fp32_per_layer": [_sig(float(c.mean())) for _, c in sorted(per_layer.items())],
                      "cosine_to_fp32_lowest_token": _sig(float(per_layer[depth].min()))}
     out["peak_rss_mb"] = _sig(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

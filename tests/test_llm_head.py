@@ -380,3 +380,42 @@ def test_an_int8_prefix_keeps_the_decisions_and_its_states_are_never_mixed_with_
                                                for k, v in float_states.items())
     with pytest.raises(EmoregError, match="prefix_dtype int8 .* needs head: classify and dtype: fp32"):
         head_model(tiny_llama, prefix_dtype="int8", dtype="bf16", **settings).fit(train)
+
+
+def test_a_shared_prefix_is_found_and_leaves_each_prompt_a_token():
+    assert llm_states.shared_prefix([(1, 2, 3, 4), (1, 2, 5), (1, 2, 3)]) == 2
+    assert llm_states.shared_prefix([(7, 8), (7, 8)]) == 1  # identical prompts: the last token runs per prompt
+    assert llm_states.shared_prefix([(1, 2, 3)]) == 0  # one prompt alone: nothing to share
+    assert llm_states.shared_prefix([(1, 2), (3, 2)]) == 0
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+@pytest.mark.parametrize("architecture", ["tiny_llama", "tiny_qwen2", "tiny_gemma3"])
+def test_a_prefix_common_to_a_batch_runs_once_and_the_states_stay_the_same(request, architecture, toy_split,
+                                                                            dtype, monkeypatch):
+    """The instruction every prompt begins with runs once per batch, the rest of each prompt
+    attending to its keys and values: the states entering each kept layer are the whole pass's,
+    also through Gemma 3's sliding-window layer (window 4, prompts far longer), with padding, and
+    fewer tokens run (the fit report counts them)."""
+    train, test = toy_split
+    model = head_model(request.getfixturevalue(architecture), tune_layers=1, epochs=1, dtype=dtype,
+                       state_cache=False).fit(train[:4])
+    prefixes = [model._prefix_ids(s) for s in test[:7]]
+    prefixes[0] = prefixes[0] + prefixes[1][-5:]  # different lengths: padding after the shared part
+    common = llm_states.shared_prefix([tuple(p) for p in prefixes])
+    assert common >= llm_states.MIN_SHARED and min(map(len, prefixes)) - common > 4  # past Gemma's window
+    before = model.fit_report.states_tokens_shared
+    shared = llm_states.entering_states(model, prefixes, 1, also=[0])
+    assert model.fit_report.states_tokens_shared - before > 0
+    lower_shared = dict(llm_states.load_shards(llm_states.cache_folder(model, 0)) or {})
+    llm_states.CACHE.forget()
+    monkeypatch.setattr(llm_states, "MIN_SHARED", 10 ** 6)  # every prompt run whole
+    whole = llm_states.entering_states(model, prefixes, 1)
+    tol = {"fp32": 1e-5, "bf16": 3e-2}[dtype]
+    for a, b in zip(shared, whole):
+        assert a.shape == b.shape and torch.allclose(a.float(), b.float(), atol=tol)
+    with torch.inference_mode(), model._autocast():  # the lower layer kept by the same pass, against a forward
+        for p in prefixes:
+            out = model.model_(input_ids=torch.tensor([p]), output_hidden_states=True)
+            assert torch.allclose(lower_shared.get(tuple(p), out.hidden_states[0][0]).float(),
+                                  out.hidden_states[0][0].float(), atol=tol)

@@ -14,6 +14,10 @@ class FitReport:
     """Prompts whose frozen-layer states this classifier computed (fit and predict together)."""
     states_reused: int = 0
     """Prompts whose states came from the cache (memory or disk)."""
+    states_tokens: int = 0
+    """Prompt tokens whose states the pass computed (the prompts of ``states_computed``)."""
+    states_tokens_shared: int = 0
+    """Of those, tokens not run again: a prefix common to a batch's prompts runs once per batch."""
     states_seconds: float | None = None
     """Seconds of the training prompts' states pass (head classify)."""
     train_seconds: float | None = None

@@ -273,6 +273,7 @@ class LlmClassifier(SegmentClassifier):
                 **({"depth_choice": choice} if choice else {}),
                 "first_tuned_layer": getattr(self, "first_tuned_", None),
                 "states_computed": report.states_computed, "states_reused": report.states_reused,
+                "states_tokens": report.states_tokens, "states_tokens_shared": report.states_tokens_shared,
                 "states_seconds": report.states_seconds, "train_seconds": report.train_seconds,
                 **({"mix_weights": [round(float(w), 4) for w in self.mix_.detach().softmax(0)]}
                    if getattr(self, "mix_", None) is not None else {})}
