@@ -582,7 +582,7 @@ def bench_prefix(args) -> dict:
         if unknown:
             raise SystemExit(f"--variants: {', '.join(sorted(unknown))} not available here (choose from {', '.join(variants)})")
         variants = ["fp32"] + [v for v in variants if v in args.variants.split(",") and v != "fp32"]
-    models, captured = {}, {}
+    models, captured, kept = {}, {}, {}
     for name in dict.fromkeys(v.removesuffix("-shared") for v in variants):  # -shared: the same model
         base, _ = load_base(args.model, bf16=name.endswith("bf16"))
         truncate(base, depth + 1)
@@ -608,7 +608,8 @@ def bench_prefix(args) -> dict:
                     model = models[name.removesuffix("-shared")]
                     hook = model.layers[depth].register_forward_pre_hook(capture, with_kwargs=True)
                     try:
-                        llm_states._torch_pass(model, [tuple(r) for r in row], ids, mask, "cpu", captured)
+                        llm_states._torch_pass(model, [tuple(r) for r in row], ids, mask, "cpu", captured,
+                                               kept.setdefault(name, {}))
                     finally:
                         hook.remove()
                     hidden = {depth: captured.pop(depth)}

@@ -66,9 +66,10 @@ def test_the_prefix_guard_runs(tiny_llama, annomi_data_dir, tmp_path):
     out = prefix_guard.main(["--out", str(tmp_path / "guard"), "--set", f"params.model={tiny_llama}",
                              "--set", "params.layers=2", "--set", "params.epochs=1", "--set", "params.dtype=fp32",
                              "--set", "params.system=null", "--set", "prompt.max_tokens=64",
-                             "--variants", "openvino fp32,openvino int8"])
+                             "--variants", "openvino fp32,openvino int8,torch fp32 whole"])
     variants = out["variants"]
-    assert set(variants) == {"torch fp32 (reference)", "openvino fp32", "openvino int8"}
+    assert set(variants) == {"torch fp32 (reference)", "torch fp32 whole prompts", "openvino fp32", "openvino int8"}
+    assert variants["torch fp32 whole prompts"]["same_decisions_as_fp32"] == 1
     assert variants["openvino fp32"]["same_decisions_as_fp32"] == 1
     assert variants["openvino fp32"]["largest_probability_change"] < 1e-3
     assert 0 <= variants["openvino int8"]["largest_probability_change"] < 1

@@ -419,3 +419,31 @@ def test_a_prefix_common_to_a_batch_runs_once_and_the_states_stay_the_same(reque
             out = model.model_(input_ids=torch.tensor([p]), output_hidden_states=True)
             assert torch.allclose(lower_shared.get(tuple(p), out.hidden_states[0][0]).float(),
                                   out.hidden_states[0][0].float(), atol=tol)
+
+
+@pytest.mark.parametrize("architecture", ["tiny_llama", "tiny_gemma3"])
+def test_prompts_scored_alone_reuse_the_prefix_they_share(request, architecture, toy_split):
+    """The live service scores one prompt at a time: the second prompt runs what it shares with the
+    first as a prefix of its own, and every later one reuses its keys and values; the states stay those of a whole pass, and a prompt
+    that shares nothing runs whole."""
+    train, test = toy_split
+    model = head_model(request.getfixturevalue(architecture), tune_layers=1, epochs=1,
+                       state_cache=False).fit(train[:4])
+    model.__dict__.pop("shared_prefixes_", None)  # a model loaded in the service: nothing kept yet
+    prefixes = [model._prefix_ids(s) for s in test[:4]]
+    saved = []
+    for p in prefixes:
+        before = model.fit_report.states_tokens_shared
+        (state,) = llm_states.entering_states(model, [p], 1)
+        saved.append(model.fit_report.states_tokens_shared - before)
+        with torch.inference_mode():
+            whole = model.model_(input_ids=torch.tensor([p]), output_hidden_states=True).hidden_states[1][0]
+        assert torch.allclose(state, whole, atol=1e-5)
+    common = llm_states.shared_prefix([tuple(p) for p in prefixes[:2]])
+    assert saved[:2] == [0, 0] and saved[2] == saved[3] == common >= llm_states.MIN_SHARED  # the 2nd runs it
+    (kept,) = model.shared_prefixes_.values()
+    assert kept["ids"] == tuple(prefixes[0][:common])
+    stranger = [prefixes[0][0] + 1] * 12  # begins otherwise: run whole, and remembered for the next
+    before = model.fit_report.states_tokens_shared
+    llm_states.entering_states(model, [stranger], 1)
+    assert model.fit_report.states_tokens_shared == before and kept == {"ids": tuple(stranger)}

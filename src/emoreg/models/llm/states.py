@@ -80,13 +80,14 @@ class _Stop(Exception):
 def shared_prefix(batch: list) -> int:
     """How many leading tokens every prompt of ``batch`` has in common (each keeping at least one
     of its own): the system message and the instruction, in every prompt of a task."""
-    if len(batch) < 2:
-        return 0
-    first, width = batch[0], min(map(len, batch)) - 1
+    return _common(batch[0], batch[1:], min(map(len, batch)) - 1) if len(batch) > 1 else 0
+
+
+def _common(first, others: list, width: int) -> int:
     for at in range(width):
-        if any(row[at] != first[at] for row in batch):
+        if any(row[at] != first[at] for row in others):
             return at
-    return width
+    return max(width, 0)
 
 
 def _run(decoder, **inputs) -> None:
@@ -96,25 +97,43 @@ def _run(decoder, **inputs) -> None:
         pass
 
 
-def _torch_pass(decoder, batch: list, ids, mask, device, captured: dict) -> int:
+def _torch_pass(decoder, batch: list, ids, mask, device, captured: dict, kept: dict) -> int:
     """The frozen layers of torch over one batch, its hooks filling ``captured`` with the states
     entering each wanted layer (batch, width, hidden). A prefix of ``MIN_SHARED`` tokens or more that
     every prompt of the batch begins with runs once; the rest of each prompt attends to its keys and
     values, repeated over the batch. The states are the same as a whole pass's (rounding apart: the
     matmuls have other shapes), at ~1.27x fewer tokens run for AnnoMI's prompts, whose 43 tokens of
-    system message and instruction are in every prompt (BENCHMARKS.md). Returns the tokens saved."""
+    system message and instruction are in every prompt (BENCHMARKS.md).
+
+    ``kept`` (per classifier, prefix and layers): the last prefix run, its ids, keys and values and
+    states, reused by the next batch that shares exactly it, and by a prompt scored alone that begins
+    with it (the live service's case: a prompt alone shares what it has in common with the one
+    before). Returns the tokens not run."""
+    import copy
+
     import torch
     from transformers import DynamicCache
 
-    common = shared_prefix(batch)
-    if common < MIN_SHARED:
-        _run(decoder, input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
-        return 0
-    past = DynamicCache(config=decoder.config)
+    known = kept.get("ids", ())
+    if ("past" in kept and all(len(row) > len(known) and tuple(row[:len(known)]) == known for row in batch)
+            and (len(batch) == 1 or shared_prefix(batch) == len(known))):
+        common, past, head, fresh = len(known), copy.deepcopy(kept["past"]), kept["head"], False
+    else:
+        common = shared_prefix(batch) if len(batch) > 1 else _common(batch[0], [known], min(len(known), len(batch[0]) - 1))
+        if common < MIN_SHARED:
+            if len(batch) == 1:  # the next prompt alone may share a prefix with this one
+                kept.clear()
+                kept["ids"] = tuple(batch[0])
+            _run(decoder, input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
+            return 0
+        past, fresh = DynamicCache(config=decoder.config), True
     # transformers 5 names the argument cache (past_key_values, deprecated, goes in 5.40); 4.x past_key_values
     name = "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
-    _run(decoder, input_ids=ids[:1, :common].to(device), use_cache=True, **{name: past})
-    head = dict(captured)
+    if fresh:
+        _run(decoder, input_ids=ids[:1, :common].to(device), use_cache=True, **{name: past})
+        head = dict(captured)
+        kept.clear()
+        kept.update(ids=tuple(batch[0][:common]), past=copy.deepcopy(past), head=head)
     captured.clear()
     past.batch_repeat_interleave(len(batch))
     # the mask covers the prefix and the rest (padding on the right: the prefix is real in every row)
@@ -122,7 +141,7 @@ def _torch_pass(decoder, batch: list, ids, mask, device, captured: dict) -> int:
          **{name: past})
     for layer, states in head.items():
         captured[layer] = torch.cat([states.expand(len(batch), -1, -1), captured[layer]], dim=1)
-    return common * (len(batch) - 1)
+    return common * (len(batch) - fresh)
 
 
 def cache_folder(clf: LlmClassifier, layer: int):
@@ -208,6 +227,7 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int, a
     new, overflow = {}, {}
     new_extra = {layer: {} for layer in extra}
     tick, shared = heap.trimmer(TRIM_EVERY), 0
+    kept = clf.__dict__.setdefault("shared_prefixes_", {}).setdefault((prefix_name(clf), tuple(wanted), clf.bf16_), {})
     desc = f"states entering layer{'s' if extra else ''} {', '.join(map(str, wanted))}"
     try:
         with torch.inference_mode(), below:
@@ -218,7 +238,7 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int, a
                     captured.update(engine(ids, mask))
                 else:
                     with clf._autocast():
-                        shared += _torch_pass(decoder, batch, ids, mask, clf.device_, captured)
+                        shared += _torch_pass(decoder, batch, ids, mask, clf.device_, captured, kept)
                 hidden = captured.pop(start)
                 for b, tokens in enumerate(batch):
                     state = hidden[b, :len(tokens)].to("cpu", stored).clone()
