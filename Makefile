@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 BASELINES := majority tfidf minilm bayesnet
 EMOREG    := $(VENV)/bin/emoreg
 
-# The main job (15-19 minutes on 2 AMD cores in fp32, 10 on 2 Intel cores with AMX; README "The main job"):
+# The main job (12-19 minutes on 2 AMD cores in fp32, 10 on 2 Intel cores with AMX; README "The main job"):
 # SmolLM2-135M cut to 17 layers with a label head on layer 16 against TF-IDF on the same test
 # fold of AnnoMI client talk, with a report.
 run: setup

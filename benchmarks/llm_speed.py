@@ -7,7 +7,7 @@
                                         [--layers 18 --tune full]
     python benchmarks/llm_speed.py compile [--prompts 128] [--layers 16] [--dtype fp32]
     python benchmarks/llm_speed.py prefix [--prompts 128] [--layers 17] [--max-tokens 192] [--dtype auto]
-                                          [--variants bf16,openvino-bf16]
+                                          [--variants bf16,openvino-bf16] [--calibration 64]
     python benchmarks/llm_speed.py tokens [--prompts 0] [--max-tokens 192] [--batch 16]
     python benchmarks/llm_speed.py alone [--prompts 32] [--layers 18 --tune-layers 2 --tune full] [--dtype fp32]
                                          [--engine torch|openvino] [--prefix-dtype same|int8]
@@ -50,8 +50,11 @@ layers, no gradients, batches of 16 sorted by length) eager, with ``torch.compil
 the compile time reported apart, measured on a second pass) and eager with one thread, alternating.
 
 prefix: the states pass (the frozen layers below the tuned layer ``--layers - 1``) per engine and
-dtype, alternating: torch fp32 (the reference), int8 (``prefix_dtype: int8``) and bf16 where ``--dtype``
-resolves to it, and OpenVINO (``prefix_engine: openvino``; fp32, int8 weights, bf16) where installed;
+dtype, alternating: torch fp32 (the reference) with each prompt run whole, and as emoreg runs it
+(``-shared``: a prefix common to a batch's prompts run once), int8 (``prefix_dtype: int8``) and bf16
+where ``--dtype`` resolves to it, and OpenVINO (``prefix_engine: openvino``; fp32, int8 weights, bf16)
+where installed, and on request (``--variants openvino-w8a8``) OpenVINO with NNCF's static int8 of
+weights and activations, calibrated on ``--calibration`` other prompts;
 seconds per prompt, ratio to fp32 (and to bf16), MFU against that dtype's peak measured in the same
 run, the states' cosine to fp32 per layer, peak memory. Quality on a task is the validation split's.
 
@@ -547,6 +550,29 @@ def _int8_peak_gflops(size: int = 2048, repeats: int = 5, trials: int = 3) -> fl
     return best
 
 
+def _w8a8(task, timed, clf, count: int):
+    """NNCF's static int8 (weights and activations, SmoothQuant as NNCF applies it to transformers),
+    calibrated on ``count`` AnnoMI prompts other than the timed ones; down_proj and the first layers
+    kept in float as emoreg's int8 prefixes keep them."""
+    import nncf
+
+    from emoreg.models.llm.prefix import FLOAT_LAYERS, KEEP_FLOAT
+    from emoreg.models.llm.tokens import padded
+
+    seen = {s.segment_id for s in timed}
+    _, pool = _segments(count + len(timed), seed=3)
+    prompts = [clf._prefix_ids(s) for s in pool if s.segment_id not in seen][:count]
+    batches = [padded(prompts[i:i + 8], clf.pad_id_) for i in range(0, len(prompts), 8)]
+    keep = [f".*{name}.*" for name in KEEP_FLOAT] + [rf".*layers\.{i}\..*" for i in range(FLOAT_LAYERS)]
+
+    def compress(model):
+        data = nncf.Dataset(batches, lambda b: {0: b[0].numpy(), 1: b[1].numpy()})
+        return nncf.quantize(model, data, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(batches),
+                             ignored_scope=nncf.IgnoredScope(patterns=keep, validate=False))
+
+    return compress
+
+
 def bench_prefix(args) -> dict:
     """The states pass (the frozen layers below the head) per engine and dtype, alternating: torch
     fp32 (the reference), torch bf16 (where ``--dtype`` allows: auto takes it only where the CPU is
@@ -578,6 +604,8 @@ def bench_prefix(args) -> dict:
         engines = []
     variants = ["fp32", "fp32-shared", "int8"] + (["bf16", "bf16-shared"] if bf16 else []) + engines
     if args.variants:  # a large model: fewer copies in memory (fp32, the reference, always runs)
+        if engines:  # asked for only: static int8 (weights and activations), calibrated first
+            variants.append("openvino-w8a8")
         unknown = set(args.variants.split(",")) - set(variants)
         if unknown:
             raise SystemExit(f"--variants: {', '.join(sorted(unknown))} not available here (choose from {', '.join(variants)})")
@@ -589,8 +617,9 @@ def bench_prefix(args) -> dict:
         if name == "int8":
             quantise_below(base.model, depth)
         if name.startswith("openvino"):
+            w8a8 = _w8a8(task, segments, clf, args.calibration) if name.endswith("w8a8") else None
             models[name] = OpenVinoPrefix(base.model, [depth], name.endswith("bf16"), name.endswith("int8"),
-                                          torch.get_num_threads())
+                                          torch.get_num_threads(), compress=w8a8)
         else:
             models[name] = base.model
 
@@ -648,7 +677,7 @@ def bench_prefix(args) -> dict:
                      **({"speedup_vs_bf16": _sig(best["bf16"] / best[name])} if "bf16" in best else {}),
                      # MFU counts the FLOPs the pass needs: a shared prefix's tokens run once
                      "mfu": _sig(2 * params * (tokens - shared * name.endswith("-shared")) / best[name]
-                                 / (peaks[name.removesuffix("-shared").split("-")[-1]] * 1e9)),
+                                 / (peaks[name.removesuffix("-shared").split("-")[-1].replace("w8a8", "int8")] * 1e9)),
                      "cosine_to_fp32_per_layer": [_sig(float(c.mean())) for _, c in sorted(per_layer.items())],
                      "cosine_to_fp32_lowest_token": _sig(float(per_layer[depth].min()))}
     out["peak_rss_mb"] = _sig(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -671,6 +700,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="head and alone: the frozen layers' dtype (prefix_dtype)")
     parser.add_argument("--variants", default=None,
                         help="prefix: a comma list of the prefixes to run beside fp32 (default: all available)")
+    parser.add_argument("--calibration", type=int, default=64,
+                        help="prefix: prompts that calibrate the openvino-w8a8 variant (asked for by --variants)")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batch", type=int, default=8)

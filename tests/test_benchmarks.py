@@ -44,6 +44,9 @@ def test_llm_speed_benchmarks_run(tiny_llama, annomi_data_dir):
     some = llm_speed.main(["prefix", "--model", tiny_llama, "--prompts", "4", "--layers", "2", "--repeats", "1",
                            "--dtype", "fp32", "--variants", "openvino-fp32"])
     assert {k for k, v in some.items() if isinstance(v, dict) and "ms_per_prompt" in v} == {"fp32", "openvino-fp32"}
+    static = llm_speed.main(["prefix", "--model", tiny_llama, "--prompts", "4", "--layers", "2", "--repeats", "1",
+                             "--dtype", "fp32", "--variants", "openvino-w8a8", "--calibration", "8"])
+    assert 0.5 < static["openvino-w8a8"]["cosine_to_fp32_lowest_token"] < 1 and static["openvino-w8a8"]["mfu"] > 0
     with pytest.raises(SystemExit, match="openvino-bf16 not available here"):
         llm_speed.main(["prefix", "--model", tiny_llama, "--prompts", "4", "--layers", "2", "--dtype", "fp32",
                         "--variants", "openvino-bf16"])

@@ -409,8 +409,10 @@ def test_a_prefix_common_to_a_batch_runs_once_and_the_states_stay_the_same(reque
     assert model.fit_report.states_tokens_shared - before > 0
     lower_shared = dict(llm_states.load_shards(llm_states.cache_folder(model, 0)) or {})
     llm_states.CACHE.forget()
-    monkeypatch.setattr(llm_states, "MIN_SHARED", 10 ** 6)  # every prompt run whole
+    monkeypatch.setattr(llm_states, "MIN_SHARED", 10 ** 6)  # every prompt run whole, the kept prefix too
+    before = model.fit_report.states_tokens_shared
     whole = llm_states.entering_states(model, prefixes, 1)
+    assert model.fit_report.states_tokens_shared == before
     tol = {"fp32": 1e-5, "bf16": 3e-2}[dtype]
     for a, b in zip(shared, whole):
         assert a.shape == b.shape and torch.allclose(a.float(), b.float(), atol=tol)
@@ -447,3 +449,4 @@ def test_prompts_scored_alone_reuse_the_prefix_they_share(request, architecture,
     before = model.fit_report.states_tokens_shared
     llm_states.entering_states(model, [stranger], 1)
     assert model.fit_report.states_tokens_shared == before and kept == {"ids": tuple(stranger)}
+    assert "shared_prefixes_" not in model.__getstate__()  # keys and values stay in the process that made them

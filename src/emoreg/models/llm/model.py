@@ -338,6 +338,6 @@ class LlmClassifier(SegmentClassifier):
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        for key in ("model_", "tokenizer_", "head_", "prefix_engines_"):
+        for key in ("model_", "tokenizer_", "head_", "prefix_engines_", "shared_prefixes_"):
             state.pop(key, None)
         return state

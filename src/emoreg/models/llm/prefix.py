@@ -81,7 +81,7 @@ class OpenVinoPrefix:
     torch path; the CPU plugin quantises activations per token on the fly). Called with a padded
     batch, it returns the hidden states entering each wanted layer, as the torch pass's hooks do."""
 
-    def __init__(self, decoder, wanted: list[int], bf16: bool, int8: bool, threads: int):
+    def __init__(self, decoder, wanted: list[int], bf16: bool, int8: bool, threads: int, compress=None):
         import torch
 
         try:
@@ -100,7 +100,9 @@ class OpenVinoPrefix:
             # tests for a single-token query never fires: a prompt is its template and more
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             model = ov.convert_model(module, example_input=example)
-        if int8:
+        if compress is not None:  # another compression of the converted model (benchmarks/llm_speed.py)
+            model = compress(model)
+        elif int8:
             model = _compress_int8(model)
         config = {"INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32", "PERFORMANCE_HINT": "LATENCY",
                   "INFERENCE_NUM_THREADS": threads}

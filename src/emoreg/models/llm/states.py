@@ -115,7 +115,7 @@ def _torch_pass(decoder, batch: list, ids, mask, device, captured: dict, kept: d
     from transformers import DynamicCache
 
     known = kept.get("ids", ())
-    if ("past" in kept and all(len(row) > len(known) and tuple(row[:len(known)]) == known for row in batch)
+    if ("past" in kept and len(known) >= MIN_SHARED and all(len(row) > len(known) and tuple(row[:len(known)]) == known for row in batch)
             and (len(batch) == 1 or shared_prefix(batch) == len(known))):
         common, past, head, fresh = len(known), copy.deepcopy(kept["past"]), kept["head"], False
     else:
