@@ -444,9 +444,9 @@ def test_prompts_scored_alone_reuse_the_prefix_they_share(request, architecture,
     common = llm_states.shared_prefix([tuple(p) for p in prefixes[:2]])
     assert saved[:2] == [0, 0] and saved[2] == saved[3] == common >= llm_states.MIN_SHARED  # the 2nd runs it
     (kept,) = model.shared_prefixes_.values()
-    assert kept["ids"] == tuple(prefixes[0][:common])
+    assert kept["last"][0] == tuple(prefixes[0][:common])
     stranger = [prefixes[0][0] + 1] * 12  # begins otherwise: run whole, and remembered for the next
     before = model.fit_report.states_tokens_shared
     llm_states.entering_states(model, [stranger], 1)
-    assert model.fit_report.states_tokens_shared == before and kept == {"ids": tuple(stranger)}
+    assert model.fit_report.states_tokens_shared == before and kept["last"] == (tuple(stranger), None, None)
     assert "shared_prefixes_" not in model.__getstate__()  # keys and values stay in the process that made them

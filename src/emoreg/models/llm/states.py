@@ -105,8 +105,8 @@ def _torch_pass(decoder, batch: list, ids, mask, device, captured: dict, kept: d
     matmuls have other shapes), at ~1.27x fewer tokens run for AnnoMI's prompts, whose 43 tokens of
     system message and instruction are in every prompt (BENCHMARKS.md).
 
-    ``kept`` (per classifier, prefix and layers): the last prefix run, its ids, keys and values and
-    states, reused by the next batch that shares exactly it, and by a prompt scored alone that begins
+    ``kept`` (per classifier, prefix and layers): ``kept["last"]``, the last prefix run (its ids, keys
+    and values, and states; or the ids alone of a prompt that ran whole), reused by the next batch that shares exactly it, and by a prompt scored alone that begins
     with it (the live service's case: a prompt alone shares what it has in common with the one
     before). Returns the tokens not run."""
     import copy
@@ -114,16 +114,16 @@ def _torch_pass(decoder, batch: list, ids, mask, device, captured: dict, kept: d
     import torch
     from transformers import DynamicCache
 
-    known = kept.get("ids", ())
-    if ("past" in kept and len(known) >= MIN_SHARED and all(len(row) > len(known) and tuple(row[:len(known)]) == known for row in batch)
+    known, saved, head = kept.get("last", ((), None, None))  # one read: the service may score from two threads
+    if (saved is not None and len(known) >= MIN_SHARED
+            and all(len(row) > len(known) and tuple(row[:len(known)]) == known for row in batch)
             and (len(batch) == 1 or shared_prefix(batch) == len(known))):
-        common, past, head, fresh = len(known), copy.deepcopy(kept["past"]), kept["head"], False
+        common, past, fresh = len(known), copy.deepcopy(saved), False
     else:
         common = shared_prefix(batch) if len(batch) > 1 else _common(batch[0], [known], min(len(known), len(batch[0]) - 1))
         if common < MIN_SHARED:
             if len(batch) == 1:  # the next prompt alone may share a prefix with this one
-                kept.clear()
-                kept["ids"] = tuple(batch[0])
+                kept["last"] = (tuple(batch[0]), None, None)
             _run(decoder, input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
             return 0
         past, fresh = DynamicCache(config=decoder.config), True
@@ -132,8 +132,7 @@ def _torch_pass(decoder, batch: list, ids, mask, device, captured: dict, kept: d
     if fresh:
         _run(decoder, input_ids=ids[:1, :common].to(device), use_cache=True, **{name: past})
         head = dict(captured)
-        kept.clear()
-        kept.update(ids=tuple(batch[0][:common]), past=copy.deepcopy(past), head=head)
+        kept["last"] = (tuple(batch[0][:common]), copy.deepcopy(past), head)
     captured.clear()
     past.batch_repeat_interleave(len(batch))
     # the mask covers the prefix and the rest (padding on the right: the prefix is real in every row)
