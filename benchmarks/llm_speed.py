@@ -582,10 +582,10 @@ def bench_prefix(args) -> dict:
     that dtype's peak measured in the same run, and the cosine of the states to fp32's (per token:
     each layer's mean for torch, the tuned layer's for OpenVINO, which returns only that one; and
     the lowest token's at the tuned layer)."""
+    from emoreg.models.llm import states as llm_states
     from emoreg.models.llm.cut import decoder_of, truncate
     from emoreg.models.llm.loading import load_base
     from emoreg.models.llm.numerics import resolve_dtype
-    from emoreg.models.llm import states as llm_states
     from emoreg.models.llm.prefix import OpenVinoPrefix, quantise_below
     from emoreg.models.llm.tokens import padded
 

@@ -106,9 +106,10 @@ def _torch_pass(decoder, batch: list, ids, mask, device, captured: dict, kept: d
     system message and instruction are in every prompt (BENCHMARKS.md).
 
     ``kept`` (per classifier, prefix and layers): ``kept["last"]``, the last prefix run (its ids, keys
-    and values, and states; or the ids alone of a prompt that ran whole), reused by the next batch that shares exactly it, and by a prompt scored alone that begins
-    with it (the live service's case: a prompt alone shares what it has in common with the one
-    before). Returns the tokens not run."""
+    and values, and states; or the ids alone of a prompt that ran whole), reused by the next batch
+    that shares exactly it, and by a prompt scored alone that begins with it (the live service's
+    case: a prompt alone shares what it has in common with the one before). Returns the tokens not
+    run."""
     import copy
 
     import torch
