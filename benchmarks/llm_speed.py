@@ -623,10 +623,6 @@ def bench_prefix(args) -> dict:
         else:
             models[name] = base.model
 
-    def capture(module, args, kwargs):
-        captured[depth] = kwargs.get("hidden_states", args[0] if args else None)
-        raise llm_states._Stop
-
     def run(name: str):
         out, started = [], time.perf_counter()
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=name.startswith("bf16")):
@@ -635,12 +631,13 @@ def bench_prefix(args) -> dict:
                     hidden = {depth: models[name](ids, mask)[depth]}
                 elif name.endswith("-shared"):  # emoreg's states pass: a prefix common to the batch runs once
                     model = models[name.removesuffix("-shared")]
-                    hook = model.layers[depth].register_forward_pre_hook(capture, with_kwargs=True)
+                    hooks = llm_states.capture_hooks(model.layers, [depth], captured)
                     try:
                         llm_states._torch_pass(model, [tuple(r) for r in row], ids, mask, "cpu", captured,
                                                kept.setdefault(name, {}))
                     finally:
-                        hook.remove()
+                        for hook in hooks:
+                            hook.remove()
                     hidden = {depth: captured.pop(depth)}
                 else:
                     hidden = dict(enumerate(models[name](input_ids=ids, attention_mask=mask, use_cache=False,

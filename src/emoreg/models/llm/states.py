@@ -16,6 +16,7 @@ shards' memory-mapped copies (page cache the kernel can drop and read back, not 
 
 from __future__ import annotations
 
+import functools
 import inspect
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -87,7 +88,29 @@ def _common(first, others: list, width: int) -> int:
     for at in range(width):
         if any(row[at] != first[at] for row in others):
             return at
-    return max(width, 0)
+    return width
+
+
+def capture_hooks(layers, wanted: list[int], captured: dict) -> list:
+    """Hooks on ``layers`` that put the states entering each of ``wanted`` (sorted) into ``captured``
+    and end the pass at the deepest (``_Stop``: nothing above it is needed); remove them after."""
+
+    def capture(layer):
+        def hook(module, args, kwargs):
+            captured[layer] = kwargs.get("hidden_states", args[0] if args else None)
+            if layer == wanted[-1]:
+                raise _Stop
+
+        return hook
+
+    return [layers[layer].register_forward_pre_hook(capture(layer), with_kwargs=True) for layer in wanted]
+
+
+@functools.cache
+def _cache_argument(decoder_class) -> str:
+    """transformers 5 names the argument ``cache`` (``past_key_values``, deprecated, goes in 5.40); 4.x
+    ``past_key_values``. Read once per decoder class, not per batch."""
+    return "cache" if "cache" in inspect.signature(decoder_class.forward).parameters else "past_key_values"
 
 
 def _run(decoder, **inputs) -> None:
@@ -128,8 +151,7 @@ def _torch_pass(decoder, batch: list, ids, mask, device, captured: dict, kept: d
             _run(decoder, input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
             return 0
         past, fresh = DynamicCache(config=decoder.config), True
-    # transformers 5 names the argument cache (past_key_values, deprecated, goes in 5.40); 4.x past_key_values
-    name = "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+    name = _cache_argument(type(decoder))
     if fresh:
         _run(decoder, input_ids=ids[:1, :common].to(device), use_cache=True, **{name: past})
         head = dict(captured)
@@ -212,16 +234,7 @@ def entering_states(clf: LlmClassifier, prefixes: list[list[int]], start: int, a
         layers = engines["int8", start] + layers[start:]
     captured = {}
 
-    def capture(layer):
-        def hook(module, args, kwargs):
-            captured[layer] = kwargs.get("hidden_states", args[0] if args else None)
-            if layer == wanted[-1]:
-                raise _Stop  # the deepest wanted layer: nothing above it is needed
-
-        return hook
-
-    hooks = [] if engine is not None else [
-        layers[layer].register_forward_pre_hook(capture(layer), with_kwargs=True) for layer in wanted]
+    hooks = [] if engine is not None else capture_hooks(layers, wanted, captured)
     size = clf.settings.model.score_batch
     stored = torch.bfloat16 if clf.bf16_ else torch.float32
     new, overflow = {}, {}
