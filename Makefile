@@ -42,7 +42,7 @@ run: setup
 baselines: setup
 	$(EMOREG) data fetch annomi
 	for m in $(BASELINES); do \
-	  $(EMOREG) evaluate configs/annomi-$$m.yaml --out runs/annomi-$$m || exit 1; done
+	  $(EMOREG) evaluate configs/baselines/annomi-$$m.yaml --out runs/annomi-$$m || exit 1; done
 	$(EMOREG) report $(foreach m,tfidf minilm bayesnet majority,runs/annomi-$(m)) --out runs/baselines-report
 
 # The LLM on all 5 folds of the full corpus, then the report against TF-IDF on the same folds:
@@ -108,7 +108,7 @@ llm-head-tune: setup
 # on a 2-core CPU with AVX-512 BF16 (the config pins bf16).
 llm-ensemble: setup
 	$(EMOREG) data fetch annomi
-	for m in tfidf minilm; do $(EMOREG) evaluate configs/annomi-$$m.yaml --out runs/annomi-$$m || exit 1; done
+	for m in tfidf minilm; do $(EMOREG) evaluate configs/baselines/annomi-$$m.yaml --out runs/annomi-$$m || exit 1; done
 	$(EMOREG) evaluate configs/fusion/annomi-ensemble.yaml --out runs/annomi-ensemble
 	$(EMOREG) report runs/annomi-ensemble runs/annomi-tfidf runs/annomi-minilm --members --out runs/ensemble-report
 

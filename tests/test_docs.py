@@ -42,3 +42,23 @@ def test_every_make_target_and_named_file_exists():
             assert target in targets, f"{page.name}: `make {target}` is not a Makefile target"
         for path in re.findall(r"(?<![\w/.-])((?:configs|examples|benchmarks)/[\w./-]+\.(?:yaml|py|sh|csv|json|eaf))", text):
             assert (ROOT / path).exists(), f"{page.name} names {path}, which does not exist"
+
+
+def test_every_config_the_makefile_runs_exists():
+    """A target's loop (`for m in $(BASELINES); do ... configs/.../annomi-$$m.yaml`) is expanded over
+    its values, so a config moved to another folder breaks this test, not a newcomer's `make`."""
+    text = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    variables = dict(re.findall(r"^([A-Z_]+)\s*:=\s*(.*?)\s*$", text, flags=re.M))
+    named = 0
+    for line in text.splitlines():
+        loops = [(name, re.sub(r"\$\((\w+)\)", lambda m: variables.get(m.group(1), m.group(0)), values).split())
+                 for name, values in re.findall(r"for (\w+) in ([^;]+);", line)]
+        for path in re.findall(r"configs/[\w./$-]+\.yaml", line):
+            paths = [path]
+            for name, values in loops:
+                paths = [p.replace(f"$${name}", value) for p in paths for value in values]
+            for expanded in paths:
+                named += 1
+                assert "$" not in expanded, f"Makefile: {path} has a variable this test cannot expand"
+                assert (ROOT / expanded).exists(), f"Makefile runs {expanded} ({path}), which does not exist"
+    assert named > 10, "the Makefile names fewer configs than it did; is the pattern still right?"
