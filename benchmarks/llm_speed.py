@@ -180,7 +180,6 @@ def bench_train(args) -> dict:
 
 
 def bench_score(args) -> dict:
-    from emoreg.models.llm import LlmClassifier
 
     task, segments = _segments(args.prompts + 8, seed=2)
     clf = _llm(task, args.model, args.max_tokens, epochs=0, dtype=args.dtype)
@@ -199,7 +198,7 @@ def bench_score(args) -> dict:
     ours_ms, naive_ms = [], []
     for prefix in prefixes:  # alternating per prompt
         started = time.perf_counter()
-        LlmClassifier.score_prefixes(clf, [prefix])
+        clf.score_prefixes([prefix])
         ours_ms.append(1000 * (time.perf_counter() - started))
         started = time.perf_counter()
         naive(prefix)

@@ -392,3 +392,38 @@ def test_class_weights_balanced_sqrt_and_none():
     assert np.allclose(class_weights(y, 3, None).numpy(), 1.0)
     with pytest.raises(EmoregError, match="balanced, sqrt or null, got 'log'"):
         class_weights(y, 3, "log")
+
+
+def test_two_models_behind_model_llm_share_one_loader(tiny_llama, toy_split, tmp_path, monkeypatch):
+    """``model: llm`` builds the class its ``head`` names (label scoring or the label head), both
+    registered under the one name ``llm``; both load the base model through ``load_base`` once, and
+    a saved folder loads back as the class that saved it."""
+    import pickle
+
+    from emoreg.models import MODELS
+    from emoreg.models.llm import HeadLlm, LabelScoringLlm, LlmClassifier
+    from emoreg.models.llm import model as model_module
+
+    assert MODELS["llm"] is LlmClassifier and set(LlmClassifier.kinds) == {"classify", "lm"}
+    calls = []
+    original = model_module.load_base
+    monkeypatch.setattr(model_module, "load_base", lambda name, **kw: calls.append(name) or original(name, **kw))
+    train, test = toy_split
+    lm = tiny(tiny_llama, epochs=1)
+    head = tiny(tiny_llama, head="classify", layers=2, tune_layers=1, epochs=1, state_cache=False)
+    assert type(lm) is LabelScoringLlm and type(head) is HeadLlm
+    assert lm.name == head.name == "llm" and isinstance(lm, LlmClassifier) and isinstance(head, LlmClassifier)
+    for model in (lm, head):
+        model.fit(train)
+        model.save(tmp_path / model.head_kind)
+        assert json.loads((tmp_path / model.head_kind / "model.json").read_text())["model"] == "llm"
+        again = load_model(tmp_path / model.head_kind)
+        assert type(again) is type(model)
+        assert np.allclose(again.predict_proba(test), model.predict_proba(test), atol=1e-6)
+        assert type(pickle.loads(pickle.dumps(model))) is type(model)
+    assert calls == [tiny_llama] * 4  # each fit and each load: the one shared loader
+    with pytest.raises(EmoregError, match="unknown head 'softmax'; choose from: classify, lm"):
+        LlmClassifier(DEEP_SHAME, PromptConfig(), 0, head="softmax")
+    lm.params["head"] = "classify"  # the class was chosen by the head it was built with
+    with pytest.raises(EmoregError, match="built with head lm, its params now say head classify"):
+        lm.fit(train)

