@@ -97,3 +97,22 @@ def test_deep_example_grid_runs_all_five_sources(tmp_path):
     report = write_ablation_report(tmp_path / "g").read_text()
     for source in state["sources"]:
         assert f"- `{source}`: present in 15 of 15 segments" in report
+
+
+def test_a_grid_whose_models_may_keep_different_history_says_so(toy_corpus, tmp_path, capsys):
+    """Several models, prompts with history and a budget counted by each model in its own tokens
+    (prompt.count: model): ``emoreg ablate`` says the models may read different history; with one
+    count for all (words) it says nothing."""
+    from emoreg.evaluation.ablation import budget_note
+
+    path = tmp_path / "grid.yaml"
+    path.write_text(
+        f"corpus: {toy_corpus}\ntask: deep-shame\nsplit: {{kind: group-kfold, folds: 3}}\n"
+        "prompt: {sources: [context, history, utterance], max_tokens: 128}\n"
+        "models:\n"
+        "  - {name: tfidf, model: tfidf, params: {text: prompt, min_df: 1}}\n"
+        "  - {name: bn, model: bayesnet, params: {structure: naive}}\n")
+    assert main(["ablate", str(path), "--out", str(tmp_path / "g"), "--list-units"]) == 0
+    assert "prompt.count is model, so the models of this grid (bayesnet, tfidf)" in capsys.readouterr().err
+    assert budget_note(load_grid(path, None, "leave-one-out", ["prompt.count=words"])) is None
+    assert budget_note(load_grid(path, "context,utterance", "leave-one-out")) is None  # no history: nothing to drop

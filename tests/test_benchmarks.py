@@ -77,3 +77,14 @@ def test_the_prefix_guard_runs(tiny_llama, annomi_data_dir, tmp_path):
     assert variants["openvino fp32"]["largest_probability_change"] < 1e-3
     assert 0 <= variants["openvino int8"]["largest_probability_change"] < 1
 
+
+
+def test_the_prompt_budget_measurement_runs(tiny_llama):
+    import prompt_budget
+
+    rows = prompt_budget.main(["--corpus", "deep-example", "--task", "deep-shame", "--tokenizer", tiny_llama,
+                               "--budgets", "40", "400", "--sources", "context,history,utterance"])
+    tight, loose = rows
+    assert tight["segments"] == loose["segments"] > 0 and tight["task"] == "deep-shame"
+    assert tight["turns_kept_counting_words"] <= loose["turns_kept_counting_words"]
+    assert 0 <= tight["share_with_different_history"] <= 1 and tight["tokens_per_word"] > 0

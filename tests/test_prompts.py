@@ -183,3 +183,56 @@ def test_a_bad_threshold_on_the_command_line_fails_before_a_run_folder_exists(tm
     code = main(["evaluate", str(config), "--out", str(tmp_path / "run"),
                  "--set", "prompt.feature_thresholds={speech_rate_wps: abc}"])
     assert code == 2 and not (tmp_path / "run").exists()
+
+
+def test_what_the_budget_counts(tiny_llama, tmp_path):
+    """``count``: model (each model its own tokens; words where a model has no tokenizer), words,
+    or one tokenizer for every model; a folder with no tokenizer is an error in words."""
+    from transformers import AutoTokenizer
+
+    from emoreg.models.base import prompt_counter
+
+    def own(text):
+        return 7
+
+    assert prompt_counter(PromptConfig(), own=own) is own
+    assert prompt_counter(PromptConfig()) is approx_token_count
+    assert prompt_counter(PromptConfig(count="words"), own=own) is approx_token_count
+    text = "Well ... I guess?! Maybe"
+    shared = prompt_counter(PromptConfig(count=tiny_llama), own=own)
+    assert shared(text) == len(AutoTokenizer.from_pretrained(tiny_llama)(text, add_special_tokens=False).input_ids) == 6
+    assert approx_token_count(text) == 9  # words and each punctuation mark
+    with pytest.raises(EmoregError, match="prompt count .*: no tokenizer loads from it"):
+        prompt_counter(PromptConfig(count=str(tmp_path)))("x")
+    with pytest.raises(EmoregError, match="count .* must be model, words, or a tokenizer"):
+        PromptConfig(count="")
+
+
+def test_one_count_gives_every_model_the_same_history(tiny_llama, monkeypatch):
+    """Under ``count: words`` (or one tokenizer) an LLM and TF-IDF on the prompt keep the same history
+    for one budget; under ``count: model`` they do not, when the LLM's tokenizer counts otherwise."""
+    import emoreg.models.base as base
+    import emoreg.models.llm.tokens as tokens
+    from emoreg.models import make_model
+
+    turns = tuple(Turn("A" if i % 2 else "B", f"turn {i} ... well ... fine ...", float(i)) for i in range(30))
+    segment = Segment("s", "p", "x", label="Rest", context="An interview.", transcript=turns)
+    kept = {}
+    for module, who in ((base, "tfidf"), (tokens, "llm")):
+        def spy(*args, _who=who, _render=module.render_prompt, **kwargs):
+            prompt = _render(*args, **kwargs)
+            kept[_who] = prompt.dropped_turns
+            return prompt
+        monkeypatch.setattr(module, "render_prompt", spy)
+    dropped = {}
+    for count in ("model", "words", tiny_llama):
+        config = PromptConfig(sources=("context", "history", "utterance"), max_tokens=400, count=count)
+        make_model("tfidf", DEEP_SHAME, config, 0, {"text": "prompt"})._texts([segment], "prompt")
+        llm = make_model("llm", DEEP_SHAME, config, 0, {"model": tiny_llama, "head": "lm", "dtype": "fp32"})
+        llm._setup()
+        llm._load()
+        llm._prefix_ids(segment)
+        dropped[count] = dict(kept)
+    assert dropped["model"]["llm"] < dropped["model"]["tfidf"]  # "..." is one token to the LLM, three words
+    assert dropped["words"]["llm"] == dropped["words"]["tfidf"] == dropped["model"]["tfidf"]
+    assert dropped[tiny_llama]["llm"] == dropped[tiny_llama]["tfidf"] == dropped["model"]["llm"]

@@ -76,7 +76,8 @@ def write_card(folder: Path, config: dict[str, Any], corpus, evaluated: Path | N
     prompt = config.get("prompt", {})
     reads = MODELS[config["model"]].inputs(config.get("params") or {}, prompt.get("sources", []))
     lines += ["", f"What it reads of each segment: {reads} (prompt template `{prompt.get('template', 'emoreg-v1')}`, "
-                  f"budget {prompt.get('max_tokens')} tokens, where the model reads a prompt).", "",
+                  f"budget {prompt.get('max_tokens')} tokens counted as `{prompt.get('count', 'model')}`, where the "
+                  "model reads a prompt).", "",
               "## How well it works across subjects", ""]
     if evaluated is None:
         lines += ["Not stated: this model was trained without naming an evaluation of its config "

@@ -90,6 +90,13 @@ class PromptConfig:
         sources: which sources to include (see ``parse_sources``).
         max_tokens: budget for the whole prompt; the oldest transcript turns go first, the
             current utterance always stays. None: no budget.
+        count: what ``max_tokens`` counts. ``model`` (the default): each model its own tokens
+            (an LLM its tokenizer's, counted on the prompt before its chat template; a model
+            without a tokenizer, such as TF-IDF on the prompt, words and punctuation marks), so
+            two models may keep different history under one budget; ``words``: words and
+            punctuation marks for every model; or a tokenizer (a short model name such as
+            ``smollm2-135m``, or a model folder): its tokens for every model. Set ``words`` or a
+            tokenizer where models are compared on what they read (ablations, ensembles).
         feature_thresholds: numeric nonverbal features with a threshold are mentioned only when
             at or above it ("au12_mean is high (0.83)"); features without one are stated with
             their value.
@@ -100,6 +107,7 @@ class PromptConfig:
     template: str = "emoreg-v1"
     sources: tuple[str, ...] = PROMPT_SOURCES
     max_tokens: int | None = 512
+    count: str = "model"
     feature_thresholds: Mapping[str, float] = field(default_factory=dict)
     behaviour_phrases: Mapping[str, str] = field(default_factory=dict)
 
@@ -111,6 +119,9 @@ class PromptConfig:
             raise EmoregError(f"max_tokens must be a whole number of tokens (at least 16) or null, got {self.max_tokens!r}")
         if self.max_tokens is not None and self.max_tokens < 16:
             raise EmoregError(f"max_tokens must be at least 16, got {self.max_tokens}")
+        if not isinstance(self.count, str) or not self.count.strip():
+            raise EmoregError(f"count (what max_tokens counts) must be model, words, or a tokenizer's model name or "
+                              f"folder, got {self.count!r}")
         for name, value in dict(self.feature_thresholds).items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (
                     float("inf"), float("-inf")):

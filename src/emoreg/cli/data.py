@@ -37,7 +37,10 @@ def cmd_prompts(args: argparse.Namespace) -> int:
 
     if args.limit < 1:
         raise EmoregError(f"--limit must be at least 1, got {args.limit}")
-    config = PromptConfig(sources=args.sources, max_tokens=args.max_tokens, template=args.template)
+    from ..models.base import prompt_counter
+
+    config = PromptConfig(sources=args.sources, max_tokens=args.max_tokens, template=args.template, count=args.count)
+    count = prompt_counter(config)
     corpus = load_corpus(args.corpus, args.task)
     segments = corpus.segments
     if args.subject is not None:
@@ -45,7 +48,7 @@ def cmd_prompts(args: argparse.Namespace) -> int:
         if not segments:
             raise EmoregError(f"no segments of subject {args.subject!r} in {corpus.name}")
     for segment in segments[: args.limit]:
-        prompt = render_prompt(segment, corpus.task, config)
+        prompt = render_prompt(segment, corpus.task, config, count_tokens=count)
         budget = f", {prompt.dropped_turns} oldest turns dropped" if prompt.dropped_turns else ""
         over = ", OVER BUDGET" if prompt.over_budget else ""
         print(f"=== {segment.segment_id} | subject {segment.subject_id} | label {segment.label} | "

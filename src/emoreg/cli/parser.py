@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=3, help="how many prompts to print (default 3)")
     p.add_argument("--max-tokens", type=int, default=512,
                    help="token budget per prompt; the oldest turns go first (default 512)")
+    p.add_argument("--count", default="words",
+                   help="what the budget counts: words (words and punctuation, the default) or a tokenizer's "
+                        "model name or folder, e.g. smollm2-135m (an evaluation's prompt.count)")
     p.add_argument("--subject", default=None, help="only segments of this subject")
     p.add_argument("--template", default="emoreg-v1", help="prompt layout: emoreg-v1 (default) or emoreg-v1-compact")
 

@@ -95,10 +95,13 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from ..evaluation.ablation import grid_units, load_grid, run_cell, run_grid
+    from ..evaluation.ablation import budget_note, grid_units, load_grid, run_cell, run_grid
     from ..report_ablation import write_ablation_report
 
     cells = load_grid(args.config, args.sources, args.subsets, args.overrides)
+    note = budget_note(cells)
+    if note:
+        print(note, file=sys.stderr)
     command = " ".join(["emoreg", *sys.argv[1:]])
     if args.track == "mlflow":
         from ..evaluation.ablation import cell_dir

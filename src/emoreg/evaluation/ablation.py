@@ -126,6 +126,22 @@ def load_grid(path: str | Path, sources: str | None, subsets: str, overrides: li
     return cells
 
 
+def budget_note(cells: list[Cell]) -> str | None:
+    """Words for the user when one budget may keep different history for different models of the
+    grid: several models, prompts with history and a budget, each model counting its own tokens
+    (``prompt.count: model``); None when the models read the same history."""
+    models = {c.config.model for c in cells if c.model != "majority"}
+    prompt = cells[0].config.prompt
+    history = any("history" in c.config.prompt.get("sources", ()) for c in cells)
+    if len(models) < 2 or not history or prompt.get("max_tokens", 512) is None or prompt.get("count", "model") != "model":
+        return None
+    return (f"note: prompt.count is model, so the models of this grid ({', '.join(sorted(models))}) each count the "
+            f"{prompt.get('max_tokens', 512)}-token budget in their own tokens (an LLM its tokenizer's, the others "
+            "words and punctuation) and may keep different history (on AnnoMI at 128 tokens, SmolLM2 kept 1.6 turns "
+            "where words kept 2.5); set prompt.count to words or a tokenizer (smollm2-135m) to compare them on the "
+            "same history")
+
+
 SKIPPED = "skipped.json"
 
 

@@ -27,7 +27,7 @@ SPLITS = ("group-kfold", "loso")
 TOP_KEYS = {"corpus": str, "task": (str, type(None)), "model": str, "params": dict, "prompt": dict,
             "split": dict, "seed": int, "name": (str, type(None)), "save_models": bool,
             "calibrate": (str, dict, type(None)), "decode": (dict, type(None))}
-PROMPT_KEYS = {"sources": (list, str), "max_tokens": (int, type(None)), "template": str,
+PROMPT_KEYS = {"sources": (list, str), "max_tokens": (int, type(None)), "count": str, "template": str,
                "feature_thresholds": dict, "behaviour_phrases": dict}
 SPLIT_KEYS = {"kind": str, "folds": int, "only": list, "within_fold": int, "seed": int}
 

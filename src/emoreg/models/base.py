@@ -7,8 +7,9 @@ not prompts: a text model renders prompts itself, inside the fold, from ``prompt
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,13 +17,38 @@ import numpy as np
 
 from ..atomic import atomic_write_text
 from ..errors import EmoregError
-from ..prompts import PromptConfig, render_prompt
+from ..prompts import PromptConfig, approx_token_count, render_prompt
 from ..segments import Segment
 from ..tasks import Task
 
 
 class NotFittedError(EmoregError):
     pass
+
+
+def prompt_counter(config: PromptConfig, own: Callable[[str], int] | None = None) -> Callable[[str], int]:
+    """What ``config.max_tokens`` counts (``PromptConfig.count``), for a model whose own token count
+    is ``own`` (an LLM's tokenizer; None: the model has none, words and punctuation count)."""
+    if config.count == "model":
+        return own or approx_token_count
+    if config.count == "words":
+        return approx_token_count
+    return _tokenizer_count(config.count)
+
+
+@functools.cache
+def _tokenizer_count(name: str) -> Callable[[str], int]:
+    from transformers import AutoTokenizer
+
+    from .llm.loading import resolve
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolve(name))
+    except (OSError, ValueError) as exc:
+        raise EmoregError(f"prompt count {name!r}: no tokenizer loads from it ({str(exc)[:200]}); set count to model, "
+                          "words, a short model name (smollm2-135m, gemma3-270m, qwen2.5-coder-1.5b) or a model "
+                          "folder") from None
+    return lambda text: len(tokenizer(text, add_special_tokens=False).input_ids)
 
 
 FITTED_FILE = "fitted.skops"
@@ -171,7 +197,7 @@ class SegmentClassifier:
         state["task"] = {f: getattr(self.task, f) for f in ("name", "labels", "question", "notes")} | {
             "definitions": dict(self.task.definitions)}
         state["prompt"] = {"template": self.prompt.template, "sources": self.prompt.sources,
-                           "max_tokens": self.prompt.max_tokens,
+                           "max_tokens": self.prompt.max_tokens, "count": self.prompt.count,
                            "feature_thresholds": dict(self.prompt.feature_thresholds),
                            "behaviour_phrases": dict(self.prompt.behaviour_phrases)}
         return state
@@ -227,7 +253,8 @@ class SegmentClassifier:
     def _texts(self, segments: Sequence[Segment], mode: str) -> list[str]:
         """``prompt``: the rendered prompt; ``utterance``: the current turn's text only."""
         if mode == "prompt":
-            return [render_prompt(s, self.task, self.prompt).text for s in segments]
+            count = prompt_counter(self.prompt)
+            return [render_prompt(s, self.task, self.prompt, count_tokens=count).text for s in segments]
         if mode == "utterance":
             return [s.transcript[-1].text if s.transcript else "" for s in segments]
         raise EmoregError(f"{self.name}: text must be 'prompt' or 'utterance', got {mode!r}")

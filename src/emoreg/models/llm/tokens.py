@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...prompts import render_prompt
+from ..base import prompt_counter
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import LlmClassifier
@@ -28,7 +29,7 @@ def prompt_ids(clf: LlmClassifier, segment) -> list[int]:
     def count(text: str) -> int:
         return len(tok(text, add_special_tokens=False).input_ids)
 
-    text = render_prompt(segment, clf.task, clf.prompt, count_tokens=count).text
+    text = render_prompt(segment, clf.task, clf.prompt, count_tokens=prompt_counter(clf.prompt, own=count)).text
     if tok.chat_template:
         messages = [{"role": "user", "content": text}]
         if clf.settings.model.system is not None:
