@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -197,3 +198,16 @@ def test_a_trained_model_folder_whose_parts_were_changed_is_refused(tmp_path, ca
         change(tmp_path / name)
         assert main([predict[0], str(tmp_path / name), *predict[2:]]) == 2, name
         assert "its parts disagree with the digest recorded when it was saved" in capsys.readouterr().err
+
+
+def test_prompts_count_the_budget_in_a_tokenizers_tokens(tiny_llama, capsys):
+    """``--count FOLDER``: the budget and the printed count are that tokenizer's tokens (exact, no "~")."""
+    from transformers import AutoTokenizer
+
+    assert main(["prompts", "--corpus", "deep-example", "--sources", "transcript", "--limit", "1",
+                 "--max-tokens", "400", "--count", tiny_llama]) == 0
+    header, text = capsys.readouterr().out.split("\n", 1)
+    shown = int(re.search(r"\| (\d+) tokens", header).group(1))
+    assert shown == len(AutoTokenizer.from_pretrained(tiny_llama)(text.strip(), add_special_tokens=False).input_ids)
+    assert main(["prompts", "--corpus", "deep-example", "--sources", "transcript", "--limit", "1"]) == 0
+    assert re.search(r"\| ~\d+ tokens", capsys.readouterr().out)

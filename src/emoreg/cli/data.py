@@ -52,7 +52,7 @@ def cmd_prompts(args: argparse.Namespace) -> int:
         budget = f", {prompt.dropped_turns} oldest turns dropped" if prompt.dropped_turns else ""
         over = ", OVER BUDGET" if prompt.over_budget else ""
         print(f"=== {segment.segment_id} | subject {segment.subject_id} | label {segment.label} | "
-              f"~{prompt.n_tokens} tokens{budget}{over}")
+              f"{'~' if config.count in ('model', 'words') else ''}{prompt.n_tokens} tokens{budget}{over}")
         print(prompt.text)
         print()
     return 0
