@@ -208,6 +208,22 @@ def test_what_the_budget_counts(tiny_llama, tmp_path):
         PromptConfig(count="")
 
 
+@pytest.mark.parametrize("count, ok", [("model", True), ("words", True), ("smollm2-135m", True), ("org/model", True),
+                                       ("wrods", False), ("smollm2", False)])
+def test_a_count_that_names_nothing_fails_before_a_run_folder_exists(tmp_path, toy_corpus, capsys, count, ok):
+    from emoreg.cli import main
+    from emoreg.evaluation.config import load_config
+
+    config = tmp_path / "c.yaml"
+    config.write_text(f"corpus: {toy_corpus}\ntask: deep-shame\nmodel: tfidf\nparams: {{text: utterance}}\n"
+                      f"prompt: {{count: {count}}}\n")
+    if ok:
+        assert load_config(config).prompt["count"] == count
+        return
+    assert main(["evaluate", str(config), "--out", str(tmp_path / "run")]) == 2 and not (tmp_path / "run").exists()
+    assert "prompt.count: expected model, words, a short model name (smollm2-135m" in capsys.readouterr().err
+
+
 def test_one_count_gives_every_model_the_same_history(tiny_llama, monkeypatch):
     """Under ``count: words`` (or one tokenizer) an LLM and TF-IDF on the prompt keep the same history
     for one budget; under ``count: model`` they do not, when the LLM's tokenizer counts otherwise."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -34,6 +35,20 @@ def prompt_counter(config: PromptConfig, own: Callable[[str], int] | None = None
     if config.count == "words":
         return approx_token_count
     return _tokenizer_count(config.count)
+
+
+def count_problem(count: str) -> str | None:
+    """Why ``prompt.count`` names nothing that can count (None when it can): model, words, a short
+    model name, an existing model folder or a hub id (org/name) are accepted; a typo is caught when
+    the config is read, not when the first prompt is rendered."""
+    from .llm.loading import SHIPPED
+
+    if count in ("model", "words") or count in SHIPPED or Path(count).expanduser().is_dir():
+        return None
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", count) and not Path(count).expanduser().exists():
+        return None  # a hub id, tried when the tokenizer is first needed
+    return (f"expected model, words, a short model name ({', '.join(SHIPPED)}), a model folder or a hub id, "
+            f"found {count!r}")
 
 
 @functools.cache
