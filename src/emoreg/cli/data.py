@@ -33,7 +33,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_prompts(args: argparse.Namespace) -> int:
     from ..corpora import load_corpus
-    from ..prompts import PromptConfig, render_prompt
+    from ..prompts import PromptConfig, approx_token_count, render_prompt
 
     if args.limit < 1:
         raise EmoregError(f"--limit must be at least 1, got {args.limit}")
@@ -52,7 +52,7 @@ def cmd_prompts(args: argparse.Namespace) -> int:
         budget = f", {prompt.dropped_turns} oldest turns dropped" if prompt.dropped_turns else ""
         over = ", OVER BUDGET" if prompt.over_budget else ""
         print(f"=== {segment.segment_id} | subject {segment.subject_id} | label {segment.label} | "
-              f"{'~' if config.count in ('model', 'words') else ''}{prompt.n_tokens} tokens{budget}{over}")
+              f"{'~' if count is approx_token_count else ''}{prompt.n_tokens} tokens{budget}{over}")
         print(prompt.text)
         print()
     return 0

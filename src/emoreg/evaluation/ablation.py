@@ -137,8 +137,8 @@ def budget_note(cells: list[Cell]) -> str | None:
         return None
     return (f"note: prompt.count is model, so the models of this grid ({', '.join(sorted(models))}) each count the "
             f"{prompt.get('max_tokens', 512)}-token budget in their own tokens (an LLM its tokenizer's, the others "
-            "words and punctuation) and may keep different history (on AnnoMI at 128 tokens, SmolLM2 kept 1.6 turns "
-            "where words kept 2.5); set prompt.count to words or a tokenizer (smollm2-135m) to compare them on the "
+            "words and punctuation) and may keep different history (docs/data.md, \"Prompts\", measures how much); "
+            "set prompt.count to words or a tokenizer (smollm2-135m) to compare them on the "
             "same history")
 
 

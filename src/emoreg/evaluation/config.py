@@ -164,12 +164,12 @@ def config_from_dict(data: Any, where: str, base_dir: Path | None = None) -> Eva
         problems.append(Problem(where, "split.only", "expected a list of fold numbers, e.g. [0, 1]"))
     if prompt.get("template", TEMPLATES[0]) not in TEMPLATES:
         problems.append(Problem(where, "prompt.template", f"expected one of {', '.join(TEMPLATES)}"))
-    count = prompt.get("count", "model")
-    if isinstance(count, str):
+    if isinstance(prompt.get("count", "model"), str):
         from ..models.base import count_problem
 
-        if count_problem(count):
-            problems.append(Problem(where, "prompt.count", count_problem(count)))
+        problem = count_problem(prompt.get("count", "model"))
+        if problem:
+            problems.append(Problem(where, "prompt.count", problem))
     sources = prompt.get("sources", list(PROMPT_SOURCES))
     if split.get("kind") == "loso" and "folds" in split:
         problems.append(Problem(where, "split.folds", "loso makes one fold per subject; leave folds out, or use "

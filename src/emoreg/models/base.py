@@ -63,6 +63,11 @@ def _tokenizer_count(name: str) -> Callable[[str], int]:
         raise EmoregError(f"prompt count {name!r}: no tokenizer loads from it ({str(exc)[:200]}); set count to model, "
                           "words, a short model name (smollm2-135m, gemma3-270m, qwen2.5-coder-1.5b) or a model "
                           "folder") from None
+    return token_counter(tokenizer)
+
+
+def token_counter(tokenizer) -> Callable[[str], int]:
+    """A Hugging Face tokenizer's token count of a text (no special tokens added)."""
     return lambda text: len(tokenizer(text, add_special_tokens=False).input_ids)
 
 

@@ -97,9 +97,6 @@ class LlmClassifier(SegmentClassifier):
         """``key``'s value: as set, else the default of the chosen head."""
         return settings.default_of(params, key)
 
-    def _param(self, key: str) -> Any:
-        return self.default_of(self.params, key)
-
     @classmethod
     def conflicts(cls, params: dict[str, Any]) -> list[str]:
         """Settings that are each valid but do not go together (``settings.conflicts``)."""

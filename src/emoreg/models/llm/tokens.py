@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...prompts import render_prompt
-from ..base import prompt_counter
+from ..base import prompt_counter, token_counter
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import LlmClassifier
@@ -26,10 +26,8 @@ def prompt_ids(clf: LlmClassifier, segment) -> list[int]:
     null), ending where the answer starts; base models without a template get "Answer: "."""
     tok = clf.tokenizer_
 
-    def count(text: str) -> int:
-        return len(tok(text, add_special_tokens=False).input_ids)
-
-    text = render_prompt(segment, clf.task, clf.prompt, count_tokens=prompt_counter(clf.prompt, own=count)).text
+    count = prompt_counter(clf.prompt, own=token_counter(tok))
+    text = render_prompt(segment, clf.task, clf.prompt, count_tokens=count).text
     if tok.chat_template:
         messages = [{"role": "user", "content": text}]
         if clf.settings.model.system is not None:
