@@ -1,6 +1,7 @@
 """Cutting a causal LM's decoder: the stack itself, the first ``n`` layers kept (``layers``),
-the first tuned layer (``tune_layers``), and a forward pass over a slice of the layers. Used by
-the head, the states pass, LoRA and the features model."""
+the first tuned layer (``tune_layers``), a forward pass over a slice of the layers, and hooks that
+capture the states entering some layers (ending the pass at the deepest, or not, as an exported
+graph needs). Used by the head, the states pass (torch and OpenVINO), LoRA and the features model."""
 
 from __future__ import annotations
 
@@ -61,3 +62,30 @@ def only_layers(decoder, layers, first: int):
         decoder.layers = saved
         if isinstance(types, list):
             config.layer_types = types
+
+
+class StopPass(Exception):
+    """Raised by a hook to end a forward pass once the states it needs are captured."""
+
+
+def capture_hooks(layers, wanted: list[int], captured: dict, stop: bool = True) -> list:
+    """Hooks on ``layers`` that put the states entering each of ``wanted`` (sorted) into ``captured``
+    and, with ``stop``, end the pass at the deepest (``StopPass``: nothing above it is needed; an
+    exported graph must run to its end instead); remove them after."""
+
+    def capture(layer):
+        def hook(module, args, kwargs):
+            captured[layer] = kwargs.get("hidden_states", args[0] if args else None)
+            if stop and layer == wanted[-1]:
+                raise StopPass
+
+        return hook
+
+    return [layers[layer].register_forward_pre_hook(capture(layer), with_kwargs=True) for layer in wanted]
+
+
+def run_until_stopped(decoder, **inputs) -> None:
+    try:
+        decoder(**inputs)
+    except StopPass:
+        pass

@@ -121,15 +121,9 @@ def _upto(decoder, wanted: list[int]):
     below the deepest kept, its final norm set aside (the last state is the deepest layer's input)."""
     import torch
 
-    from .cut import only_layers
+    from .cut import capture_hooks, only_layers
 
     captured: dict = {}
-
-    def capture(layer):
-        def hook(module, args, kwargs):
-            captured[layer] = kwargs.get("hidden_states", args[0] if args else None)
-
-        return hook
 
     class Upto(torch.nn.Module):
         def __init__(self):
@@ -141,7 +135,7 @@ def _upto(decoder, wanted: list[int]):
             last = self.decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
             return tuple(captured[layer].float() for layer in wanted[:-1]) + (last.float(),)
 
-    hooks = [decoder.layers[layer].register_forward_pre_hook(capture(layer), with_kwargs=True) for layer in wanted[:-1]]
+    hooks = capture_hooks(decoder.layers, wanted[:-1], captured, stop=False)
     norm = decoder.norm
     try:
         with only_layers(decoder, list(decoder.layers[:wanted[-1]]), 0):

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from ... import heap
 from ...errors import EmoregError
 from ...progress import progress
-from .cut import decoder_of
+from .cut import capture_hooks, decoder_of, run_until_stopped
 from .prefix import OpenVinoPrefix, int8_layers, layers_below
 from .state_cache import disk_folder, load_shards, save_shard
 from .tokens import padded
@@ -74,10 +74,6 @@ class StateCache:
 CACHE = StateCache()  # one per process: shared by every fold and seed the process runs
 
 
-class _Stop(Exception):
-    """Raised by a hook to end a forward pass once the states it needs are captured."""
-
-
 def shared_prefix(batch: list) -> int:
     """How many leading tokens every prompt of ``batch`` has in common (each keeping at least one
     of its own): the system message and the instruction, in every prompt of a task."""
@@ -91,33 +87,11 @@ def _common(first, others: list, width: int) -> int:
     return width
 
 
-def capture_hooks(layers, wanted: list[int], captured: dict) -> list:
-    """Hooks on ``layers`` that put the states entering each of ``wanted`` (sorted) into ``captured``
-    and end the pass at the deepest (``_Stop``: nothing above it is needed); remove them after."""
-
-    def capture(layer):
-        def hook(module, args, kwargs):
-            captured[layer] = kwargs.get("hidden_states", args[0] if args else None)
-            if layer == wanted[-1]:
-                raise _Stop
-
-        return hook
-
-    return [layers[layer].register_forward_pre_hook(capture(layer), with_kwargs=True) for layer in wanted]
-
-
 @functools.cache
 def _cache_argument(decoder_class) -> str:
     """transformers 5 names the argument ``cache`` (``past_key_values``, deprecated, goes in 5.40); 4.x
     ``past_key_values``. Read once per decoder class, not per batch."""
     return "cache" if "cache" in inspect.signature(decoder_class.forward).parameters else "past_key_values"
-
-
-def _run(decoder, **inputs) -> None:
-    try:
-        decoder(**inputs)
-    except _Stop:
-        pass
 
 
 def _torch_pass(decoder, batch: list, ids, mask, device, captured: dict, kept: dict) -> int:
@@ -148,19 +122,19 @@ def _torch_pass(decoder, batch: list, ids, mask, device, captured: dict, kept: d
         if common < MIN_SHARED:
             if len(batch) == 1:  # the next prompt alone may share a prefix with this one
                 kept["last"] = (tuple(batch[0]), None, None)
-            _run(decoder, input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
+            run_until_stopped(decoder, input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
             return 0
         past, fresh = DynamicCache(config=decoder.config), True
     name = _cache_argument(type(decoder))
     if fresh:
-        _run(decoder, input_ids=ids[:1, :common].to(device), use_cache=True, **{name: past})
+        run_until_stopped(decoder, input_ids=ids[:1, :common].to(device), use_cache=True, **{name: past})
         head = dict(captured)
         kept["last"] = (tuple(batch[0][:common]), copy.deepcopy(past), head)
     captured.clear()
     past.batch_repeat_interleave(len(batch))
     # the mask covers the prefix and the rest (padding on the right: the prefix is real in every row)
-    _run(decoder, input_ids=ids[:, common:].to(device), attention_mask=mask.to(device), use_cache=True,
-         **{name: past})
+    run_until_stopped(decoder, input_ids=ids[:, common:].to(device), attention_mask=mask.to(device),
+                      use_cache=True, **{name: past})
     for layer, states in head.items():
         captured[layer] = torch.cat([states.expand(len(batch), -1, -1), captured[layer]], dim=1)
     return common * (len(batch) - fresh)
