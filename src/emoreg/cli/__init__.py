@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from .. import distributed
@@ -32,6 +35,30 @@ COMMANDS = {"check": cmd_check, "prompts": cmd_prompts, "evaluate": cmd_evaluate
 
 
 FOLDER_OUT = {"check", "evaluate", "train", "ablate", "report"}  # their --out is a folder; predict and import write a file
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch scheduler's time limit or preemption, ``timeout``, ``docker stop``, a session
+    ending) raised as an interruption, so that the work in flight is saved as Ctrl-C saves it (the
+    states pass's last shard, the training's checkpoint) before the process ends."""
+
+
+@contextmanager
+def sigterm_interrupts():
+    """SIGTERM raises ``Terminated`` in the main thread while the command runs; the handler before
+    is put back after (``emoreg serve``'s server installs its own for its graceful shutdown)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Terminated
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _check_out(args: argparse.Namespace) -> None:
@@ -67,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     finished = False
     try:
         _check_out(args)
-        code = COMMANDS[args.command](args)
+        with sigterm_interrupts():
+            code = COMMANDS[args.command](args)
         finished = True
         return code
     except EmoregError as exc:
@@ -85,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"emoreg: error: cannot use{where}: {exc.strerror or exc}; check the path, its permissions and the "
               "free space (work finished so far is kept; rerun the same command to go on)", file=sys.stderr)
         return 2
+    except Terminated:
+        print("emoreg: stopped by SIGTERM; rerun the same command to go on from what it saved", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("emoreg: interrupted", file=sys.stderr)
         return 130
