@@ -9,9 +9,10 @@ function that computes one batch's loss; the loop does the rest the same way for
 backward, clip, optimizer and schedule step, the progress bar, the per-step history (losses kept
 on the device, read every 10 steps) and the checkpoint. With a ``Checkpoint`` (the runner gives
 every fold a folder), the trainable weights, the optimizer, the schedule, the random state and the
-history are written atomically every few minutes and at the end; a fit killed in training resumes
-at the step after the last checkpoint and ends with the same weights as an uninterrupted one, and a
-fit killed while scoring trains nothing again. A checkpoint of another training set or schedule
+history are written atomically every few minutes, at the end, and when the fit is stopped (Ctrl-C,
+or SIGTERM through the CLI: the last whole step, with the random state as it was after it); a fit
+killed in training resumes at the step after the last checkpoint and ends with the same weights as
+an uninterrupted one, and a fit killed while scoring trains nothing again. A checkpoint of another training set or schedule
 (its fingerprint differs) is ignored with a warning.
 """
 
@@ -103,6 +104,14 @@ def advance(optimizer, scheduler) -> None:
     optimizer.zero_grad(set_to_none=True)
 
 
+def random_states() -> tuple:
+    """torch's random states (CPU, and every CUDA device's), as a checkpoint keeps them: reading
+    them copies a few kB on the host and waits for no device."""
+    import torch
+
+    return torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+
+
 class Checkpoint:
     """``state.pt`` in ``folder``: what resumes a fit, saved every ``minutes`` (None: never) and
     at the end of training, by the main process only; read back weights-only (no code runs)."""
@@ -117,17 +126,20 @@ class Checkpoint:
     def due(self, step: int, total: int) -> bool:
         return self.path is not None and (step == total or time.perf_counter() - self.saved_at >= self.every_s)
 
-    def save(self, params, optimizer, scheduler, step: int, elapsed: float, history: list) -> None:
-        import torch
-
+    def save(self, params, optimizer, scheduler, step: int, elapsed: float, history: list,
+             rng: tuple | None = None) -> None:
+        """``rng``: the random states as they were after ``step`` (``random_states``), where the
+        process has drawn more since (a fit stopped in the middle of the next step)."""
         self.saved_at = time.perf_counter()
         if self.path is None or not distributed.is_main():
             return
+        import torch
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        cpu_rng, cuda_rng = rng or random_states()
         state = {"fingerprint": self.fingerprint, "step": step, "elapsed": elapsed, "history": history,
                  "params": [p.detach().cpu() for p in params], "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
-                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+                 "scheduler": scheduler.state_dict(), "rng": cpu_rng, "cuda_rng": cuda_rng}
         tmp = self.path.with_suffix(".pt.tmp")
         torch.save(state, tmp)
         os.replace(tmp, self.path)  # readers see the old checkpoint or the whole new one
@@ -186,25 +198,40 @@ def train(params: list, schedule: Schedule, lengths: list[int], seed: int,
                             "seconds": seconds})
         pending.clear()
 
-    n = 0
-    for _ in range(schedule.epochs):
-        for batch in length_grouped(lengths, schedule.batch_size, generator):  # replayed on resume
-            n += 1
-            if n <= done:
-                continue
-            loss, record = step(batch)
-            (backward or torch.Tensor.backward)(loss)
-            (clip or torch.nn.utils.clip_grad_norm_)(params, schedule.max_grad_norm)
-            advance(optimizer, scheduler)
-            bar.update(1)
-            pending.append((record, scheduler.get_last_lr()[0], time.perf_counter() - started))
-            if n % 10 == 0 or n == total:  # one host sync every 10 steps, for the progress bar
-                bar.set_postfix(loss=f"{float(record[0]):.3f}")
-            if checkpoint is not None and checkpoint.due(n, total):
-                flush()
-                checkpoint.save(params, optimizer, scheduler, n, time.perf_counter() - started, history)
-        if on_epoch is not None and n > done:
-            on_epoch()
+    n, saved = 0, done
+    # A stop (Ctrl-C, SIGTERM) saves the last whole step, so the rerun loses no training: ``whole``
+    # is that step and ``rng`` the random states after it; None while the weights are being updated
+    # (a stop there would leave them half-stepped) or the epoch's end hook runs (it is not rerun).
+    whole, rng = done, random_states()
+    try:
+        for _ in range(schedule.epochs):
+            for batch in length_grouped(lengths, schedule.batch_size, generator):  # replayed on resume
+                n += 1
+                if n <= done:
+                    continue
+                loss, record = step(batch)
+                (backward or torch.Tensor.backward)(loss)
+                (clip or torch.nn.utils.clip_grad_norm_)(params, schedule.max_grad_norm)
+                whole = None
+                advance(optimizer, scheduler)
+                bar.update(1)
+                pending.append((record, scheduler.get_last_lr()[0], time.perf_counter() - started))
+                whole, rng = n, random_states()
+                if n % 10 == 0 or n == total:  # one host sync every 10 steps, for the progress bar
+                    bar.set_postfix(loss=f"{float(record[0]):.3f}")
+                if checkpoint is not None and checkpoint.due(n, total):
+                    flush()
+                    checkpoint.save(params, optimizer, scheduler, n, time.perf_counter() - started, history)
+                    saved = n
+            if on_epoch is not None and n > done:
+                whole = None
+                on_epoch()
+                whole, rng = n, random_states()
+    except KeyboardInterrupt:
+        if checkpoint is not None and whole is not None and whole > saved:
+            flush()
+            checkpoint.save(params, optimizer, scheduler, whole, time.perf_counter() - started, history, rng)
+        raise
     flush()
     bar.close()
     return history, time.perf_counter() - started
