@@ -166,6 +166,21 @@ def test_layers_ensemble_averages_the_head_at_every_candidate_depth_and_round_tr
         LlmClassifier.check_params({"layers": "ensemble", "fallback_layers": 2})
 
 
+def test_layers_ensemble_scores_new_prompts_with_one_pass(tiny_llama, toy_split):
+    """Prompts no fit has seen (a test fold's) cost one states pass for all depths: the deepest
+    depth scores first and keeps the states entering the shallower ones, which then read them."""
+    train, test = toy_split
+    seen = [s for s in train if s.subject_id in ("S0", "S3")]  # none of the test subjects' prompts
+    model = head_model(tiny_llama, layers="ensemble", candidates=[1, 2], tune_layers=1, tune="full",
+                       epochs=1).fit(seen)
+    prompts = lambda segments: {tuple(model.members_[0]._prefix_ids(s)) for s in segments}  # noqa: E731
+    assert prompts(test) and not prompts(test) & prompts(seen)
+    before = [m.fit_report.states_computed for m in model.members_]
+    proba = model.predict_proba(test)
+    assert [m.fit_report.states_computed - b for m, b in zip(model.members_, before)] == [0, len(prompts(test))]
+    assert np.array_equal(proba, np.mean([m.predict_proba(test) for m in model.members_], axis=0))
+
+
 def test_the_llm_settings_are_typed_documented_and_checked_one_by_one():
     """settings.py is the one place of the LLM's settings: every one a typed field of its concern with
     a docstring, a rule for its values, the chosen head's defaults filled in."""
