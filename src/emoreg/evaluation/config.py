@@ -164,10 +164,11 @@ def config_from_dict(data: Any, where: str, base_dir: Path | None = None) -> Eva
         problems.append(Problem(where, "split.only", "expected a list of fold numbers, e.g. [0, 1]"))
     if prompt.get("template", TEMPLATES[0]) not in TEMPLATES:
         problems.append(Problem(where, "prompt.template", f"expected one of {', '.join(TEMPLATES)}"))
-    if isinstance(prompt.get("count", "model"), str):
+    count = prompt.get("count", "model")
+    if isinstance(count, str):
         from ..models.base import count_problem
 
-        problem = count_problem(prompt.get("count", "model"))
+        problem = count_problem(count)
         if problem:
             problems.append(Problem(where, "prompt.count", problem))
     sources = prompt.get("sources", list(PROMPT_SOURCES))

@@ -126,17 +126,16 @@ class Checkpoint:
     def due(self, step: int, total: int) -> bool:
         return self.path is not None and (step == total or time.perf_counter() - self.saved_at >= self.every_s)
 
-    def save(self, params, optimizer, scheduler, step: int, elapsed: float, history: list,
-             rng: tuple | None = None) -> None:
-        """``rng``: the random states as they were after ``step`` (``random_states``), where the
-        process has drawn more since (a fit stopped in the middle of the next step)."""
+    def save(self, params, optimizer, scheduler, step: int, elapsed: float, history: list, rng: tuple) -> None:
+        """``rng``: the random states as they were right after ``step`` (``random_states``; a fit
+        stopped in the middle of the next step has drawn more since)."""
         self.saved_at = time.perf_counter()
         if self.path is None or not distributed.is_main():
             return
         import torch
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        cpu_rng, cuda_rng = rng or random_states()
+        cpu_rng, cuda_rng = rng
         state = {"fingerprint": self.fingerprint, "step": step, "elapsed": elapsed, "history": history,
                  "params": [p.detach().cpu() for p in params], "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "rng": cpu_rng, "cuda_rng": cuda_rng}
@@ -200,9 +199,10 @@ def train(params: list, schedule: Schedule, lengths: list[int], seed: int,
 
     n, saved = 0, done
     # A stop (Ctrl-C, SIGTERM) saves the last whole step, so the rerun loses no training: ``whole``
-    # is that step and ``rng`` the random states after it; None while the weights are being updated
-    # (a stop there would leave them half-stepped) or the epoch's end hook runs (it is not rerun).
-    whole, rng = done, random_states()
+    # is that step and ``rng`` the random states right after it (read only where a checkpoint is
+    # kept); ``whole`` is None while the weights are updated (a stop there would leave them half-stepped).
+    keep = checkpoint is not None and checkpoint.path is not None
+    whole, rng = done, random_states() if keep else None
     try:
         for _ in range(schedule.epochs):
             for batch in length_grouped(lengths, schedule.batch_size, generator):  # replayed on resume
@@ -216,19 +216,17 @@ def train(params: list, schedule: Schedule, lengths: list[int], seed: int,
                 advance(optimizer, scheduler)
                 bar.update(1)
                 pending.append((record, scheduler.get_last_lr()[0], time.perf_counter() - started))
-                whole, rng = n, random_states()
+                whole, rng = n, random_states() if keep else None
                 if n % 10 == 0 or n == total:  # one host sync every 10 steps, for the progress bar
                     bar.set_postfix(loss=f"{float(record[0]):.3f}")
-                if checkpoint is not None and checkpoint.due(n, total):
+                if keep and checkpoint.due(n, total):
                     flush()
-                    checkpoint.save(params, optimizer, scheduler, n, time.perf_counter() - started, history)
+                    checkpoint.save(params, optimizer, scheduler, n, time.perf_counter() - started, history, rng)
                     saved = n
             if on_epoch is not None and n > done:
-                whole = None
                 on_epoch()
-                whole, rng = n, random_states()
     except KeyboardInterrupt:
-        if checkpoint is not None and whole is not None and whole > saved:
+        if keep and whole is not None and whole > saved:
             flush()
             checkpoint.save(params, optimizer, scheduler, whole, time.perf_counter() - started, history, rng)
         raise

@@ -59,8 +59,8 @@ class HeadLlm(LlmClassifier, head="classify"):
         if hasattr(self, "members_"):  # layers ensemble: the depths' probabilities averaged
             # the deepest first: its states pass keeps the shallower depths' states (state_layers), so
             # new prompts cost one pass, not one per depth; averaged in the members' order
-            scored = {id(m): m._predict_proba(segments) for m in reversed(self.members_)}
-            return np.mean([scored[id(m)] for m in self.members_], axis=0)
+            scored = [m._predict_proba(segments) for m in reversed(self.members_)]
+            return np.mean(scored[::-1], axis=0)
         return super()._predict_proba(segments)
 
     def _predict_prefixes(self, prefixes: list[list[int]]) -> np.ndarray:
