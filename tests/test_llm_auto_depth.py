@@ -205,3 +205,36 @@ def test_the_llm_settings_are_typed_documented_and_checked_one_by_one():
     assert (lm.training.epochs, lm.training.lr, lm.head.tune, lm.head.layers) == (1, 2e-4, "lora", None)
     with pytest.raises(EmoregError, match="prefix_dtype must be one of same, int8"):
         LlmClassifier.check_params({"prefix_dtype": "int4"})
+
+
+def test_a_layers_ensemble_run_reports_each_depth_as_a_run_of_its_own(toy_corpus, tiny_llama, tmp_path):
+    """``emoreg report --members`` on a run of ``model: llm`` with ``layers: ensemble``: each depth's
+    probabilities from the same fits become a run whose config is that depth alone; the depths'
+    mean is the run's probabilities, and evaluating a member's config again gives its predictions."""
+    from emoreg.cli import main
+    from emoreg.evaluation import evaluate
+    from emoreg.evaluation.config import config_from_dict
+    from emoreg.runs import load_run, read_config, read_json
+
+    params = {"model": tiny_llama, "layers": "ensemble", "candidates": [1, 2], "tune_layers": 1, "tune": "full",
+              "epochs": 2, "lr": 1e-2, "system": None, "dtype": "fp32"}
+    config = {"corpus": str(toy_corpus), "task": "deep-shame", "model": "llm", "params": params,
+              "prompt": {"sources": ["utterance"], "template": "emoreg-v1-compact"},
+              "split": {"kind": "group-kfold", "folds": 2}}
+    run = evaluate(config_from_dict(config, "test"), tmp_path / "run")
+    kept = read_json(run / "folds" / "fold-00.meta.json")["model"]["member_proba"]
+    assert list(kept) == ["layers 1", "layers 2"]
+    assert main(["report", str(run), "--out", str(tmp_path / "report"), "--members"]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "| run:layers 1 | llm |" in text and "| run:layers 2 | run |" in text  # reported, paired with the run
+    members = {d: tmp_path / "report" / "members" / "run" / f"layers-{d}" for d in (1, 2)}
+    probas = {d: np.array([list(r["proba"].values()) for r in load_run(m).predictions]) for d, m in members.items()}
+    assert np.allclose(probas[1][[r["fold"] == 0 for r in load_run(members[1]).predictions]], kept["layers 1"])
+    whole = np.array([list(r["proba"].values()) for r in load_run(run).predictions])
+    assert np.allclose((probas[1] + probas[2]) / 2, whole, atol=1e-5)
+    assert not np.allclose(probas[1], probas[2])
+    alone = read_config(members[2])
+    assert alone["model"] == "llm" and alone["params"] == {k: v for k, v in params.items() if k != "candidates"} | {
+        "layers": 2}
+    again = evaluate(config_from_dict(alone | {"name": "again"}, "test"), tmp_path / "again")
+    assert np.allclose([list(r["proba"].values()) for r in load_run(again).predictions], probas[2], atol=1e-5)

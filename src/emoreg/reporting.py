@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from .atomic import atomic_write_text, save_figure
 from .errors import EmoregError
@@ -240,13 +239,12 @@ def write_report(run_paths: Sequence[str | Path], out: str | Path, finished_fold
     ``members``: each member of an ensemble run is reported too, right after it, as a run of its own
     (written under ``out/members/``, from the member probabilities of the same fits)."""
     if members:
-        from .evaluation.members import split_run
+        from .evaluation.members import has_members, split_run
 
         expanded: list[str | Path] = []
         for path in run_paths:
             expanded.append(path)
-            config_file = RunFolder(path).config_file
-            if config_file.is_file() and (yaml.safe_load(config_file.read_text()) or {}).get("model") == "ensemble":
+            if RunFolder(path).config_file.is_file() and has_members(Path(path)):
                 expanded += split_run(Path(path), Path(out) / "members" / Path(path).name)
         run_paths = expanded
     runs = load_partial_runs(list(run_paths)) if finished_folds else [load_run(p) for p in run_paths]

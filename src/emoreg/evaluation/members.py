@@ -1,9 +1,9 @@
 """The members of an ensemble run as runs of their own.
 
-``model: ensemble`` keeps each member's test probabilities in the fold metadata
-(``member_proba``); ``split_run`` turns them into one run folder per member, so reports compare
-the members with the ensemble, and with each other, on exactly the fits the ensemble averaged
-(``emoreg report RUN --members``).
+``model: ensemble``, and ``model: llm`` with ``layers: ensemble`` (the head at several depths), keep
+each member's test probabilities in the fold metadata (``member_proba``); ``split_run`` turns them
+into one run folder per member, so reports compare the members with the ensemble, and with each
+other, on exactly the fits the ensemble averaged (``emoreg report RUN --members``).
 """
 
 from __future__ import annotations
@@ -19,17 +19,35 @@ from ..runs import RunFolder, finished_folds, fold_path, read_config, read_json,
 from .results import fold_results
 
 
+def has_members(run: Path) -> bool:
+    """Whether ``run`` averaged members whose own probabilities its folds kept: ``model: ensemble``,
+    or ``model: llm`` with ``layers: ensemble`` (the head at several depths)."""
+    config = read_config(run)
+    if config.get("model") == "ensemble":
+        return True
+    folds = finished_folds(run) if config.get("model") == "llm" else []
+    return bool(folds) and "member_proba" in read_json(fold_path(run, folds[0], ".meta.json"))["model"]
+
+
 def split_run(run: Path, out: Path) -> list[Path]:
     config = read_config(run)
-    if config.get("model") != "ensemble":
-        raise EmoregError(f"{run} is a run of {config.get('model')!r}, not of an ensemble")
     folds = finished_folds(run)
     metas = {k: read_json(fold_path(run, k, ".meta.json"))["model"] for k in folds}
+    if config.get("model") != "ensemble" and not (folds and "member_proba" in metas[folds[0]]):
+        raise EmoregError(f"{run} is a run of {config.get('model')!r}, not of an ensemble and not of an llm "
+                          "with layers: ensemble whose folds kept each depth's probabilities")
     names = list(metas[folds[0]]["member_proba"])
     made = []
     for i, name in enumerate(names):
-        spec = config["params"]["members"][i]
-        target = out / name
+        if config["model"] == "ensemble":
+            spec = config["params"]["members"][i]
+        else:  # llm, layers ensemble: the member is the same llm at one depth (candidates dropped)
+            from ..models.llm.auto_depth import AUTO_ONLY
+
+            spec = {"model": "llm", "params": {k: v for k, v in (config.get("params") or {}).items()
+                                               if k not in AUTO_ONLY} | {
+                "layers": metas[folds[0]]["members"][name]["layers"]}}
+        target = out / name.replace(" ", "-")
         (target / "folds").mkdir(parents=True, exist_ok=True)
         member_config = {k: v for k, v in config.items() if k not in ("model", "params", "name")}
         member_config |= {"name": f"{config.get('name') or run.name}:{name}", "model": spec["model"],

@@ -59,8 +59,11 @@ class HeadLlm(LlmClassifier, head="classify"):
         if hasattr(self, "members_"):  # layers ensemble: the depths' probabilities averaged
             # the deepest first: its states pass keeps the shallower depths' states (state_layers), so
             # new prompts cost one pass, not one per depth; averaged in the members' order
-            scored = [m._predict_proba(segments) for m in reversed(self.members_)]
-            return np.mean(scored[::-1], axis=0)
+            scored = [m._predict_proba(segments) for m in reversed(self.members_)][::-1]
+            # each depth's own probabilities, kept for the fold metadata (``emoreg report --members``:
+            # the depth sweep from the same fits)
+            self.member_proba_ = {_member_name(m): p for m, p in zip(self.members_, scored)}
+            return np.mean(scored, axis=0)
         return super()._predict_proba(segments)
 
     def _predict_prefixes(self, prefixes: list[list[int]]) -> np.ndarray:
@@ -75,8 +78,9 @@ class HeadLlm(LlmClassifier, head="classify"):
             return {"head": "classify", "layers": "ensemble", "dtype": first.get("dtype"), "bf16": first.get("bf16"),
                     "processes": first.get("processes"), "loss": first.get("loss", []),
                     "depths": [m.settings.head.layers for m in self.members_],
-                    "members": {f"layers {m.settings.head.layers}": {k: v for k, v in m.describe().items() if k != "loss"}
-                                for m in self.members_}}
+                    "members": {_member_name(m): {k: v for k, v in m.describe().items() if k != "loss"}
+                                for m in self.members_},
+                    "member_proba": {k: np.round(v, 6).tolist() for k, v in getattr(self, "member_proba_", {}).items()}}
         return super().describe() | self._head_facts()
 
     def _head_facts(self) -> dict[str, Any]:
@@ -129,3 +133,8 @@ class HeadLlm(LlmClassifier, head="classify"):
         from .head import load_head
 
         load_head(self, folder)
+
+
+def _member_name(member: LlmClassifier) -> str:
+    """How a depth of ``layers: ensemble`` is named in the fold metadata and the report."""
+    return f"layers {member.settings.head.layers}"
