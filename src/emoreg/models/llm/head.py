@@ -145,7 +145,7 @@ def fit_head(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
     tuned = len(decoder_of(clf.model_)[1].layers) - start
     clf.history_, clf.fit_report.train_seconds = train(
         params, schedule, [len(p) for p in prefixes], clf.seed, step,
-        desc=f"head training ({len(prefixes)} prompts, {tuned} layers)", fused=clf.device_.type == "cuda",
+        desc=f"head training ({len(prefixes)} prompts, {tuned} layers)",
         checkpoint=checkpoint, on_epoch=after_epoch if clf.epoch_callback is not None else None)
     clf.model_.eval()
 

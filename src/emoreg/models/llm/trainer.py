@@ -117,7 +117,7 @@ def fit_lora(clf: LlmClassifier, prefixes: list[list[int]], y: np.ndarray) -> No
     clf.model_.train()
     clf.history_, clf.fit_report.train_seconds = train(
         params, schedule, [len(s) for s in sequences], clf.seed, step,
-        desc=f"LoRA training ({len(sequences)} prompts)", fused=device.type == "cuda",
+        desc=f"LoRA training ({len(sequences)} prompts)",
         checkpoint=Checkpoint(clf.checkpoint_dir, fingerprint, clf.settings.training.checkpoint_minutes, name="llm"),
         backward=backward, clip=clip, optimizer=optimizer)
     clf.model_.eval()
