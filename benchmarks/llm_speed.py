@@ -11,6 +11,8 @@
     python benchmarks/llm_speed.py tokens [--prompts 0] [--max-tokens 192] [--batch 16]
     python benchmarks/llm_speed.py alone [--prompts 32] [--layers 18 --tune-layers 2 --tune full] [--dtype fp32]
                                          [--engine torch|openvino] [--prefix-dtype same|int8]
+    python benchmarks/llm_speed.py adamw [--model qwen2.5-coder-1.5b] [--prompts 960] [--layers 12]
+                                         [--tune-layers 1 --tune full] [--dtype fp32] [--repeats 2]
 
 train: emoreg's trainer (loss on the answer tokens from their hidden states only, length-grouped
 dynamic padding, bf16 autocast where the CPU runs bf16 fast) against what a user would write with
@@ -67,6 +69,9 @@ alone: only the last measurement of head, cheaply: a head trained one epoch on 1
 states pass batched, per prompt, is printed too), then ``--prompts`` other prompts each scored
 alone, its states not cached (the live service's case): p50/p95 milliseconds. Run it once with
 ``PYTHONPATH`` pointed at another version's ``src`` to compare two versions on one machine.
+
+adamw: the head's training with AdamW fused (emoreg's optimizer) against AdamW's default multi-tensor
+loop, alternating in one process: steps a second, their ratio, minor page faults, the loss each ends at.
 
 All print peak resident memory. AnnoMI client talk supplies the prompts of train and score
 ($EMOREG_DATA_DIR).
@@ -423,6 +428,40 @@ def bench_head(args) -> dict:
     }
 
 
+def bench_adamw(args) -> dict:
+    """The head's training with AdamW fused (one kernel for the update) against AdamW's default
+    multi-tensor loop, alternating ``--repeats`` times in one process, after a round not counted; the
+    states come from the state cache (computed by the first fit where missing), so a fit times its
+    training only (one epoch of ``--prompts``). Steps a second, minor page faults of each fit, and the
+    loss each ends at."""
+    real = torch.optim.AdamW
+    task, segments = _segments(args.prompts, seed=2)
+    settings = _head_settings(args, 1) | {"state_cache": True}
+    result: dict = {"model": args.model, "prompts": len(segments), "layers": args.layers, "tune_layers": args.tune_layers,
+                    "tune": args.tune, "dtype": args.dtype}
+    try:
+        for rep in range(args.repeats + 1):  # the first round computes the states: not counted
+            for fused in (False, True):
+                torch.optim.AdamW = lambda params, _fused=fused, **kw: real(params, **(kw | {"fused": _fused}))
+                clf = _llm(task, args.model, args.max_tokens, **settings)
+                faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+                clf.fit(segments)
+                faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+                if rep == 0:
+                    continue
+                name = "fused" if fused else "foreach"
+                result.setdefault(f"{name}_steps_per_s", []).append(
+                    _sig(len(clf.history_) / clf.fit_report.train_seconds))
+                result.setdefault(f"{name}_minor_faults", []).append(faults)
+                result.setdefault(f"{name}_last_loss", []).append(_sig(clf.history_[-1]["loss"]))
+    finally:
+        torch.optim.AdamW = real
+    result["fused_speedup"] = _sig(float(np.median(result["fused_steps_per_s"])) /
+                                   float(np.median(result["foreach_steps_per_s"])))
+    result["peak_rss_mb"] = _sig(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return result
+
+
 def _head_settings(args, epochs: int) -> dict:
     """The ``head: classify`` settings that head and alone measure (LoRA r 16 where ``--tune lora``)."""
     settings = dict(head="classify", tune_layers=args.tune_layers, epochs=epochs, batch_size=16, score_batch=16,
@@ -682,7 +721,8 @@ def bench_prefix(args) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["train", "score", "random", "head", "alone", "tokens", "compile", "prefix"])
+    parser.add_argument("what", choices=["train", "score", "random", "head", "alone", "tokens", "compile", "prefix",
+                                         "adamw"])
     parser.add_argument("--tune-layers", type=int, default=4, help="head: tuned top layers")
     parser.add_argument("--epochs", type=int, default=2, help="head: epochs")
     parser.add_argument("--layers", type=int, default=None, help="head: keep the first N layers (default all)")
@@ -707,7 +747,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     result = {"train": bench_train, "score": bench_score, "random": bench_random, "head": bench_head,
               "alone": bench_alone, "tokens": bench_tokens,
-              "compile": bench_compile, "prefix": bench_prefix}[args.what](args)
+              "compile": bench_compile, "prefix": bench_prefix, "adamw": bench_adamw}[args.what](args)
     print(json.dumps(result, indent=2))
     return result
 

@@ -3,6 +3,7 @@
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -28,6 +29,10 @@ def test_llm_speed_benchmarks_run(tiny_llama, annomi_data_dir):
     engine = llm_speed.main(["alone", "--model", tiny_llama, "--prompts", "2", "--tune-layers", "1", "--max-tokens",
                              "64", "--dtype", "fp32", "--tune", "full", "--engine", "openvino", "--prefix-dtype", "int8"])
     assert engine["engine"] == "openvino" and engine["score_p50_ms_one_prompt"] > 0
+    adamw = llm_speed.main(["adamw", "--model", tiny_llama, "--prompts", "8", "--layers", "2", "--tune-layers", "1",
+                            "--tune", "full", "--dtype", "fp32", "--repeats", "1", "--max-tokens", "64"])
+    assert adamw["fused_speedup"] > 0 and adamw["foreach_minor_faults"][0] >= 0
+    assert np.allclose(adamw["fused_last_loss"], adamw["foreach_last_loss"], rtol=1e-3)  # the same update
     tokens = llm_speed.main(["tokens", "--model", tiny_llama, "--prompts", "12", "--batch", "4", "--max-tokens", "64"])
     assert 0 <= tokens["pad_share_states_pass"] <= tokens["pad_share_corpus_order"] < 1  # sorted pads least
     assert tokens["recipe_system_mean_tokens"] > 0 and tokens["no_system_mean_tokens"] > 0

@@ -238,3 +238,8 @@ def test_a_layers_ensemble_run_reports_each_depth_as_a_run_of_its_own(toy_corpus
         "layers": 2}
     again = evaluate(config_from_dict(alone | {"name": "again"}, "test"), tmp_path / "again")
     assert np.allclose([list(r["proba"].values()) for r in load_run(again).predictions], probas[2], atol=1e-5)
+    # a run still going (its second fold and its metrics not written yet): an interim report of its depths
+    for part in (run / "metrics.json", run / "folds" / "fold-01.jsonl", run / "folds" / "fold-01.meta.json"):
+        part.unlink()
+    assert main(["report", str(run), "--out", str(tmp_path / "interim"), "--members", "--finished-folds"]) == 0
+    assert "| run:layers 2 | llm |" in (tmp_path / "interim" / "report.md").read_text()

@@ -15,7 +15,7 @@ import numpy as np
 import yaml
 
 from ..errors import EmoregError
-from ..runs import RunFolder, finished_folds, fold_path, read_config, read_json, read_jsonl, write_json, write_jsonl
+from ..runs import RunFolder, finished_folds, fold_path, read_config, read_json, read_jsonl, split_of, write_json, write_jsonl
 from .results import fold_results
 
 
@@ -65,8 +65,10 @@ def split_run(run: Path, out: Path) -> list[Path]:
                                                      "proba": dict(zip(labels, map(float, p)))}
                                                 for r, p in zip(rows, proba)])
             write_json(fold_path(target, k, ".meta.json"), {"model": metas[k]["members"][name]})
-        rows, metrics = fold_results(target, folds, None, config.get("seed", 0),
-                                     read_json(RunFolder(run).metrics_file).get("folds_in_split", len(folds)))
+        metrics_file = RunFolder(run).metrics_file
+        in_split = (read_json(metrics_file).get("folds_in_split", len(folds)) if metrics_file.is_file()
+                    else len(split_of(run) or folds))  # a run still going (report --finished-folds)
+        rows, metrics = fold_results(target, folds, None, config.get("seed", 0), in_split)
         write_jsonl(RunFolder(target).predictions_file, rows)
         write_json(RunFolder(target).metrics_file, metrics)
         made.append(target)
