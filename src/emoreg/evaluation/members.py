@@ -30,13 +30,16 @@ def has_members(run: Path) -> bool:
 
 
 def split_run(run: Path, out: Path) -> list[Path]:
+    if not has_members(run):
+        raise EmoregError(f"{run} is a run of {read_config(run).get('model')!r}, not of an ensemble and not of "
+                          "an llm with layers: ensemble whose folds kept each depth's probabilities")
     config = read_config(run)
     folds = finished_folds(run)
     metas = {k: read_json(fold_path(run, k, ".meta.json"))["model"] for k in folds}
-    if config.get("model") != "ensemble" and not (folds and "member_proba" in metas[folds[0]]):
-        raise EmoregError(f"{run} is a run of {config.get('model')!r}, not of an ensemble and not of an llm "
-                          "with layers: ensemble whose folds kept each depth's probabilities")
     names = list(metas[folds[0]]["member_proba"])
+    metrics_file = RunFolder(run).metrics_file
+    in_split = (read_json(metrics_file).get("folds_in_split", len(folds)) if metrics_file.is_file()
+                else len(split_of(run) or folds))  # a run still going (report --finished-folds)
     made = []
     for i, name in enumerate(names):
         if config["model"] == "ensemble":
@@ -65,9 +68,6 @@ def split_run(run: Path, out: Path) -> list[Path]:
                                                      "proba": dict(zip(labels, map(float, p)))}
                                                 for r, p in zip(rows, proba)])
             write_json(fold_path(target, k, ".meta.json"), {"model": metas[k]["members"][name]})
-        metrics_file = RunFolder(run).metrics_file
-        in_split = (read_json(metrics_file).get("folds_in_split", len(folds)) if metrics_file.is_file()
-                    else len(split_of(run) or folds))  # a run still going (report --finished-folds)
         rows, metrics = fold_results(target, folds, None, config.get("seed", 0), in_split)
         write_jsonl(RunFolder(target).predictions_file, rows)
         write_json(RunFolder(target).metrics_file, metrics)
