@@ -245,6 +245,17 @@ def test_bad_model_params_and_overrides(tmp_path, toy_corpus):
         load_config(path, ["params.C"])
 
 
+def test_a_number_in_exponent_form_is_a_number_in_a_config_and_in_set(tmp_path, toy_corpus):
+    """PyYAML (YAML 1.1) reads 3e-4 as text; a learning rate written so must reach the model as 0.0003."""
+    path = tmp_path / "c.yaml"
+    path.write_text(f"corpus: {toy_corpus}\ntask: deep-shame\nmodel: tfidf\nparams: {{C: 2e-1}}\n")
+    assert load_config(path).params == {"C": 0.2}
+    assert load_config(path, ["params.C=3E+2"]).params == {"C": 300.0}
+    assert load_config(path, ["params.C=1e-3"]).params == {"C": 0.001}
+    assert load_config(path, ["name='3e-4'"]).name == "3e-4"  # quoted stays text
+    assert load_config(path, ["name=3e"]).name == "3e"  # not a number: text, as before
+
+
 def test_overrides_reach_into_lists_and_say_what_is_wrong():
     from emoreg.evaluation.config import apply_overrides
 

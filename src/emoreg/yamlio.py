@@ -3,11 +3,14 @@
 One reader, one policy: a file that cannot be read, is not UTF-8, is not YAML, or repeats a key
 in one mapping is an ``EmoregError`` that names the file (and the line, where YAML knows it) and
 says what to do. A repeated key is refused rather than silently keeping the last value: in a
-config, the first ``lr:`` a reader sees would otherwise not be the one that runs.
+config, the first ``lr:`` a reader sees would otherwise not be the one that runs. A number in
+exponent form without a point (``lr: 3e-4``) is a number, as YAML 1.2 and every user read it, not the
+text that YAML 1.1's PyYAML makes of it.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,10 @@ def _mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = Fals
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+# YAML 1.1 wants a point in a float (1.0e-3); 1.2 does not, and 3e-4 written as a learning rate must not
+# reach the settings as text (add_implicit_resolver copies the table, SafeLoader's own is untouched)
+_UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$"),
+                                       list("-+0123456789"))
 
 
 def parse_yaml(text: str, where: str) -> Any:
