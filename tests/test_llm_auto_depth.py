@@ -222,8 +222,13 @@ def test_a_layers_ensemble_run_reports_each_depth_as_a_run_of_its_own(toy_corpus
               "prompt": {"sources": ["utterance"], "template": "emoreg-v1-compact"},
               "split": {"kind": "group-kfold", "folds": 2}}
     run = evaluate(config_from_dict(config, "test"), tmp_path / "run")
-    kept = read_json(run / "folds" / "fold-00.meta.json")["model"]["member_proba"]
+    meta = read_json(run / "folds" / "fold-00.meta.json")["model"]
+    kept = meta["member_proba"]
     assert list(kept) == ["layers 1", "layers 2"]
+    # each depth keeps its training curve; the run's is their mean step by step
+    curves = [meta["members"][name]["loss"] for name in kept]
+    assert len(curves[0]) == len(curves[1]) == len(meta["loss"]) > 0 and curves[0] != curves[1]
+    assert [h["loss"] for h in meta["loss"]] == pytest.approx([(a["loss"] + b["loss"]) / 2 for a, b in zip(*curves)])
     assert main(["report", str(run), "--out", str(tmp_path / "report"), "--members"]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
     assert "| run:layers 1 | llm |" in text and "| run:layers 2 | run |" in text  # reported, paired with the run
@@ -233,6 +238,7 @@ def test_a_layers_ensemble_run_reports_each_depth_as_a_run_of_its_own(toy_corpus
     whole = np.array([list(r["proba"].values()) for r in load_run(run).predictions])
     assert np.allclose((probas[1] + probas[2]) / 2, whole, atol=1e-5)
     assert not np.allclose(probas[1], probas[2])
+    assert read_json(members[2] / "folds" / "fold-00.meta.json")["model"]["loss"] == curves[1]  # its own curve
     alone = read_config(members[2])
     assert alone["model"] == "llm" and alone["params"] == {k: v for k, v in params.items() if k != "candidates"} | {
         "layers": 2}

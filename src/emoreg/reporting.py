@@ -173,8 +173,8 @@ def plot_losses(runs: Sequence[Run], path: Path) -> Path | None:
             ax.plot(steps[window - 1:], smooth, color=f"C{n}", linewidth=1.5,
                     label=f"{run.name}" if i == 0 else None)
     ax.set_xlabel("training step")
-    ax.set_ylabel("loss on the answer tokens")
-    ax.set_title("LoRA training loss per fold (faint: per step; bold: moving average)", fontsize=10)
+    ax.set_ylabel("training loss (cross-entropy)")
+    ax.set_title("Training loss per fold (faint: per step; bold: moving average)", fontsize=10)
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)

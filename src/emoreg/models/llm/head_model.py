@@ -74,12 +74,13 @@ class HeadLlm(LlmClassifier, head="classify"):
     # ------------------------------------------------------------------ persistence
     def describe(self) -> dict[str, Any]:
         if hasattr(self, "members_"):  # layers ensemble
-            first = self.members_[0].describe()
+            members = {_member_name(m): m.describe() for m in self.members_}
+            first = next(iter(members.values()))
             return {"head": "classify", "layers": "ensemble", "dtype": first.get("dtype"), "bf16": first.get("bf16"),
-                    "processes": first.get("processes"), "loss": first.get("loss", []),
-                    "depths": [m.settings.head.layers for m in self.members_],
-                    "members": {_member_name(m): {k: v for k, v in m.describe().items() if k != "loss"}
-                                for m in self.members_},
+                    "processes": first.get("processes"),
+                    # each depth keeps its own curve (``emoreg report --members`` draws it); the run's is their mean
+                    "loss": _mean_loss([m.get("loss") or [] for m in members.values()]), "loss_of": "mean over depths",
+                    "depths": [m.settings.head.layers for m in self.members_], "members": members,
                     "member_proba": {k: np.round(v, 6).tolist() for k, v in getattr(self, "member_proba_", {}).items()}}
         return super().describe() | self._head_facts()
 
@@ -133,6 +134,15 @@ class HeadLlm(LlmClassifier, head="classify"):
         from .head import load_head
 
         load_head(self, folder)
+
+
+def _mean_loss(curves: list[list[dict]]) -> list[dict]:
+    """The depths' training losses averaged step by step (they train on the same prompts in the same
+    batches, so their steps match; a depth resumed from an older checkpoint may lack early steps:
+    the steps every depth logged)."""
+    steps = set.intersection(*({h["step"] for h in c} for c in curves)) if curves else set()
+    by_step = [{h["step"]: h for h in c} for c in curves]
+    return [{"step": step, "loss": float(np.mean([c[step]["loss"] for c in by_step]))} for step in sorted(steps)]
 
 
 def _member_name(member: LlmClassifier) -> str:
