@@ -1,11 +1,12 @@
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from emoreg.corpora.annomi import FILES, fetch_annomi, find_annomi, load_annomi, subject_groups, title_key
 from emoreg.errors import EmoregError
-from emoreg.tasks import ANNOMI_THERAPIST
+from emoreg.tasks import ANNOMI_THERAPIST, ANNOMI_THERAPIST_FINE
 
 
 def test_real_corpus_counts(annomi_client):
@@ -21,6 +22,52 @@ def test_real_therapist_task(annomi_data_dir):
     corpus = load_annomi(ANNOMI_THERAPIST)
     assert Counter(s.label for s in corpus.segments) == {
         "other": 1586, "question": 1386, "reflection": 1296, "therapist_input": 614}
+
+
+def test_real_fine_therapist_task(annomi_data_dir):
+    """Nine classes from AnnoMI-full's subtypes; each utterance's main behaviour stays the released one."""
+    fine = load_annomi(ANNOMI_THERAPIST_FINE)
+    assert Counter(s.label for s in fine.segments) == {
+        "other": 1586, "open_question": 819, "simple_reflection": 658, "complex_reflection": 638,
+        "closed_question": 567, "information": 385, "advice": 133, "negotiation": 64, "options": 30}
+    main = {s.segment_id: s.label for s in load_annomi(ANNOMI_THERAPIST).segments}
+    coarse = {"simple_reflection": "reflection", "complex_reflection": "reflection", "open_question": "question",
+              "closed_question": "question", "other": "other"}
+    assert all(main[s.segment_id] == coarse.get(s.label, "therapist_input") for s in fine.segments)
+    left_out = set(main) - {s.segment_id for s in fine.segments}
+    assert left_out == {"annomi-t063-u000", "annomi-t080-u016"}  # no subtype given: listed, not dropped silently
+    assert any("2 therapist utterance(s) left out" in n and "t63/u0, t80/u16" in n for n in fine.notes)
+    assert any(n.startswith("10 utterance(s) whose annotators split evenly") for n in fine.notes)
+    assert len(fine.files) == 2 and all(FILES[Path(f).name] == c for f, c in fine.files.items())
+
+
+def test_fine_therapist_labels_take_the_annotators_majority_and_say_what_they_left_out(tiny_annomi):
+    corpus = load_annomi(ANNOMI_THERAPIST_FINE, path=tiny_annomi, full_path=tiny_annomi.with_name("annomi_tiny_full.csv"))
+    assert {s.segment_id: s.label for s in corpus.segments} == {
+        "annomi-t000-u000": "open_question",
+        "annomi-t000-u002": "complex_reflection",  # complex 2, simple 1; the annotator who said question not counted
+        "annomi-t002-u000": "closed_question",
+        "annomi-t002-u002": "closed_question",  # open 1, closed 1: the first alphabetically, and counted
+        "annomi-t003-u000": "open_question",
+        "annomi-t004-u000": "other"}
+    assert any("1 utterance(s) whose annotators split evenly" in n for n in corpus.notes)
+    assert any("1 therapist utterance(s) left out" in n and "(t1/u0)" in n for n in corpus.notes)
+    # left out of the fine task only: the four-class task keeps it
+    coarse = [s.segment_id for s in load_annomi(ANNOMI_THERAPIST, path=tiny_annomi).segments]
+    assert "annomi-t001-u000" in coarse and len(coarse) == len(corpus.segments) + 1
+
+
+def test_fine_therapist_task_errors_name_the_file_and_the_fix(tiny_annomi, tmp_path):
+    with pytest.raises(EmoregError, match="reads AnnoMI-full.csv, not found at .*emoreg data fetch annomi"):
+        load_annomi(ANNOMI_THERAPIST_FINE, path=tiny_annomi)  # no AnnoMI-full.csv beside the tiny file
+    full = pd.read_csv(tiny_annomi.with_name("annomi_tiny_full.csv"), dtype=str, keep_default_na=False)
+    full.drop(columns=["question_subtype"]).to_csv(tmp_path / "no-subtype.csv", index=False)
+    with pytest.raises(EmoregError, match="not AnnoMI-full.csv; missing column\\(s\\) question_subtype"):
+        load_annomi(ANNOMI_THERAPIST_FINE, path=tiny_annomi, full_path=tmp_path / "no-subtype.csv")
+    full.loc[0, "question_subtype"] = "rhetorical"
+    full.to_csv(tmp_path / "odd.csv", index=False)
+    with pytest.raises(EmoregError, match="transcript 0, utterance 0: question_subtype 'rhetorical' is none of open, closed"):
+        load_annomi(ANNOMI_THERAPIST_FINE, path=tiny_annomi, full_path=tmp_path / "odd.csv")
 
 
 def test_grouping_merges_the_same_people_on_real_data(annomi_client):

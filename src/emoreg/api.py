@@ -32,8 +32,8 @@ def _is_path(value: Any) -> bool:
 
 
 def load_task(name_or_path: str | Path | Mapping[str, Any]):
-    """A built-in task (deep-shame, annomi-client-talk, annomi-therapist), a task YAML file, or a
-    mapping of a task file's fields (name, labels, ...)."""
+    """A built-in task (deep-shame, annomi-client-talk, annomi-therapist, annomi-therapist-fine), a task
+    YAML file, or a mapping of a task file's fields (name, labels, ...)."""
     from .tasks import load_task as _load
     from .tasks import task_from_dict
 

@@ -124,8 +124,32 @@ ANNOMI_THERAPIST = Task(
     notes="Main therapist behaviour as annotated in AnnoMI (Wu et al. 2022).",
 )
 
+ANNOMI_THERAPIST_FINE = Task(
+    name="annomi-therapist-fine",
+    labels=("simple_reflection", "complex_reflection", "open_question", "closed_question", "information",
+            "advice", "options", "negotiation", "other"),
+    definitions={
+        "simple_reflection": "The therapist repeats or rephrases what the client said, adding little or "
+        "no meaning.",
+        "complex_reflection": "The therapist reflects what the client said with added meaning or emphasis: "
+        "a guess at what the client means, feels or has left unsaid.",
+        "open_question": "The therapist asks a question that invites the client to answer in their own "
+        "words, at length.",
+        "closed_question": "The therapist asks a question that can be answered with yes, no or a short "
+        "fact.",
+        "information": "The therapist gives the client information.",
+        "advice": "The therapist advises the client what to do.",
+        "options": "The therapist lays out options for the client to choose from.",
+        "negotiation": "The therapist negotiates a goal or a plan with the client.",
+        "other": "Any other therapist utterance, such as greetings, acknowledgements or small talk.",
+    },
+    question="What does the therapist do in their latest utterance?",
+    notes="AnnoMI's main therapist behaviour split by the subtype its annotators gave (Wu et al. 2023; "
+          "AnnoMI-full.csv): nine classes, label names of one to two words.",
+)
+
 BUILTIN_TASKS: dict[str, Task] = {
-    t.name: t for t in (DEEP_SHAME, ANNOMI_CLIENT_TALK, ANNOMI_THERAPIST)
+    t.name: t for t in (DEEP_SHAME, ANNOMI_CLIENT_TALK, ANNOMI_THERAPIST, ANNOMI_THERAPIST_FINE)
 }
 
 

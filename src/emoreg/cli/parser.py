@@ -23,8 +23,8 @@ def _add_corpus_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", required=True,
                    help="annomi, deep-example, a segments .jsonl file, or a CSV mapping .yaml")
     p.add_argument("--task", default=None,
-                   help="a built-in task (deep-shame, annomi-client-talk, annomi-therapist) or a "
-                        "task YAML file; default: the corpus's own task")
+                   help="a built-in task (deep-shame, annomi-client-talk, annomi-therapist, "
+                        "annomi-therapist-fine) or a task YAML file; default: the corpus's own task")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,8 @@
 """AnnoMI: expert-annotated motivational-interviewing dialogues (Wu et al., ICASSP 2022).
 
 One segment per client utterance (task ``annomi-client-talk``) or per therapist utterance
-(task ``annomi-therapist``). Sources:
+(task ``annomi-therapist``; ``annomi-therapist-fine`` splits its behaviours by the subtype the
+annotators gave in AnnoMI-full.csv, ``fine_therapist_labels``). Sources:
 
 * context: the session's topic;
 * transcript: every earlier turn of both speakers, then the current one;
@@ -35,7 +36,7 @@ from tqdm.auto import tqdm
 
 from ..errors import EmoregError
 from ..segments import Nonverbal, Segment, Turn
-from ..tasks import ANNOMI_CLIENT_TALK, ANNOMI_THERAPIST, Task
+from ..tasks import ANNOMI_CLIENT_TALK, ANNOMI_THERAPIST, ANNOMI_THERAPIST_FINE, Task
 from .base import Corpus, data_dirs, sha256_file
 
 COMMIT = "42936645ec3857a9c84ab296a36a3c34b779ef49"
@@ -177,6 +178,63 @@ def fetch_annomi(dest: Path | None = None, base_url: str = BASE_URL, progress: b
     return report
 
 
+# AnnoMI-full.csv: the subtype column of each main therapist behaviour, and the fine label of each
+# (behaviour, subtype); "other" has no subtype
+SUBTYPE_COLUMNS = {"reflection": "reflection_subtype", "question": "question_subtype",
+                   "therapist_input": "therapist_input_subtype"}
+FINE_LABELS = {("reflection", "simple"): "simple_reflection", ("reflection", "complex"): "complex_reflection",
+               ("question", "open"): "open_question", ("question", "closed"): "closed_question",
+               ("therapist_input", "information"): "information", ("therapist_input", "advice"): "advice",
+               ("therapist_input", "options"): "options", ("therapist_input", "negotiation"): "negotiation"}
+FULL_COLUMNS = ("transcript_id", "utterance_id", "annotator_id", "main_therapist_behaviour", *SUBTYPE_COLUMNS.values())
+
+
+def fine_therapist_labels(full: pd.DataFrame, main: dict[tuple[int, int], str],
+                          where: str) -> tuple[dict[tuple[int, int], str | None], list[str]]:
+    """The fine label of every therapist utterance: its main behaviour (``main``, AnnoMI-simple's
+    released label, keyed by (transcript_id, utterance_id)) split by the subtype its annotators gave.
+
+    Most utterances have one annotator; 7 transcripts were coded by all 10. The subtype is the most
+    common one among the annotators whose main behaviour is the released one; a tie takes the first
+    subtype in alphabetical order (counted in the notes). An utterance none of whose annotators gave
+    a subtype gets None (the loader leaves it out and lists it). Returns the labels and notes."""
+    missing = [c for c in FULL_COLUMNS if c not in full.columns]
+    if missing:
+        raise EmoregError(f"{where}: not AnnoMI-full.csv; missing column(s) {', '.join(missing)}")
+    given: dict[tuple[int, int], list[str]] = {}
+    for row in full.to_dict("records"):
+        key = (int(row["transcript_id"]), int(row["utterance_id"]))
+        behaviour = main.get(key)
+        if behaviour not in SUBTYPE_COLUMNS or row["main_therapist_behaviour"] != behaviour:
+            continue
+        subtype = row[SUBTYPE_COLUMNS[behaviour]]
+        if subtype == "n/a":
+            continue
+        if (behaviour, subtype) not in FINE_LABELS:
+            raise EmoregError(f"{where}: transcript {key[0]}, utterance {key[1]}: {SUBTYPE_COLUMNS[behaviour]} "
+                              f"{subtype!r} is none of {', '.join(s for b, s in FINE_LABELS if b == behaviour)}")
+        given.setdefault(key, []).append(subtype)
+    labels: dict[tuple[int, int], str | None] = {}
+    ties = 0
+    for key, behaviour in main.items():
+        if behaviour == "other":
+            labels[key] = "other"
+            continue
+        if behaviour not in SUBTYPE_COLUMNS:
+            raise EmoregError(f"{where}: transcript {key[0]}, utterance {key[1]}: main_therapist_behaviour "
+                              f"{behaviour!r} in AnnoMI-simple.csv is none of {', '.join([*SUBTYPE_COLUMNS, 'other'])}")
+        counts = Counter(given.get(key, [])).most_common()
+        if not counts:
+            labels[key] = None
+            continue
+        top = sorted(s for s, n in counts if n == counts[0][1])
+        ties += len(top) > 1
+        labels[key] = FINE_LABELS[(behaviour, top[0])]
+    notes = [f"{ties} utterance(s) whose annotators split evenly between subtypes: the first in "
+             "alphabetical order taken"] if ties else []
+    return labels, notes
+
+
 def _seconds(stamp: str) -> float | None:
     match = re.fullmatch(r"(\d+):(\d{2}):(\d{2})", stamp.strip())
     if not match:
@@ -185,13 +243,19 @@ def _seconds(stamp: str) -> float | None:
     return float(h * 3600 + m * 60 + s)
 
 
-def load_annomi(task: Task = ANNOMI_CLIENT_TALK, path: str | Path | None = None) -> Corpus:
-    """AnnoMI as segments for ``task`` (``annomi-client-talk`` or ``annomi-therapist``)."""
+def load_annomi(task: Task = ANNOMI_CLIENT_TALK, path: str | Path | None = None,
+                full_path: str | Path | None = None) -> Corpus:
+    """AnnoMI as segments for ``task`` (``annomi-client-talk``, ``annomi-therapist`` or
+    ``annomi-therapist-fine``; the last also reads AnnoMI-full.csv: ``full_path``, else beside
+    ``path``, else where the data folders hold it)."""
     roles = {ANNOMI_CLIENT_TALK.name: ("client", "client_talk_type"),
-             ANNOMI_THERAPIST.name: ("therapist", "main_therapist_behaviour")}
+             ANNOMI_THERAPIST.name: ("therapist", "main_therapist_behaviour"),
+             ANNOMI_THERAPIST_FINE.name: ("therapist", None)}  # from AnnoMI-full.csv
     if task.name not in roles:
         raise EmoregError(f"AnnoMI is labelled for tasks {', '.join(roles)}, not {task.name!r}")
     role, label_column = roles[task.name]
+    if task.name == ANNOMI_THERAPIST_FINE.name and full_path is None:
+        full_path = Path(path).with_name("AnnoMI-full.csv") if path is not None else find_annomi("AnnoMI-full.csv")
     path = Path(path) if path is not None else find_annomi()
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [c for c in COLUMNS if c not in df.columns]
@@ -205,6 +269,23 @@ def load_annomi(task: Task = ANNOMI_CLIENT_TALK, path: str | Path | None = None)
     df["transcript_id"] = df["transcript_id"].astype(int)
     df["utterance_id"] = df["utterance_id"].astype(int)
     df = df.sort_values(["transcript_id", "utterance_id"], kind="stable")
+    files = {str(path): checksum}
+    fine: dict[tuple[int, int], str | None] = {}
+    if full_path is not None:  # annomi-therapist-fine
+        full_path = Path(full_path)
+        if not full_path.is_file():
+            raise EmoregError(f"task {task.name} reads AnnoMI-full.csv, not found at {full_path}; run `emoreg data "
+                              "fetch annomi` (it downloads both files) or copy it beside AnnoMI-simple.csv")
+        files[str(full_path)] = sha256_file(full_path)
+        if files[str(full_path)] != FILES.get(full_path.name):
+            notes.append(f"{full_path.name} differs from the pinned AnnoMI commit {COMMIT[:10]} (sha256 mismatch); "
+                         "counts may differ from published ones")
+        therapist = df[df["interlocutor"] == "therapist"]
+        main = dict(zip(zip(therapist["transcript_id"], therapist["utterance_id"]),
+                        therapist["main_therapist_behaviour"]))
+        fine, fine_notes = fine_therapist_labels(pd.read_csv(full_path, dtype=str, keep_default_na=False), main,
+                                                 str(full_path))
+        notes += fine_notes
     transcripts = df.drop_duplicates("transcript_id")[["transcript_id", "video_url", "video_title"]]
     subjects = subject_groups(transcripts)
 
@@ -228,7 +309,10 @@ def load_annomi(task: Task = ANNOMI_CLIENT_TALK, path: str | Path | None = None)
                     end = nxt
                 else:
                     backwards += 1
-            if row["interlocutor"] == role:
+            label = None
+            if row["interlocutor"] == role:  # the fine task's label is None where no subtype was given
+                label = row[label_column] if label_column else fine[(int(tid), row["utterance_id"])]
+            if label is not None:
                 features = {}
                 if end is not None and end > start:
                     features["turn_seconds"] = end - start
@@ -245,7 +329,7 @@ def load_annomi(task: Task = ANNOMI_CLIENT_TALK, path: str | Path | None = None)
                     session_id=session,
                     start_s=start,
                     end_s=end,
-                    label=row[label_column],
+                    label=label,
                     context=f"A motivational-interviewing session about {row['topic'].strip()}.",
                     transcript=tuple(turns),
                     nonverbal=Nonverbal(features=features) if features else None,
@@ -255,7 +339,8 @@ def load_annomi(task: Task = ANNOMI_CLIENT_TALK, path: str | Path | None = None)
                 last_therapist = row["main_therapist_behaviour"] or None
     unknown = Counter(s.label for s in segments if s.label not in task.labels)
     if unknown:
-        raise EmoregError(f"{path}: labels outside task {task.name!r} in column {label_column}: {dict(unknown)}")
+        raise EmoregError(f"{path}: labels outside task {task.name!r} in column {label_column or 'the fine labels'}: "
+                          f"{dict(unknown)}")
     n_subjects = len(set(subjects.values()))
     notes.append(f"{len(transcripts)} transcripts from {transcripts['video_url'].nunique()} videos, "
                  f"grouped into {n_subjects} subjects (same video, same re-enacted scenario, or "
@@ -266,11 +351,15 @@ def load_annomi(task: Task = ANNOMI_CLIENT_TALK, path: str | Path | None = None)
     if backwards:
         notes.append(f"{backwards} utterance(s) whose next timestamp is earlier than their own: "
                      "end and timing features left empty there")
+    unlabelled = [f"t{t}/u{u}" for (t, u), label in fine.items() if label is None]
+    if unlabelled:
+        notes.append(f"{len(unlabelled)} therapist utterance(s) left out: no annotator gave the subtype of their "
+                     f"main behaviour ({', '.join(sorted(unlabelled)[:10])}); they stay in the others' transcripts")
     return Corpus(
         name="annomi",
         task=task,
         segments=segments,
-        files={str(path): checksum},
+        files=files,
         notes=notes,
         source_notes={
             "context": "the session's topic",
