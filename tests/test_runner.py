@@ -254,6 +254,17 @@ def test_a_number_in_exponent_form_is_a_number_in_a_config_and_in_set(tmp_path, 
     assert load_config(path, ["params.C=1e-3"]).params == {"C": 0.001}
     assert load_config(path, ["name='3e-4'"]).name == "3e-4"  # quoted stays text
     assert load_config(path, ["name=3e"]).name == "3e"  # not a number: text, as before
+    assert load_config(path, ["params.C=1.5e3"]).params == {"C": 1500.0}  # YAML 1.1 wanted 1.5e+3
+
+
+def test_what_emoreg_writes_as_yaml_it_reads_back_the_same():
+    """A run's config.yaml: the text '3e-4' goes out quoted, the number 3e-4 as a number."""
+    from emoreg.yamlio import dump_yaml, parse_yaml
+
+    data = {"name": "3e-4", "lr": 3e-4, "big": 1.5e3, "label": "1E5", "plain": "3e", "n": 12, "unicode": "Füße"}
+    text = dump_yaml(data)
+    assert "'3e-4'" in text and "'1E5'" in text and text.isascii()
+    assert parse_yaml(text, "test") == data
 
 
 def test_overrides_reach_into_lists_and_say_what_is_wrong():

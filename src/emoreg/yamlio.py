@@ -40,11 +40,23 @@ def _mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = Fals
     return loader.construct_mapping(node, deep=deep)
 
 
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that quotes the text our reader would take for a number (``name: '3e-4'``)."""
+
+
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
-# YAML 1.1 wants a point in a float (1.0e-3); 1.2 does not, and 3e-4 written as a learning rate must not
-# reach the settings as text (add_implicit_resolver copies the table, SafeLoader's own is untouched)
-_UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$"),
-                                       list("-+0123456789"))
+# YAML 1.1 wants a point and a signed exponent in a float (1.0e-3); 1.2 does not, and 3e-4 or 1.5e3
+# written as a number must not reach the settings as text. The writer knows the same rule, so the text
+# "3e-4" goes out quoted and comes back as text (add_implicit_resolver copies the class's table: the
+# SafeLoader and SafeDumper of other code are untouched)
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$")
+for _kind in (_UniqueKeyLoader, _Dumper):
+    _kind.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
+
+
+def dump_yaml(data: Any) -> str:
+    """``data`` as YAML that ``parse_yaml`` reads back the same (keys in their order)."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False)
 
 
 def parse_yaml(text: str, where: str) -> Any:

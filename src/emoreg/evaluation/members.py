@@ -12,10 +12,10 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from ..errors import EmoregError
 from ..runs import RunFolder, finished_folds, fold_path, read_config, read_json, read_jsonl, split_of, write_json, write_jsonl
+from ..yamlio import dump_yaml
 from .results import fold_results
 
 
@@ -55,7 +55,7 @@ def split_run(run: Path, out: Path) -> list[Path]:
         member_config = {k: v for k, v in config.items() if k not in ("model", "params", "name")}
         member_config |= {"name": f"{config.get('name') or run.name}:{name}", "model": spec["model"],
                           "params": spec.get("params") or {}}
-        RunFolder(target).config_file.write_text(yaml.safe_dump(member_config, sort_keys=False))
+        RunFolder(target).config_file.write_text(dump_yaml(member_config))
         for part in ("data_file", "folds_file", "environment_file"):
             source = getattr(RunFolder(run), part)
             if source.is_file():

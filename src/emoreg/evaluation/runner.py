@@ -12,8 +12,6 @@ import shutil
 import time
 from pathlib import Path
 
-import yaml
-
 from .. import distributed, heap
 from ..atomic import atomic_write_text
 from ..corpora import load_corpus
@@ -22,6 +20,7 @@ from ..models.llm import numerics
 from ..progress import progress
 from ..runs import RunFolder, environment, fold_path, prediction_row, read_config, read_json, write_json, write_jsonl
 from ..segments import source_counts
+from ..yamlio import dump_yaml
 from .config import EvalConfig
 from .results import fold_results
 from .splits import Fold, make_folds
@@ -149,4 +148,4 @@ def _start_or_resume(out: Path, resolved: dict, data: dict, folds: list[Fold], r
     write_json(folder.data_file, data)
     write_json(folder.folds_file, folds_json)
     atomic_write_text(folder.command_file, command + "\n")
-    atomic_write_text(folder.config_file, yaml.safe_dump(resolved, sort_keys=False))
+    atomic_write_text(folder.config_file, dump_yaml(resolved))
