@@ -271,7 +271,7 @@ def load_annomi(task: Task = ANNOMI_CLIENT_TALK, path: str | Path | None = None,
     df = df.sort_values(["transcript_id", "utterance_id"], kind="stable")
     files = {str(path): checksum}
     fine: dict[tuple[int, int], str | None] = {}
-    if full_path is not None:  # annomi-therapist-fine
+    if label_column is None:  # annomi-therapist-fine
         full_path = Path(full_path)
         if not full_path.is_file():
             raise EmoregError(f"task {task.name} reads AnnoMI-full.csv, not found at {full_path}; run `emoreg data "
