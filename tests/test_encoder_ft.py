@@ -102,3 +102,31 @@ def test_the_mpnet_encoder_is_assembled_from_its_parts_checked_and_fine_tuned(to
     shutil.rmtree(site / "fake_mpnet_part_3-0.0.1.dist-info")
     with pytest.raises(EmoregError, match=r"the part package fake-mpnet-part-3==0\.0\.1 is missing; install all five"):
         embedding.encoder_path("mpnet")
+
+
+def test_a_prompt_longer_than_max_length_drops_history_turns_not_the_utterance():
+    """``text: prompt``: the tokenizer cuts at ``max_length`` from the end, where the utterance is; the
+    oldest turns go first instead, counted in the encoder's own word pieces, within the prompt's budget."""
+    from emoreg.prompts import render_prompt
+    from emoreg.segments import Segment, Turn
+
+    turns = tuple(Turn("Interviewer" if i % 2 else "Candidate", f"turn {i} was about the weather and the trains",
+                       float(i)) for i in range(12))
+    last = Turn("Candidate", "it was my own fault entirely", 12.0)
+    segments = [Segment(f"s{k}", "p1", "p1-a", start_s=float(k), end_s=k + 1.0, transcript=turns[k:] + (last,))
+                for k in range(3)]
+    prompt = PromptConfig(sources=("history", "utterance"), max_tokens=512, template="emoreg-v1-compact")
+    model = make_model("encoder-ft", DEEP_SHAME, prompt, 0, {"max_length": 96, "text": "prompt"})
+    model._load()
+    pieces = lambda text: len(model.tokenizer_(text).input_ids)  # noqa: E731  (with [CLS] and [SEP])
+    untouched = [render_prompt(s, DEEP_SHAME, prompt).text for s in segments]
+    assert all(pieces(t) > 96 for t in untouched)  # as rendered for any model, the tokenizer would cut them
+    texts = model._texts(segments, "prompt")
+    for text in texts:
+        assert pieces(text) <= 96
+        assert "Latest utterance (Candidate): it was my own fault entirely" in text
+        assert "earlier turns left out" in text and "turn 11 was about" in text  # the newest turns kept
+    # within the budget already: rendered as for any model, nothing dropped
+    short = [Segment("t", "p1", "p1-a", start_s=0.0, end_s=1.0, transcript=(turns[0], last))]
+    assert model._texts(short, "prompt") == [render_prompt(short[0], DEEP_SHAME, prompt,
+                                                           count_tokens=lambda t: pieces(t) - 2).text]

@@ -7,6 +7,12 @@ the hub is reachable, a hub id. The text is mean-pooled over its word pieces (wh
 trained for). Parameters: ``encoder``, ``text`` (utterance or prompt), ``epochs``, ``lr``,
 ``batch_size``, ``max_length`` (word pieces), ``class_weight`` (balanced or null), ``warmup``,
 ``weight_decay``.
+
+With ``text: prompt`` the prompt must fit ``max_length`` word pieces, or the tokenizer would cut its
+end, where the current utterance is: the oldest history turns are dropped until it fits, counted in
+the encoder's own word pieces (``_texts``), within the prompt's own budget too. A prompt still
+longer with no history left (an utterance of hundreds of word pieces) is cut at its end, as an
+utterance alone is.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EmoregError
-from .base import NotFittedError, SegmentClassifier, trusted_pickle
+from ..prompts import render_prompt
+from .base import NotFittedError, SegmentClassifier, prompt_counter, token_counter, trusted_pickle
 from .embedding import encoder_path
 from .rules import at_least, choice, positive, share, text, whole
 from .training import Checkpoint, Schedule, class_weight_table, train
@@ -48,6 +55,26 @@ class FinetunedEncoder(SegmentClassifier):
             raise EmoregError(f"encoder-ft: cannot load encoder {self._param('encoder')!r}: {exc}") from None
         torch.manual_seed(self.seed)
         self.head_ = torch.nn.Linear(self.encoder_.config.hidden_size, len(self.task.labels))
+
+    def _texts(self, segments, mode: str) -> list[str]:
+        """The prompt (``text: prompt``) fitted to what the encoder reads: rendered within the prompt's
+        budget as any model's, and where that is longer than ``max_length`` of the encoder's word pieces,
+        rendered again with the oldest history turns dropped until it fits (the utterance kept whole)."""
+        if mode != "prompt":
+            return super()._texts(segments, mode)
+        from dataclasses import replace
+
+        own = token_counter(self.tokenizer_)
+        fits = max(16, self._param("max_length") - self.tokenizer_.num_special_tokens_to_add())
+        count = prompt_counter(self.prompt, own=own)
+        tighter = replace(self.prompt, max_tokens=fits)
+        texts = []
+        for s in segments:
+            text = render_prompt(s, self.task, self.prompt, count_tokens=count).text
+            if own(text) > fits:
+                text = render_prompt(s, self.task, tighter, count_tokens=own).text
+            texts.append(text)
+        return texts
 
     def _pooled(self, texts: list[str]):
         batch = self.tokenizer_(texts, padding=True, truncation=True, max_length=self._param("max_length"),
