@@ -67,8 +67,9 @@ def _tokenizer_count(name: str) -> Callable[[str], int]:
 
 
 def token_counter(tokenizer) -> Callable[[str], int]:
-    """A Hugging Face tokenizer's token count of a text (no special tokens added)."""
-    return lambda text: len(tokenizer(text, add_special_tokens=False).input_ids)
+    """A Hugging Face tokenizer's token count of a text (no special tokens added; counting a text
+    longer than the model reads is no error, so no warning about it)."""
+    return lambda text: len(tokenizer(text, add_special_tokens=False, verbose=False).input_ids)
 
 
 FITTED_FILE = "fitted.skops"
