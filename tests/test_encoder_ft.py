@@ -130,3 +130,43 @@ def test_a_prompt_longer_than_max_length_drops_history_turns_not_the_utterance()
     short = [Segment("t", "p1", "p1-a", start_s=0.0, end_s=1.0, transcript=(turns[0], last))]
     assert model._texts(short, "prompt") == [render_prompt(short[0], DEEP_SHAME, prompt,
                                                            count_tokens=lambda t: pieces(t) - 2).text]
+
+
+def test_pool_utterance_averages_the_utterances_pieces_with_the_prompt_as_context(toy_split, tmp_path):
+    """``pool: utterance``: the mean over the current utterance's word pieces only (found here by their
+    ids, not by the character offsets the model uses), the question, topic and older turns attended to
+    but not averaged in; a prompt without an utterance is pooled over everything; fits, saves, loads."""
+    import pytest
+
+    from emoreg.errors import EmoregError
+    from emoreg.segments import Segment, Turn
+
+    with pytest.raises(EmoregError, match="pool: utterance .* needs text: prompt"):
+        make_model("encoder-ft", DEEP_SHAME, PromptConfig(), 0, {"pool": "utterance"})
+    prompt = PromptConfig(sources=("context", "history", "utterance"), template="emoreg-v1-compact")
+    model = make_model("encoder-ft", DEEP_SHAME, prompt, 0, {"text": "prompt", "pool": "utterance"})
+    model._load()
+    said = "that was unfair of them, honestly"
+    turns = (Turn("Interviewer", "How did the last project go?", 0.0), Turn("Candidate", said, 1.0))
+    with_history = Segment("a", "p1", "p1-a", start_s=1.0, end_s=2.0, context="A mock interview.", transcript=turns)
+    no_utterance = Segment("b", "p1", "p1-a", start_s=2.0, end_s=3.0, context="A mock interview.")
+    segments = [with_history, no_utterance]
+    inputs = model._inputs(segments)
+    with torch.inference_mode():
+        pooled = model._pooled(inputs)
+        ids = model.tokenizer_(inputs[0][0], return_tensors="pt").input_ids
+        hidden = model.encoder_(input_ids=ids).last_hidden_state[0]
+        piece = model.tokenizer_(said, add_special_tokens=False).input_ids
+        row = ids[0].tolist()
+        at = max(i for i in range(len(row) - len(piece) + 1) if row[i:i + len(piece)] == piece)
+        assert torch.allclose(pooled[0], hidden[at:at + len(piece)].mean(0), atol=1e-5)
+        assert not torch.allclose(pooled[0], hidden.mean(0), atol=1e-3)
+        everything = model.encoder_(**model.tokenizer_(inputs[1][0], return_tensors="pt")).last_hidden_state[0]
+        assert torch.allclose(pooled[1], everything.mean(0), atol=1e-5)
+    train, test = toy_split
+    fitted = make_model("encoder-ft", DEEP_SHAME, prompt, 0, {"text": "prompt", "pool": "utterance", "epochs": 1,
+                                                               "batch_size": 8, "max_length": 48}).fit(train)
+    proba = fitted.predict_proba(test)
+    assert np.allclose(proba.sum(axis=1), 1)
+    fitted.save(tmp_path / "m")
+    assert np.allclose(load_model(tmp_path / "m").predict_proba(test), proba, atol=1e-6)

