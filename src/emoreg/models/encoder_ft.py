@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EmoregError
-from ..prompts import render_prompt
+from ..prompts import render_prompt, verbalise_utterance
 from .base import NotFittedError, SegmentClassifier, prompt_counter, token_counter, trusted_pickle
 from .embedding import encoder_path
 from .rules import at_least, choice, positive, share, text, whole
@@ -91,8 +91,6 @@ class FinetunedEncoder(SegmentClassifier):
     def _spans(self, segments, texts: list[str]) -> list[tuple[int, int] | None]:
         """Where each text's current utterance is (characters), for ``pool: utterance``; None where the
         prompt has none (no transcript, or the utterance source left out)."""
-        from ..prompts import verbalise_utterance
-
         spans = []
         for s, rendered in zip(segments, texts):
             at = -1
