@@ -90,3 +90,27 @@ def test_bad_ensembles_fail_when_the_config_is_read(params, message):
     with pytest.raises(EmoregError, match=message):
         config_from_dict({"corpus": "deep-example", "model": "ensemble", "params": params,
                           "split": {"kind": "loso"}}, "test")
+
+
+def test_the_two_training_recipe_of_the_docs_runs_the_llm_and_the_fine_tuned_encoder_in_one_run(
+        toy_corpus, tiny_llama, tmp_path):
+    """docs/own-corpus.md's `model: ensemble` of the LLM and a fully fine-tuned encoder: both fitted in
+    every fold, the run's probabilities the equal-weight mean of the two members' own."""
+    members = [{"name": "llm", "model": "llm", "params": {
+        "model": tiny_llama, "head": "classify", "tune_layers": 1, "epochs": 3, "lr": 1e-2, "system": None,
+        "dtype": "fp32", "state_cache": False}},
+        {"name": "encoder", "model": "encoder-ft", "params": {"text": "utterance", "epochs": 1, "batch_size": 8,
+                                                              "max_length": 16}}]
+    config = config_from_dict({"corpus": str(toy_corpus), "task": "deep-shame", "model": "ensemble",
+                               "params": {"members": members},
+                               "prompt": {"sources": ["utterance"], "template": "emoreg-v1-compact"},
+                               "split": {"kind": "group-kfold", "folds": 2}}, "test")
+    run = evaluate(config, tmp_path / "run")
+    from emoreg.runs import load_run
+
+    rows = [r for r in load_run(run).predictions if r["fold"] == 0]
+    kept = read_json(run / "folds" / "fold-00.meta.json")["model"]["member_proba"]
+    assert set(kept) == {"llm", "encoder"} and not np.allclose(kept["llm"], kept["encoder"])
+    mean = (np.asarray(kept["llm"]) + np.asarray(kept["encoder"])) / 2
+    assert np.allclose([list(r["proba"].values()) for r in rows], mean, atol=1e-6)
+    assert read_json(run / "metrics.json")["pooled"]["macro_f1"]["value"] > 0.5
