@@ -82,10 +82,11 @@ class FinetunedEncoder(SegmentClassifier):
         tighter = replace(self.prompt, max_tokens=fits)
         texts = []
         for s in segments:
-            text = render_prompt(s, self.task, self.prompt, count_tokens=count).text
-            if own(text) > fits:
-                text = render_prompt(s, self.task, tighter, count_tokens=own).text
-            texts.append(text)
+            prompt = render_prompt(s, self.task, self.prompt, count_tokens=count)
+            pieces = prompt.n_tokens if count is own else own(prompt.text)  # counted once where the budget is ours
+            if pieces > fits:
+                prompt = render_prompt(s, self.task, tighter, count_tokens=own)
+            texts.append(prompt.text)
         return texts
 
     def _spans(self, segments, texts: list[str]) -> list[tuple[int, int] | None]:
@@ -111,9 +112,9 @@ class FinetunedEncoder(SegmentClassifier):
 
     def _pooled(self, inputs: list[tuple[str, tuple[int, int] | None]]):
         texts = [rendered for rendered, _ in inputs]
-        spans = any(span is not None for _, span in inputs)  # offsets need a fast tokenizer: asked only then
+        need_offsets = any(span is not None for _, span in inputs)  # only a fast tokenizer gives them
         batch = self.tokenizer_(texts, padding=True, truncation=True, max_length=self._param("max_length"),
-                                return_tensors="pt", return_offsets_mapping=spans)
+                                return_tensors="pt", return_offsets_mapping=need_offsets)
         offsets = batch.pop("offset_mapping", None)
         hidden = self.encoder_(**batch).last_hidden_state
         mask = batch["attention_mask"].clone()
