@@ -93,3 +93,29 @@ def test_the_prompt_budget_measurement_runs(tiny_llama):
     assert tight["segments"] == loose["segments"] > 0 and tight["task"] == "deep-shame"
     assert tight["turns_kept_counting_words"] <= loose["turns_kept_counting_words"]
     assert 0 <= tight["share_with_different_history"] <= 1 and tight["tokens_per_word"] > 0
+
+
+def test_the_prefix_reuse_count_runs_and_counts_what_each_scheme_runs(tiny_llama):
+    import prefix_reuse
+
+    # the pieces, on numbers worked by hand
+    assert prefix_reuse.common((1, 2, 3, 4), (1, 2, 9)) == 2 and prefix_reuse.common((1, 2), None) == 0
+    assert prefix_reuse.common((1, 2, 3), (1, 2, 3)) == 2  # a prompt keeps its last token to run
+    assert prefix_reuse.grouped([1, 1, 10], 1) == 30 and prefix_reuse.grouped([1, 1, 10], 2) == 12
+    assert prefix_reuse.whole_pass([(1, 2), (1, 2, 3), (4,)], 2) == (2 * 2 + 1 * 3, 2)
+    # two rows each walking two prompts: (5,1,2) then (5,1,2,3) reuses 3 of 4 tokens; (7,8) then (9,) none
+    assert prefix_reuse.streams_pass([(5, 1, 2), (5, 1, 2, 3), (7, 8), (9,)], 2, 2) == (3 + 2 + 1 + 1, 4)
+    assert prefix_reuse.streams_pass([(5, 1, 2), (5, 1, 2, 3), (7, 8), (9,)], 2, 1) == (2 * 3 + 2 * 1, 2)
+
+    rows = prefix_reuse.main(["--corpus", "deep-example", "--task", "deep-shame", "--model", tiny_llama,
+                              "--max-tokens", "60", "--batch", "4", "--groups", "1", "3"])
+    got = {(r["history"], r["scheme"]): r for r in rows}
+    assert set(got) == {(h, s) for h in ("sliding", "block")
+                        for s in ("whole", "shared", "reuse", "streams-1", "streams-3")}
+    assert got["sliding", "shared"]["fewer_than_emoreg"] == 1.0
+    for history in ("sliding", "block"):
+        run = {s: got[history, s]["tokens_run_a_prompt"] for s in ("whole", "shared", "reuse", "streams-1", "streams-3")}
+        assert run["whole"] >= got[history, "whole"]["prompt_tokens"] > 0  # padding only adds
+        assert run["shared"] <= run["whole"] and run["reuse"] < run["whole"] and run["streams-3"] <= run["streams-1"]
+    # the block history never holds more context than the sliding one, which keeps the most that fits
+    assert got["block", "whole"]["prompt_tokens"] <= got["sliding", "whole"]["prompt_tokens"]

@@ -24,17 +24,21 @@ def answer_ids(tokenizer, labels, prefix: str = "") -> tuple[list[list[int]], in
 def prompt_ids(clf: LlmClassifier, segment) -> list[int]:
     """The segment's prompt in the model's chat template (with the system message unless it is
     null), ending where the answer starts; base models without a template get "Answer: "."""
-    tok = clf.tokenizer_
-
-    count = prompt_counter(clf.prompt, own=token_counter(tok))
+    count = prompt_counter(clf.prompt, own=token_counter(clf.tokenizer_))
     text = render_prompt(segment, clf.task, clf.prompt, count_tokens=count).text
-    if tok.chat_template:
+    return chat_ids(clf.tokenizer_, text, clf.settings.model.system)
+
+
+def chat_ids(tokenizer, text: str, system: str | None = DEFAULT_SYSTEM) -> list[int]:
+    """A rendered prompt's ids: in the chat template (after ``system`` unless it is None), ending where
+    the answer starts; a base model without a template gets "Answer: " after the text."""
+    if tokenizer.chat_template:
         messages = [{"role": "user", "content": text}]
-        if clf.settings.model.system is not None:
-            messages.insert(0, {"role": "system", "content": clf.settings.model.system})
-        wrapped = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return tok(wrapped, add_special_tokens=False).input_ids
-    return tok(text + "\nAnswer: ", add_special_tokens=True).input_ids
+        if system is not None:
+            messages.insert(0, {"role": "system", "content": system})
+        wrapped = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return tokenizer(wrapped, add_special_tokens=False).input_ids
+    return tokenizer(text + "\nAnswer: ", add_special_tokens=True).input_ids
 
 
 def padded(rows: list, pad, left: bool = False):
