@@ -73,6 +73,14 @@ def test_an_llm_member_in_a_run_records_its_dtype_and_member_probabilities(toy_c
         rows = load_run(tmp_path / "report" / "members" / "run" / name).predictions
         kept = read_json(run / "folds" / "fold-00.meta.json")["model"]["member_proba"][name]
         assert np.allclose([list(r["proba"].values()) for r in rows if r["fold"] == 0], kept)
+    # the members' spread, from their own runs' scores
+    f1 = np.array([load_run(tmp_path / "report" / "members" / "run" / name).metrics["pooled"]["macro_f1"]["value"]
+                   for name in ("llm", "words")])
+    own = read_json(run / "metrics.json")["pooled"]["macro_f1"]["value"]
+    assert (f"- **run**: its 2 members alone score {f1.min():.3f} to {f1.max():.3f} macro-F1 (mean {f1.mean():.3f}, "
+            f"sd {f1.std(ddof=1):.3f}); their average {own:.3f}, {own - f1.mean():+.3f} over the members' mean.") in text
+    assert main(["report", str(run), "--out", str(tmp_path / "plain")]) == 0  # without --members: no spread
+    assert "members alone score" not in (tmp_path / "plain" / "report.md").read_text()
 
 
 @pytest.mark.parametrize("params, message", [

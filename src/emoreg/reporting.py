@@ -233,6 +233,22 @@ def _calibration_notes(run: Run) -> list[str]:
             f"(means over {len(fitted)} folds)"]
 
 
+def _member_spread(runs: Sequence[Run]) -> list[str]:
+    """For each ensemble reported with its members (``--members``: seeds, depths, models): how far the
+    members alone spread in macro-F1, and where their average lands."""
+    lines = []
+    for run in runs:
+        alone = [r for r in runs if r.name.startswith(run.name + ":")]
+        if len(alone) < 2:
+            continue
+        f1 = np.array([r.metrics["pooled"]["macro_f1"]["value"] for r in alone])
+        own = run.metrics["pooled"]["macro_f1"]["value"]
+        lines.append(f"- **{run.name}**: its {len(alone)} members alone score {f1.min():.3f} to {f1.max():.3f} "
+                     f"macro-F1 (mean {f1.mean():.3f}, sd {f1.std(ddof=1):.3f}); their average {own:.3f}, "
+                     f"{own - f1.mean():+.3f} over the members' mean.")
+    return lines
+
+
 def write_report(run_paths: Sequence[str | Path], out: str | Path, finished_folds: bool = False,
                  members: bool = False) -> Path:
     """``finished_folds``: an interim report of runs still in progress, on the folds all have finished.
@@ -282,6 +298,9 @@ def write_report(run_paths: Sequence[str | Path], out: str | Path, finished_fold
                      + " | ".join(_fmt(run.metrics["pooled"][m]) for m in METRICS)
                      + f" | {fm['mean']:.3f} ± {fm['std']:.3f} | {paths[run.name] or '-'} |")
     lines.append("")
+    spread = _member_spread(runs)
+    if spread:
+        lines += spread + [""]
     dtypes = {path.split(" ")[0] for path in paths.values() if path}
     if len(dtypes) > 1 or any(path and path.startswith("mixed") for path in paths.values()):
         lines += ["**Numeric paths differ**: " + "; ".join(f"{name}: {path}" for name, path in paths.items() if path)

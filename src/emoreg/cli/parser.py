@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finished-folds", action="store_true",
                    help="interim report of runs still in progress: compare them on the folds all have finished")
     p.add_argument("--members", action="store_true",
-                   help="also report each member of an ensemble run as a run of its own (the same fits)")
+                   help="also report each member of an ensemble run (seeds, depths, models) as a run of its own "
+                        "(the same fits), and how far the members spread")
 
     p = sub.add_parser("import", help="segments from OpenFace/py-feat, Whisper/SRT/VTT/ELAN, NOVA, CSV tables")
     p.add_argument("--config", type=Path, required=True, help="import YAML (see examples/import/import.yaml)")
