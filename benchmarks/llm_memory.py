@@ -54,7 +54,7 @@ class Sampler:
         if self._current is not None:
             self._current.update(end_anon=now["anon"], seconds=time.perf_counter() - self._current["began"])
         self._current = {"stage": name, "began": time.perf_counter(), "max_anon": now["anon"],
-                         "max_rss": now["rss"], "end_anon": now["anon"]}
+                         "max_rss": now["rss"], "start_rss": now["rss"], "end_anon": now["anon"]}
         self.rows.append(self._current)
 
     def _run(self) -> None:

@@ -620,6 +620,9 @@ def bench_prefix(args) -> dict:
     that dtype's peak measured in the same run, and the cosine of the states to fp32's (per token:
     each layer's mean for torch, the tuned layer's for OpenVINO, which returns only that one; and
     the lowest token's at the tuned layer)."""
+    from llm_memory import Sampler, status
+
+    from emoreg import heap
     from emoreg.models.llm import states as llm_states
     from emoreg.models.llm.cut import decoder_of, truncate
     from emoreg.models.llm.loading import load_base
@@ -648,23 +651,12 @@ def bench_prefix(args) -> dict:
         if unknown:
             raise SystemExit(f"--variants: {', '.join(sorted(unknown))} not available here (choose from {', '.join(variants)})")
         variants = ["fp32"] + [v for v in variants if v in args.variants.split(",") and v != "fp32"]
-    models, captured, kept = {}, {}, {}
-    for name in dict.fromkeys(v.removesuffix("-shared") for v in variants):  # -shared: the same model
-        base, _ = load_base(args.model, bf16=name.endswith("bf16"))
-        truncate(base, depth + 1)
-        if name == "int8":
-            quantise_below(base.model, depth)
-        if name.startswith("openvino"):
-            w8a8 = _w8a8(task, segments, clf, args.calibration) if name.endswith("w8a8") else None
-            models[name] = OpenVinoPrefix(base.model, [depth], name.endswith("bf16"), name.endswith("int8"),
-                                          torch.get_num_threads(), compress=w8a8)
-        else:
-            models[name] = base.model
+    models, captured, kept, resident = {}, {}, {}, {}
 
-    def run(name: str):
+    def run(name: str, first_only: bool = False):
         out, started = [], time.perf_counter()
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=name.startswith("bf16")):
-            for (ids, mask), row in zip(batches, rows):
+            for (ids, mask), row in zip(batches[:1] if first_only else batches, rows):
                 if name.startswith("openvino"):
                     hidden = {depth: models[name](ids, mask)[depth]}
                 elif name.endswith("-shared"):  # emoreg's states pass: a prefix common to the batch runs once
@@ -683,12 +675,35 @@ def bench_prefix(args) -> dict:
                 out.append((mask, {layer: h.float() for layer, h in hidden.items()}))
         return time.perf_counter() - started, out
 
+    sampler = Sampler(every=0.02)  # this process's resident memory, sampled while each variant loads and runs
+    for name in dict.fromkeys(v.removesuffix("-shared") for v in variants):  # -shared: the same model
+        heap.release()
+        before = status()["rss"]
+        base, _ = load_base(args.model, bf16=name.endswith("bf16"))
+        truncate(base, depth + 1)
+        if name == "int8":
+            quantise_below(base.model, depth)
+        if name.startswith("openvino"):
+            w8a8 = _w8a8(task, segments, clf, args.calibration) if name.endswith("w8a8") else None
+            models[name] = OpenVinoPrefix(base.model, [depth], name.endswith("bf16"), name.endswith("int8"),
+                                          torch.get_num_threads(), compress=w8a8)
+        else:
+            models[name] = base.model
+        del base
+        run(name, first_only=True)  # a first batch: weights mapped from disk are read in
+        heap.release()
+        resident[name] = status()["rss"] - before
+
     times = {name: [] for name in variants}
-    states = {}
+    states, extra = {}, {name: 0.0 for name in variants}
     for _ in range(args.repeats):
         for name in variants:
+            sampler.stage(name)
             seconds, states[name] = run(name)
             times[name].append(seconds)
+            row = sampler.rows[-1]
+            extra[name] = max(extra[name], row["max_rss"] - row["start_rss"])
+    sampler.close()
     params = matmul_params(models["fp32"]) * depth / (depth + 1)  # the layers below the tuned one
     shared = sum(llm_states.shared_prefix([tuple(r) for r in row]) * (len(row) - 1) for row in rows)
     peaks = {"fp32": matmul_peak_gflops(torch.float32), "int8": _int8_peak_gflops()}
@@ -714,7 +729,11 @@ def bench_prefix(args) -> dict:
                      "mfu": _sig(2 * params * (tokens - shared * name.endswith("-shared")) / best[name]
                                  / (peaks[name.removesuffix("-shared").split("-")[-1].replace("w8a8", "int8")] * 1e9)),
                      "cosine_to_fp32_per_layer": [_sig(float(c.mean())) for _, c in sorted(per_layer.items())],
-                     "cosine_to_fp32_lowest_token": _sig(float(per_layer[depth].min()))}
+                     "cosine_to_fp32_lowest_token": _sig(float(per_layer[depth].min())),
+                     # memory: the model's resident size (load, then a first batch), and the most the process
+                     # grew above where it stood while this variant's pass ran (activations, buffers)
+                     "model_resident_mb": _sig(resident[name.removesuffix("-shared")] * 1024),
+                     "pass_peak_mb": _sig(extra[name] * 1024)}
     out["peak_rss_mb"] = _sig(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return out
 

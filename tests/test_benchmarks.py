@@ -46,6 +46,10 @@ def test_llm_speed_benchmarks_run(tiny_llama, annomi_data_dir):
     assert prefix["openvino-fp32"]["cosine_to_fp32_per_layer"][0] > 0.9999  # one layer: the tuned one's input
     assert 0.9 < prefix["openvino-int8"]["cosine_to_fp32_lowest_token"] < 1 and "openvino-bf16" not in prefix
     assert prefix["tokens_shared"] > 0 and prefix["fp32-shared"]["cosine_to_fp32_lowest_token"] > 0.9999
+    # memory per variant: its model's resident size (the shared pass runs the fp32 model) and its pass's peak
+    assert prefix["fp32-shared"]["model_resident_mb"] == prefix["fp32"]["model_resident_mb"]
+    assert all(prefix[v]["pass_peak_mb"] >= 0 and isinstance(prefix[v]["model_resident_mb"], float)
+               for v in ("fp32", "fp32-shared", "int8", "openvino-fp32", "openvino-int8"))
     some = llm_speed.main(["prefix", "--model", tiny_llama, "--prompts", "4", "--layers", "2", "--repeats", "1",
                            "--dtype", "fp32", "--variants", "openvino-fp32"])
     assert {k for k, v in some.items() if isinstance(v, dict) and "ms_per_prompt" in v} == {"fp32", "openvino-fp32"}
