@@ -698,6 +698,8 @@ def bench_prefix(args) -> dict:
     states, extra = {}, {name: 0.0 for name in variants}
     for _ in range(args.repeats):
         for name in variants:
+            states.pop(name, None)
+            heap.release()  # the heap trimmed first: growth is this variant's, not room the one before left
             sampler.stage(name)
             seconds, states[name] = run(name)
             times[name].append(seconds)
