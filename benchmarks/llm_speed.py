@@ -619,7 +619,8 @@ def bench_prefix(args) -> dict:
     ``OpenVinoPrefix``): seconds per prompt, ratio to torch fp32 (and to torch bf16), MFU against
     that dtype's peak measured in the same run, and the cosine of the states to fp32's (per token:
     each layer's mean for torch, the tuned layer's for OpenVINO, which returns only that one; and
-    the lowest token's at the tuned layer)."""
+    the lowest token's at the tuned layer), and memory: each model's resident size (over its load and
+    a first batch) and each pass's peak above where the process stood (the states it returns included)."""
     from llm_memory import Sampler, status
 
     from emoreg import heap
