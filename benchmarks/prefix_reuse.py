@@ -55,20 +55,22 @@ def block_prompts(segments, task, config, count, keep: float) -> list[str]:
 
 
 def common(a, b) -> int:
-    """Leading tokens ``a`` shares with ``b``, ``a`` keeping at least its last one."""
-    if b is None:
-        return 0
-    width = min(len(a) - 1, len(b))
-    for at in range(width):
-        if a[at] != b[at]:
-            return at
-    return width
+    """Leading tokens ``a`` shares with ``b``, ``a`` keeping at least its last one (the states pass's own
+    count, ``states._common``)."""
+    from emoreg.models.llm.states import _common
+
+    return 0 if b is None else _common(a, [b], min(len(a) - 1, len(b)))
+
+
+def _batches(ids: list, batch: int) -> list:
+    """The states pass's batches: the distinct prompts sorted by length, ``batch`` at a time."""
+    todo = sorted({tuple(p) for p in ids}, key=len)
+    return [todo[at:at + batch] for at in range(0, len(todo), batch)]
 
 
 def whole_pass(ids: list, batch: int) -> tuple[int, int]:
     """Tokens run (padding included) and forward calls when every prompt runs whole."""
-    todo = sorted({tuple(p) for p in ids}, key=len)
-    batches = [todo[at:at + batch] for at in range(0, len(todo), batch)]
+    batches = _batches(ids, batch)
     return sum(len(rows) * max(map(len, rows)) for rows in batches), len(batches)
 
 
@@ -76,13 +78,10 @@ def shared_pass(ids: list, batch: int) -> tuple[int, int]:
     """Tokens run (padding included) and forward calls of emoreg's states pass over ``ids``."""
     from emoreg.models.llm.states import MIN_SHARED, shared_prefix
 
-    todo = sorted({tuple(p) for p in ids}, key=len)
     run, calls, kept = 0, 0, ()
-    for at in range(0, len(todo), batch):
-        rows = todo[at:at + batch]
+    for rows in _batches(ids, batch):
         width, prefix = max(map(len, rows)), shared_prefix(rows)
-        if (len(kept) >= MIN_SHARED and all(r[:len(kept)] == kept and len(r) > len(kept) for r in rows)
-                and prefix == len(kept)):
+        if prefix >= MIN_SHARED and rows[0][:prefix] == kept:  # the prefix kept from the batch before
             run, calls = run + len(rows) * (width - prefix), calls + 1
         elif prefix >= MIN_SHARED:
             run, calls, kept = run + prefix + len(rows) * (width - prefix), calls + 2, rows[0][:prefix]
@@ -154,13 +153,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
              "block": block_prompts(progress(segments, desc="block prompts", unit="prompt", leave=False),
                                     corpus.task, config, count, args.keep)}
     out, reference = [], None
-    for history, prompts in texts.items():  # sliding first: its shared pass is the reference
+    for history, prompts in texts.items():
         ids = [tuple(chat_ids(tokenizer, t)) for t in prompts]
-        reference = reference or shared_pass(ids, args.batch)[0]
         reuse = sum(len(p) - common(p, ids[i - 1] if i else None) for i, p in enumerate(ids))
         schemes = {"whole": whole_pass(ids, args.batch),
                    "shared": shared_pass(ids, args.batch), "reuse": (reuse, len(ids))}
         schemes.update({f"streams-{g}": streams_pass(ids, args.batch, g) for g in args.groups})
+        reference = reference or schemes["shared"][0]  # sliding first: its shared pass is the reference
         for scheme, (run, calls) in schemes.items():
             out.append({"corpus": args.corpus, "model": args.model, "budget": args.max_tokens, "history": history,
                         "scheme": scheme, "prompts": len(ids), "prompt_tokens": round(sum(map(len, ids)) / len(ids), 1),
